@@ -101,23 +101,27 @@ def self_attention_steps(a, Wq, Wk, Wv, normalize: str = "softmax", attend_mask=
 
 
 def attend_steps(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, normalize: str) -> Steps:
-    """From given q^i, k^i, v^i (rows) to alpha, alpha' and b, one pair (i, j) at a time."""
-    n, d_k = q.shape
+    """From given q^i, k^j, v^j (rows) to alpha, alpha' and b, one pair (i, j) at a time.
+
+    q: (Nq, d_k), k: (Nk, d_k), v: (Nk, d_v), mask: (Nq, Nk). In self-attention Nq = Nk = N.
+    """
+    n_q, d_k = q.shape
+    n_k = k.shape[0]
     # alpha_{i,j} = q^i . k^j / sqrt(d)
-    alpha = np.zeros((n, n))
-    for i in range(n):
-        for j in range(n):
+    alpha = np.zeros((n_q, n_k))
+    for i in range(n_q):
+        for j in range(n_k):
             alpha[i, j] = float(np.dot(q[i], k[j])) / np.sqrt(d_k)
 
     # alpha'_{i,.} = normalize_j(alpha_{i,.})
-    alpha_prime = np.zeros((n, n))
-    for i in range(n):
+    alpha_prime = np.zeros((n_q, n_k))
+    for i in range(n_q):
         alpha_prime[i] = _normalize_row(alpha[i], mask[i], normalize)
 
     # b^i = sum_j alpha'_{i,j} v^j
-    b = np.zeros((n, v.shape[1]))
-    for i in range(n):
-        for j in range(n):
+    b = np.zeros((n_q, v.shape[1]))
+    for i in range(n_q):
+        for j in range(n_k):
             b[i] += alpha_prime[i, j] * v[j]
     return Steps(q=q, k=k, v=v, alpha=alpha, alpha_prime=alpha_prime, b=b)
 

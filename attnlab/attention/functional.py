@@ -56,7 +56,7 @@ def normalize_scores(scores: torch.Tensor, attend_mask: torch.Tensor | None, nor
             return scores.softmax(dim=-1)
         if normalize == "relu":
             return scores.relu() / n_keys
-        return torch.sigmoid(scores - math.log(n_keys))
+        return torch.sigmoid(scores - math.log(max(n_keys, 1)))  # Nk = 0: an empty row
 
     row_any = attend_mask.any(dim=-1, keepdim=True)  # (..., Nq, 1)
     if normalize == "softmax":
