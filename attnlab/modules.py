@@ -11,6 +11,9 @@ import torch.nn as nn
 
 from .attention.functional import check_mask, check_normalize, scaled_dot_product_attention
 from .attention.masks import from_lengths
+from .attention.varlen import VarlenPlan, varlen_attention_qkv
+from .packing import check_cu_seqlens, pack_padded, positions_in_sequence, unpack_padded
+from .positions import check_positions, make_positions
 
 
 def _check_x(x: torch.Tensor, d: int, name: str = "x") -> None:
@@ -144,6 +147,51 @@ class MultiHeadSelfAttention(nn.Module):
         y = self.out(out.transpose(1, 2).flatten(2))
         return (y, weights) if return_weights else y
 
+    def forward_packed(
+        self,
+        tokens: torch.Tensor,
+        cu_seqlens: torch.Tensor,
+        *,
+        causal: bool = False,
+        window: int | None = None,
+        rotary: nn.Module | None = None,
+        positions: torch.Tensor | None = None,
+        plan=None,
+        return_weights: bool = False,
+    ):
+        """Packed tokens (T, D) + cu_seqlens (B + 1,) -> y (T, D) [, list of B weights (H, n, n)].
+
+        Each sequence attends only to itself (``attnlab.varlen_attention``); nothing is
+        padded. ``rotary`` (an ``attnlab.positions.RotaryPositions``) turns q and k by
+        each token's position in its sequence (``positions`` (T,), computed from
+        ``cu_seqlens`` when not given). ``plan`` (a ``VarlenPlan``) is shared by layers
+        that see the same batch.
+        """
+        if tokens.dim() != 2 or tokens.shape[-1] != self.d_model:
+            raise ValueError(f"tokens must have shape (T, D) with D = {self.d_model}, got {tuple(tokens.shape)}")
+        # 1) project: (T, D) -> (T, 3, H, d)
+        qkv = self.qkv(tokens).unflatten(-1, (3, self.heads, self.d_head))
+        if rotary is not None:
+            if positions is None:
+                positions = positions_in_sequence(cu_seqlens, tokens.shape[0])
+            rotary.rotate_(qkv[:, :2], positions)  # q and k, in place
+        # 2) attend within every sequence: (T, H, d)
+        out = varlen_attention_qkv(
+            qkv, cu_seqlens,
+            causal=causal,
+            window=window,
+            normalize=self.normalize,
+            dropout=self.dropout if self.training else 0.0,
+            return_weights=return_weights,
+            plan=plan,
+        )
+        weights = None
+        if return_weights:
+            out, weights = out
+        # 3) concatenate the heads and apply W^O: (T, H, d) -> (T, D)
+        y = self.out(out.flatten(1))
+        return (y, weights) if return_weights else y
+
     # -- conversion to and from torch.nn.MultiheadAttention -------------------------------
     @classmethod
     def from_torch(cls, mha: nn.MultiheadAttention, *, normalize: str = "softmax") -> "MultiHeadSelfAttention":
@@ -179,3 +227,185 @@ class MultiHeadSelfAttention(nn.Module):
                 mha.in_proj_bias.copy_(self.qkv.bias)
                 mha.out_proj.bias.copy_(self.out.bias)
         return mha
+
+
+# -- packed Transformer encoder ----------------------------------------------------------
+
+ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu}
+
+
+class TransformerEncoderLayer(nn.Module):
+    """One encoder layer on packed tokens (T, D): attention and feed-forward, each a residual.
+
+    norm_first=True:   x = x + drop(attn(norm1(x)));  x = x + drop(ff(norm2(x)))
+    norm_first=False:  x = norm1(x + drop(attn(x)));  x = norm2(x + drop(ff(x)))
+    with ff(x) = W2 drop(act(W1 x + b1)) + b2 (the layout of ``torch.nn.TransformerEncoderLayer``).
+    Every step works row by row on (T, D) except attention, which is ``MultiHeadSelfAttention.forward_packed``.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        d_ff: int,
+        *,
+        dropout: float = 0.1,
+        normalize: str = "softmax",
+        norm_first: bool = True,
+        activation: str = "relu",
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is unknown; choose one of {', '.join(ACTIVATIONS)}")
+        self.attn = MultiHeadSelfAttention(d_model, heads, dropout=dropout, normalize=normalize)
+        self.ff1 = nn.Linear(d_model, d_ff)
+        self.ff2 = nn.Linear(d_ff, d_model)
+        self.norm1 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
+        self.dropout, self.norm_first, self.activation = dropout, norm_first, activation
+
+    def _drop(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.dropout(x, self.dropout, True) if self.training and self.dropout > 0 else x
+
+    def _ff(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.ff1(x)  # (T, d_ff)
+        h = h.relu_() if self.activation == "relu" else ACTIVATIONS[self.activation](h)
+        return self.ff2(self._drop(h))  # (T, D)
+
+    def forward_packed(self, x, cu_seqlens, *, plan=None, rotary=None, positions=None, causal=False, window=None, return_weights=False):
+        """x (T, D) -> (T, D) [, list of B weights (H, n, n)]."""
+        attend = dict(causal=causal, window=window, rotary=rotary, positions=positions, plan=plan, return_weights=return_weights)
+        weights = None
+        if self.norm_first:
+            a = self.attn.forward_packed(self.norm1(x), cu_seqlens, **attend)
+            if return_weights:
+                a, weights = a
+            x = x + self._drop(a)
+            x = x + self._drop(self._ff(self.norm2(x)))
+        else:
+            a = self.attn.forward_packed(x, cu_seqlens, **attend)
+            if return_weights:
+                a, weights = a
+            x = self.norm1(x + self._drop(a))
+            x = self.norm2(x + self._drop(self._ff(x)))
+        return (x, weights) if return_weights else x
+
+
+class TransformerEncoder(nn.Module):
+    """A stack of encoder layers that never computes on padding.
+
+    Shape letters: B sequences, N padded length, T packed tokens, D model width.
+
+    * ``forward_packed(tokens (T, D), cu_seqlens (B + 1,))`` -> (T, D): the working form.
+    * ``forward(x (B, N, D), lengths (B,) | None)`` -> (B, N, D): packs, runs the packed
+      form, and unpacks (padding rows of the result are zeros).
+
+    ``positions``: "none" | "sinusoidal" | "learned" (added to the input once) | "rotary"
+    (q and k turned inside every attention layer), always by each token's index within
+    its own sequence. With norm_first (pre-norm) a final LayerNorm follows the last layer.
+    ``return_weights=True`` also returns, per layer, the list of per-sequence weights
+    (H, n, n) (a slower path that computes them one sequence at a time).
+
+    Attention inside pads only within a few length buckets of similar sequences (see
+    ``attnlab.attention.varlen``); every other step works on the T real tokens.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        heads: int,
+        layers: int,
+        d_ff: int,
+        *,
+        dropout: float = 0.1,
+        positions: str = "rotary",
+        normalize: str = "softmax",
+        norm_first: bool = True,
+        max_len: int = 1024,
+        activation: str = "relu",
+        causal: bool = False,
+        window: int | None = None,
+        layer_norm_eps: float = 1e-5,
+    ):
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"layers must be >= 1, got {layers}")
+        if heads < 1 or d_model % heads != 0:
+            raise ValueError(f"d_model = {d_model} must be divisible by heads = {heads}")
+        self.d_model, self.heads, self.max_len = d_model, heads, max_len
+        self.positions = check_positions(positions)
+        self.causal, self.window = causal, window
+        pos = make_positions(positions, d_model, heads, max_len)
+        self.rotary = pos if positions == "rotary" else None
+        self.position_table = pos if positions in ("sinusoidal", "learned") else None
+        self.layers = nn.ModuleList(
+            TransformerEncoderLayer(
+                d_model, heads, d_ff, dropout=dropout, normalize=normalize, norm_first=norm_first,
+                activation=activation, layer_norm_eps=layer_norm_eps,
+            )
+            for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
+
+    def forward_packed(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
+        """tokens (T, D), cu_seqlens (B + 1,) -> (T, D) [, per layer a list of B weights (H, n, n)]."""
+        if tokens.dim() != 2 or tokens.shape[-1] != self.d_model:
+            raise ValueError(f"tokens must have shape (T, D) with D = {self.d_model}, got {tuple(tokens.shape)}")
+        total = tokens.shape[0]
+        cu = check_cu_seqlens(cu_seqlens, total).to(tokens.device)
+        plan = VarlenPlan(cu, total, width=self.d_model)  # shared by every layer (and the backward)
+        positions = positions_in_sequence(cu, total) if self.positions != "none" else None  # (T,)
+        x = tokens
+        if self.position_table is not None:
+            x = self.position_table(x, positions)
+        weights = []
+        for layer in self.layers:
+            x = layer.forward_packed(
+                x, cu, plan=plan, rotary=self.rotary, positions=positions,
+                causal=self.causal, window=self.window, return_weights=return_weights,
+            )
+            if return_weights:
+                x, w = x
+                weights.append(w)
+        if self.norm is not None:
+            x = self.norm(x)
+        return (x, weights) if return_weights else x
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, return_weights: bool = False):
+        """x (B, N, D), lengths (B,) or None (all N) -> (B, N, D) [, per-layer weights], padding rows 0."""
+        _check_x(x, self.d_model)
+        tokens, cu = pack_padded(x, lengths)  # (T, D), (B + 1,)
+        out = self.forward_packed(tokens, cu, return_weights=return_weights)
+        if return_weights:
+            out, weights = out
+            return unpack_padded(out, cu, x.shape[1]), weights
+        return unpack_padded(out, cu, x.shape[1])
+
+    @classmethod
+    def from_torch(cls, encoder: nn.TransformerEncoder, *, normalize: str = "softmax") -> "TransformerEncoder":
+        """Copy a ``torch.nn.TransformerEncoder`` (batch_first, relu or gelu) into positions="none"."""
+        if not isinstance(encoder, nn.TransformerEncoder) or not len(encoder.layers):
+            raise ValueError(f"encoder must be a torch.nn.TransformerEncoder, got {type(encoder).__name__}")
+        first = encoder.layers[0]
+        act = {1: "relu", 2: "gelu"}.get(getattr(first, "activation_relu_or_gelu", 0))
+        if act is None:
+            raise ValueError("only relu and gelu feed-forward activations can be copied")
+        if first.norm_first != (encoder.norm is not None):
+            raise ValueError(
+                "attnlab's pre-norm encoder ends with a LayerNorm and its post-norm one does not: "
+                f"the torch encoder has norm_first={first.norm_first} and final norm={encoder.norm is not None}"
+            )
+        mha = first.self_attn
+        new = cls(
+            mha.embed_dim, mha.num_heads, len(encoder.layers), first.linear1.out_features,
+            dropout=first.dropout.p, positions="none", normalize=normalize, norm_first=first.norm_first,
+            activation=act, layer_norm_eps=first.norm1.eps,
+        ).to(dtype=first.linear1.weight.dtype, device=first.linear1.weight.device)
+        for mine, theirs in zip(new.layers, encoder.layers):
+            mine.attn = MultiHeadSelfAttention.from_torch(theirs.self_attn, normalize=normalize)
+            for a, b in (("ff1", "linear1"), ("ff2", "linear2"), ("norm1", "norm1"), ("norm2", "norm2")):
+                getattr(mine, a).load_state_dict(getattr(theirs, b).state_dict())
+        if new.norm is not None:
+            new.norm.load_state_dict(encoder.norm.state_dict())
+        return new

@@ -1,0 +1,352 @@
+"""Variable-length ("varlen") attention over a packed batch.
+
+Shape letters: T packed tokens, B sequences, H heads, d head width, n one sequence's
+length. A packed batch is q, k, v (T, H, d) plus ``cu_seqlens`` (B + 1,) (see
+``attnlab.packing``): sequence b owns rows ``cu_seqlens[b] : cu_seqlens[b + 1]`` and
+attends only to itself. The result equals running
+``attnlab.scaled_dot_product_attention`` on every sequence alone.
+
+How it is computed (an implementation detail; the encoder around it never pads):
+
+* sequences are sorted by length and cut into a few **length buckets**, chosen by a
+  small dynamic programme that trades the cost of one more kernel call against the
+  work spent on padding keys;
+* each bucket's rows are gathered (one ``index_select`` for the whole batch) into a
+  (b, n, H, d) block, padded only up to the longest sequence of that bucket, and run
+  through PyTorch's fused ``scaled_dot_product_attention`` (its flash-attention CPU
+  kernel); padded keys are masked, padded query rows are computed and dropped;
+* when the buckets need no padding and keep the tokens in order (one long sequence,
+  or equal lengths), nothing is gathered or copied: the kernel reads strided views.
+
+Normalizers other than softmax, and ``return_weights``, take the readable path
+(scores -> normalize -> weighted sum): per bucket, or per sequence for the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..packing import check_cu_seqlens
+from .functional import check_normalize, normalize_scores, scaled_dot_product_attention
+from .masks import causal as causal_mask
+from .masks import window as window_mask
+
+log = logging.getLogger("attnlab.attention")
+
+# Cost model for choosing buckets, in seconds on a CPU (only the ratio matters):
+# one fused kernel call (with its gathers and Python) costs about _CALL_SECONDS; a
+# query-key pair in one head costs about 4 * d / _PAIR_FLOPS seconds.
+_CALL_SECONDS = 25e-6
+_PAIR_FLOPS = 60e9
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Sequences that run through one kernel call, padded to length ``n``."""
+
+    n: int  # padded length: the longest sequence in the bucket
+    seqs: tuple[int, ...]  # indices into the batch, shortest first
+    lengths: tuple[int, ...]  # their lengths
+    slot: int  # first row of the bucket in the gathered (P, ...) layout
+
+    @property
+    def count(self) -> int:
+        return len(self.seqs)
+
+    @property
+    def exact(self) -> bool:
+        return all(length == self.n for length in self.lengths)
+
+
+class VarlenPlan:
+    """How one packed batch is laid out for attention; build once, share across layers.
+
+    ``cu_seqlens`` (B + 1,) is validated against ``total`` (T) when given. ``width``
+    (H * d) only tunes the bucket choice.
+
+    Attributes: ``buckets`` (list of Bucket), ``identity`` (True when the bucketed
+    layout is the packed layout itself, so nothing is gathered), ``gather_index``
+    (P,) token row for each bucket row (padding rows repeat a real row, they are masked),
+    ``scatter_index`` (T,) bucket row of each token.
+    """
+
+    def __init__(self, cu_seqlens: torch.Tensor, total: int | None = None, *, width: int = 256):
+        cu = check_cu_seqlens(cu_seqlens, total)
+        self.cu_seqlens = cu
+        bounds = cu.tolist()
+        self.total = bounds[-1]
+        self.starts = bounds[:-1]
+        self.lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
+        self.buckets = _choose_buckets(self.lengths, width)
+        self.padded_total = sum(b.count * b.n for b in self.buckets)
+        order = [s for b in self.buckets for s in b.seqs]
+        nonempty = [i for i, n in enumerate(self.lengths) if n > 0]
+        self.identity = all(b.exact for b in self.buckets) and order == nonempty
+        self.gather_index = None
+        self.scatter_index = None
+        if not self.identity:
+            self._build_indices(cu.device)
+        self._masks: dict[tuple, list[torch.Tensor | None]] = {}
+
+    def _build_indices(self, device) -> None:
+        gather, scatter = [], [0] * self.total
+        for b in self.buckets:
+            row = b.slot
+            for s, length in zip(b.seqs, b.lengths):
+                start = self.starts[s]
+                gather.extend(range(start, start + length))
+                gather.extend([start] * (b.n - length))  # padding rows: masked keys, dropped queries
+                scatter[start: start + length] = range(row, row + length)
+                row += b.n
+        self.gather_index = torch.tensor(gather, dtype=torch.long, device=device)
+        self.scatter_index = torch.tensor(scatter, dtype=torch.long, device=device)
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Packed rows (T, ...) -> bucket rows (P, ...)."""
+        return x if self.identity else x.index_select(0, self.gather_index)
+
+    def scatter(self, rows: torch.Tensor) -> torch.Tensor:
+        """Bucket rows (P, ...) -> packed rows (T, ...)."""
+        return rows if self.identity else rows.index_select(0, self.scatter_index)
+
+    def masks(self, causal: bool, window: int | None, device) -> list[torch.Tensor | None]:
+        """Per bucket, the boolean attend_mask broadcastable to (b, H, n, n), or None.
+
+        Padded keys are masked; padded query rows may attend everywhere (their outputs are
+        dropped, and a row with something to attend keeps values and gradients finite).
+        """
+        key = (causal, window, str(device))
+        if key not in self._masks:
+            self._masks[key] = [_bucket_mask(b, causal, window, device) for b in self.buckets]
+        return self._masks[key]
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{b.count}x{b.n}" for b in self.buckets)
+        return f"VarlenPlan(T={self.total}, B={len(self.lengths)}, buckets=[{shapes}], identity={self.identity})"
+
+
+def _choose_buckets(lengths: list[int], width: int) -> list[Bucket]:
+    """Cut the sequences, sorted by length, into contiguous groups of least modelled cost."""
+    order = sorted((n, i) for i, n in enumerate(lengths) if n > 0)
+    if not order:
+        return []
+    # distinct lengths L[0] < L[1] < ... with cumulative counts
+    distinct, cum = [], [0]
+    for n, _ in order:
+        if distinct and distinct[-1] == n:
+            cum[-1] += 1
+        else:
+            distinct.append(n)
+            cum.append(cum[-1] + 1)
+    pair = 4.0 * width / _PAIR_FLOPS
+    k = len(distinct)
+    best = [0.0] + [math.inf] * k
+    cut = [0] * (k + 1)
+    for j in range(1, k + 1):
+        per_seq = pair * distinct[j - 1] ** 2
+        cj = cum[j]
+        for i in range(j - 1, -1, -1):
+            cost = best[i] + _CALL_SECONDS + (cj - cum[i]) * per_seq
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+            if (cj - cum[i]) * per_seq > best[j]:
+                break  # padding alone already costs more: longer groups only cost more
+    groups, j = [], k
+    while j > 0:
+        groups.append((cut[j], j))
+        j = cut[j]
+    groups.reverse()
+    buckets, slot = [], 0
+    for i, j in groups:
+        members = order[cum[i]: cum[j]]
+        n = distinct[j - 1]
+        seqs = tuple(s for _, s in members)
+        buckets.append(Bucket(n=n, seqs=seqs, lengths=tuple(m for m, _ in members), slot=slot))
+        slot += n * len(seqs)
+    return buckets
+
+
+def _pattern(n: int, causal: bool, window: int | None, device) -> torch.Tensor | None:
+    mask = None
+    if causal:
+        mask = causal_mask(n, device=device)
+    if window is not None:
+        w = window_mask(n, window, device=device)
+        mask = w if mask is None else mask & w
+    return mask  # (n, n) or None
+
+
+def _bucket_mask(b: Bucket, causal: bool, window: int | None, device) -> torch.Tensor | None:
+    pattern = _pattern(b.n, causal, window, device)
+    if b.exact:
+        return pattern
+    lengths = torch.tensor(b.lengths, device=device)
+    valid = torch.arange(b.n, device=device)[None, :] < lengths[:, None]  # (b, n)
+    keys = valid[:, None, None, :]  # (b, 1, 1, n)
+    mask = keys if pattern is None else keys & pattern
+    return mask | ~valid[:, None, :, None]  # padded query rows attend everywhere
+
+
+def check_window(window: int | None) -> int | None:
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 0):
+        raise ValueError(f"window must be None or a non-negative int radius, got {window!r}")
+    return window
+
+
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        if t.dim() != 3:
+            raise ValueError(f"{name} must have shape (T, H, d), got {tuple(t.shape)}")
+    if not (q.shape[0] == k.shape[0] == v.shape[0]):
+        raise ValueError(
+            f"q, k, v must have the same number of tokens T: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if not (q.shape[1] == k.shape[1] == v.shape[1]):
+        raise ValueError(
+            f"q, k, v must have the same number of heads H: q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    if q.shape[2] != k.shape[2]:
+        raise ValueError(f"q and k must have the same head width d: q {tuple(q.shape)}, k {tuple(k.shape)}")
+
+
+def varlen_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    *,
+    causal: bool = False,
+    window: int | None = None,
+    normalize: str = "softmax",
+    scale: float | None = None,
+    dropout: float = 0.0,
+    return_weights: bool = False,
+    plan: VarlenPlan | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """Attention of every packed sequence over itself.
+
+    q (T, H, d), k (T, H, d), v (T, H, dv), cu_seqlens (B + 1,) -> out (T, H, dv)
+    and, when ``return_weights``, a list of B weight tensors (H, n_b, n_b).
+
+    ``causal``: token i attends to tokens j <= i of its sequence; ``window``: to tokens
+    with |i - j| <= window (both together: i - window <= j <= i). ``normalize`` is one of
+    ``attnlab.NORMALIZERS``; ``scale`` defaults to 1 / sqrt(d); ``dropout`` applies to
+    the weights. ``plan`` (a VarlenPlan of the same cu_seqlens) saves re-planning when
+    several calls share one batch.
+    """
+    _check_qkv(q, k, v)
+    return _varlen(
+        (q, k, v), q.shape[0], cu_seqlens, causal=causal, window=window, normalize=normalize,
+        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan,
+    )
+
+
+def varlen_attention_qkv(
+    qkv: torch.Tensor,
+    cu_seqlens: torch.Tensor,
+    *,
+    causal: bool = False,
+    window: int | None = None,
+    normalize: str = "softmax",
+    scale: float | None = None,
+    dropout: float = 0.0,
+    return_weights: bool = False,
+    plan: VarlenPlan | None = None,
+) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+    """``varlen_attention`` on stacked projections qkv (T, 3, H, d) -> out (T, H, d).
+
+    The same computation, but the rows of q, k and v are gathered in one step.
+    """
+    if qkv.dim() != 4 or qkv.shape[1] != 3:
+        raise ValueError(f"qkv must have shape (T, 3, H, d), got {tuple(qkv.shape)}")
+    return _varlen(
+        qkv, qkv.shape[0], cu_seqlens, causal=causal, window=window, normalize=normalize,
+        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan,
+    )
+
+
+def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout, return_weights, plan):
+    check_normalize(normalize)
+    check_window(window)
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+    stacked = isinstance(src, torch.Tensor)
+    q = src[:, 0] if stacked else src[0]
+    d = q.shape[-1]
+    scale = 1.0 / math.sqrt(d) if scale is None else scale
+    if plan is None:
+        plan = VarlenPlan(cu_seqlens, total, width=q.shape[1] * d)
+    else:
+        if plan.total != total:
+            raise ValueError(f"plan was made for T = {plan.total} tokens, the inputs have T = {total}")
+        if cu_seqlens is not plan.cu_seqlens and not torch.equal(check_cu_seqlens(cu_seqlens, total), plan.cu_seqlens):
+            raise ValueError("plan was made for different cu_seqlens")
+
+    if return_weights:
+        qs, ks, vs = (src[:, i] for i in range(3)) if stacked else src
+        return _per_sequence(qs, ks, vs, plan, causal, window, normalize, scale, dropout)
+
+    dv = src.shape[-1] if stacked else src[2].shape[-1]
+    heads = q.shape[1]
+    if not plan.buckets:
+        return q.new_zeros((total, heads, dv))
+
+    # 1) gather every bucket's rows: (P, 3, H, d) or three (P, H, d)
+    if stacked:
+        rows = plan.gather(src)
+    else:
+        rows = tuple(plan.gather(t) for t in src)
+    masks = plan.masks(causal, window, q.device)
+    fused = normalize == "softmax"
+    outs = []
+    for bucket, mask in zip(plan.buckets, masks):
+        lo, hi = bucket.slot, bucket.slot + bucket.count * bucket.n
+        # 2) the bucket as (b, H, n, d) views
+        if stacked:
+            block = rows[lo:hi].unflatten(0, (bucket.count, bucket.n))  # (b, n, 3, H, d)
+            qb, kb, vb = (block[:, :, i].transpose(1, 2) for i in range(3))  # (b, H, n, d)
+        else:
+            qb, kb, vb = (r[lo:hi].unflatten(0, (bucket.count, bucket.n)).transpose(1, 2) for r in rows)
+        # 3) attend
+        if fused:
+            use_causal_flag = causal and window is None and bucket.exact
+            out = F.scaled_dot_product_attention(
+                qb, kb, vb,
+                attn_mask=None if use_causal_flag else mask,
+                dropout_p=dropout,
+                is_causal=use_causal_flag,
+                scale=scale,
+            )
+        else:
+            out = scaled_dot_product_attention(
+                qb, kb, vb, attend_mask=mask, normalize=normalize, scale=scale, dropout=dropout, impl="readable"
+            )
+        # (b, H, n, dv) -> (b * n, H, dv)
+        outs.append(out.transpose(1, 2).flatten(0, 1))
+    # 4) back to the packed order (padding rows dropped)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
+    return plan.scatter(out)
+
+
+def _per_sequence(q, k, v, plan, causal, window, normalize, scale, dropout):
+    """The slow path that also returns weights: one readable call per sequence."""
+    outs, weights = [], []
+    heads, dv = q.shape[1], v.shape[-1]
+    for start, n in zip(plan.starts, plan.lengths):
+        if n == 0:
+            weights.append(q.new_zeros((heads, 0, 0)))
+            continue
+        qs, ks, vs = (t[start: start + n].transpose(0, 1).unsqueeze(0) for t in (q, k, v))  # (1, H, n, d)
+        out, w = scaled_dot_product_attention(
+            qs, ks, vs, attend_mask=_pattern(n, causal, window, q.device), normalize=normalize,
+            scale=scale, dropout=dropout, return_weights=True, impl="readable",
+        )
+        outs.append(out[0].transpose(0, 1))  # (n, H, dv)
+        weights.append(w[0])  # (H, n, n)
+    out = torch.cat(outs, dim=0) if outs else q.new_zeros((0, heads, dv))
+    return out, weights

@@ -1,0 +1,138 @@
+"""Position information for packed sequences.
+
+Self-attention alone ignores order: without positions both "saw" in "I saw a saw"
+get the same output. In a packed batch (tokens (T, D), ``cu_seqlens`` (B + 1,)) every
+token's position is its index within its own sequence,
+``attnlab.packing.positions_in_sequence(cu_seqlens)`` (T,), so sequence b starts at 0
+whatever comes before it.
+
+Kinds (``POSITIONS``):
+
+* ``"none"``: nothing is added;
+* ``"sinusoidal"``: the fixed table PE[p, 2i] = sin(p / 10000^(2i/D)),
+  PE[p, 2i + 1] = cos(p / 10000^(2i/D)) is added to the input once;
+* ``"learned"``: a trained (max_len, D) table is added to the input once;
+* ``"rotary"``: inside every attention layer, q and k of each head are rotated pair by
+  pair, (x_{2i}, x_{2i+1}) by the angle p * theta_i with theta_i = base^(-2i/d), so
+  q_p . k_r depends on p - r only.
+"""
+
+from __future__ import annotations
+
+
+import torch
+import torch.nn as nn
+
+POSITIONS = ("none", "sinusoidal", "learned", "rotary")
+
+
+def check_positions(kind: str) -> str:
+    if kind not in POSITIONS:
+        raise ValueError(f"positions={kind!r} is unknown; choose one of {', '.join(POSITIONS)}")
+    return kind
+
+
+def _check_positions_tensor(positions: torch.Tensor, rows: int, max_len: int | None = None) -> None:
+    if positions.dim() != 1 or positions.shape[0] != rows:
+        raise ValueError(f"positions must have shape (T,) = ({rows},), got {tuple(positions.shape)}")
+    if max_len is not None and positions.numel() and int(positions.max()) >= max_len:
+        raise ValueError(
+            f"a sequence is {int(positions.max()) + 1} tokens long but max_len = {max_len}; build with a larger max_len"
+        )
+
+
+def sinusoidal_table(max_len: int, d_model: int, *, base: float = 10000.0) -> torch.Tensor:
+    """(max_len, D): PE[p, 2i] = sin(p / base^(2i/D)), PE[p, 2i + 1] = cos(p / base^(2i/D))."""
+    if d_model % 2:
+        raise ValueError(f"sinusoidal positions need an even d_model, got {d_model}")
+    p = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
+    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (D/2,)
+    table = torch.empty(max_len, d_model, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(p * inv)
+    table[:, 1::2] = torch.cos(p * inv)
+    return table.float()
+
+
+class SinusoidalPositions(nn.Module):
+    """Adds the fixed sinusoidal table: x (T, D), positions (T,) -> x + PE[positions]."""
+
+    def __init__(self, d_model: int, max_len: int):
+        super().__init__()
+        self.max_len = max_len
+        self.register_buffer("table", sinusoidal_table(max_len, d_model), persistent=False)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        _check_positions_tensor(positions, x.shape[0], self.max_len)
+        return x + self.table.to(x.dtype).index_select(0, positions)
+
+
+class LearnedPositions(nn.Module):
+    """Adds a trained table: x (T, D), positions (T,) -> x + E[positions]."""
+
+    def __init__(self, d_model: int, max_len: int):
+        super().__init__()
+        self.max_len = max_len
+        self.table = nn.Embedding(max_len, d_model)
+        nn.init.normal_(self.table.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        _check_positions_tensor(positions, x.shape[0], self.max_len)
+        return x + self.table(positions)
+
+
+class RotaryPositions(nn.Module):
+    """Rotary position embedding for one head width d (even).
+
+    ``rotate(x, positions)``: x (T, ..., d), positions (T,) -> x with each pair
+    (x_{2i}, x_{2i+1}) of row t turned by the angle positions[t] * theta_i. Attention
+    layers call ``rotate_`` on their freshly projected q and k (in place, no copy).
+    """
+
+    def __init__(self, d_head: int, *, base: float = 10000.0):
+        super().__init__()
+        if d_head % 2:
+            raise ValueError(f"rotary positions need an even head width, got d = {d_head}")
+        self.d_head, self.base = d_head, base
+        inv = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # (d/2,) theta_i
+        self.register_buffer("inv_freq", inv, persistent=False)
+
+    def rotations(self, positions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(T,) -> complex (T, d/2): e^{i p theta}, in the complex dtype matching ``dtype``."""
+        angles = positions.to(torch.float64)[:, None] * self.inv_freq.to(positions.device)  # (T, d/2)
+        cis = torch.polar(torch.ones_like(angles), angles)
+        return cis.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
+
+    def _as_complex(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.d_head:
+            raise ValueError(f"rotary positions were built for d = {self.d_head}, got head width {x.shape[-1]}")
+        return torch.view_as_complex(x.unflatten(-1, (self.d_head // 2, 2)))  # (T, ..., d/2)
+
+    def _broadcast(self, cis: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return cis.reshape(cis.shape[0], *([1] * (x.dim() - 2)), cis.shape[1])  # (T, 1, ..., d/2)
+
+    def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """x (T, ..., d), positions (T,) -> rotated copy (T, ..., d)."""
+        _check_positions_tensor(positions, x.shape[0])
+        cis = self._broadcast(self.rotations(positions, x.dtype), x)
+        return torch.view_as_real(self._as_complex(x.contiguous()) * cis).flatten(-2)
+
+    def rotate_(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """In place: x (T, ..., d) whose last axis is contiguous (e.g. q and k sliced out of
+        one projection). Returns x."""
+        _check_positions_tensor(positions, x.shape[0])
+        cis = self._broadcast(self.rotations(positions, x.dtype), x)
+        self._as_complex(x).mul_(cis)
+        return x
+
+
+def make_positions(kind: str, d_model: int, heads: int, max_len: int) -> nn.Module | None:
+    """The module for ``kind``: added to the input (sinusoidal, learned), used by attention
+    (rotary) or None."""
+    check_positions(kind)
+    if kind == "sinusoidal":
+        return SinusoidalPositions(d_model, max_len)
+    if kind == "learned":
+        return LearnedPositions(d_model, max_len)
+    if kind == "rotary":
+        return RotaryPositions(d_model // heads)
+    return None

@@ -1,0 +1,140 @@
+"""The packed TransformerEncoder: packed == padded == one sentence at a time, positions, torch parity."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import attnlab
+from attnlab import TransformerEncoder
+from attnlab.packing import cu_seqlens_from_lengths, pack, pack_padded
+
+POSITIONS = ("none", "sinusoidal", "learned", "rotary")
+
+
+def encoder(positions="rotary", seed=0, dtype=torch.float32, **kw):
+    torch.manual_seed(seed)
+    kw = {"dropout": 0.0, **kw}
+    enc = TransformerEncoder(16, 4, 2, 32, positions=positions, max_len=64, **kw).to(dtype).eval()
+    with torch.no_grad():  # LayerNorm and biases start at 1 / 0; make every parameter count
+        for p in enc.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return enc
+
+
+def padded_batch(lengths, dtype=torch.float32, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(len(lengths), max(lengths), 16, generator=g, dtype=dtype), torch.tensor(lengths)
+
+
+@pytest.mark.parametrize("positions", POSITIONS)
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_packed_equals_padded_equals_one_sentence_at_a_time(positions, norm_first):
+    enc = encoder(positions, norm_first=norm_first)
+    x, lengths = padded_batch([7, 1, 12, 0, 12, 3])
+    with torch.no_grad():
+        y = enc(x, lengths)  # (B, N, D)
+        tokens, cu = pack_padded(x, lengths)
+        packed = enc.forward_packed(tokens, cu)  # (T, D)
+        assert packed.shape == (int(lengths.sum()), 16)
+        for b, n in enumerate(lengths.tolist()):
+            start = int(cu[b])
+            torch.testing.assert_close(y[b, :n], packed[start: start + n], atol=1e-5, rtol=0)
+            assert bool((y[b, n:] == 0).all())  # padding rows are zeros
+            if n:
+                alone = enc(x[b: b + 1, :n])[0]
+                torch.testing.assert_close(alone, y[b, :n], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+def test_equals_torch_transformer_encoder(norm_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, dropout=0.1, batch_first=True, norm_first=norm_first)
+    theirs = nn.TransformerEncoder(
+        layer, 2, norm=nn.LayerNorm(16) if norm_first else None, enable_nested_tensor=False
+    ).eval()
+    mine = TransformerEncoder.from_torch(theirs).eval()
+    x, lengths = padded_batch([5, 9, 2])
+    keep = torch.arange(9)[None, :] < lengths[:, None]
+    with torch.no_grad():
+        expected = theirs(x, src_key_padding_mask=~keep)
+        got = mine(x, lengths)
+    torch.testing.assert_close(got[keep], expected[keep], atol=1e-5, rtol=0)
+
+
+def test_the_two_saws_need_positions():
+    """ "I saw a saw": one embedding table, so both "saw" enter as the same vector."""
+    vocab = {"I": 0, "saw": 1, "a": 2}
+    table = torch.randn(3, 16, generator=torch.Generator().manual_seed(7))
+    sentence = table[torch.tensor([vocab[w] for w in "I saw a saw".split()])]  # (4, D)
+    tokens, cu = pack([sentence, table[torch.tensor([2, 1])]])  # a second sentence: "a saw"
+    for positions in POSITIONS:
+        with torch.no_grad():
+            out = encoder(positions).forward_packed(tokens, cu)
+        gap = float((out[1] - out[3]).abs().max())
+        if positions == "none":
+            assert gap < 1e-6, positions
+        else:
+            assert gap > 1e-3, positions
+
+
+@pytest.mark.parametrize("positions", ["rotary", "learned"])
+def test_gradients_flow_and_match_between_packed_and_padded(positions):
+    enc = encoder(positions, dtype=torch.float64).train()
+    x, lengths = padded_batch([4, 6, 1], dtype=torch.float64)
+    x.requires_grad_(True)
+    keep = (torch.arange(6)[None, :] < lengths[:, None]).unsqueeze(-1)
+    (enc(x, lengths) * keep).pow(2).sum().backward()
+    padded_grads = {n: p.grad.clone() for n, p in enc.named_parameters()}
+    grad_x = x.grad.clone()
+    enc.zero_grad()
+    tokens, cu = pack_padded(x.detach(), lengths)
+    tokens.requires_grad_(True)
+    enc.forward_packed(tokens, cu).pow(2).sum().backward()
+    torch.testing.assert_close(tokens.grad, grad_x[keep.expand_as(x)].view(-1, 16), atol=1e-10, rtol=0)
+    for name, p in enc.named_parameters():
+        if name.startswith("position_table") and positions == "learned":
+            used = p.grad[: int(lengths.max())]
+            assert used.abs().sum() > 0 and float(p.grad[6:].abs().max()) == 0.0
+        else:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), name
+            assert float(p.grad.abs().max()) > 0, name
+        torch.testing.assert_close(p.grad, padded_grads[name], atol=1e-10, rtol=0)
+
+
+def test_return_weights_per_layer_and_sequence():
+    enc = encoder("rotary", normalize="softmax")
+    x, lengths = padded_batch([3, 5])
+    with torch.no_grad():
+        y, weights = enc(x, lengths, return_weights=True)
+        fast = enc(x, lengths)
+    torch.testing.assert_close(y, fast, atol=1e-5, rtol=0)
+    assert len(weights) == 2 and all(len(w) == 2 for w in weights)
+    assert [tuple(w.shape) for w in weights[0]] == [(4, 3, 3), (4, 5, 5)]
+    torch.testing.assert_close(weights[1][1].sum(-1), torch.ones(4, 5))
+
+
+@pytest.mark.parametrize("normalize", ["relu", "sigmoid"])
+def test_other_normalizers_packed_equals_padded(normalize):
+    enc = encoder("sinusoidal", normalize=normalize, causal=True)
+    x, lengths = padded_batch([2, 8, 5])
+    with torch.no_grad():
+        y = enc(x, lengths)
+        for b, n in enumerate(lengths.tolist()):
+            torch.testing.assert_close(enc(x[b: b + 1, :n])[0], y[b, :n], atol=1e-5, rtol=0)
+
+
+def test_bad_input_raises():
+    enc = encoder("learned")
+    with pytest.raises(ValueError, match=r"end at T = 5"):
+        enc.forward_packed(torch.zeros(5, 16), torch.tensor([0, 2, 4]))
+    with pytest.raises(ValueError, match=r"must not decrease"):
+        enc.forward_packed(torch.zeros(5, 16), torch.tensor([0, 3, 2, 5]))
+    with pytest.raises(ValueError, match=r"\(T, D\) with D = 16"):
+        enc.forward_packed(torch.zeros(5, 8), cu_seqlens_from_lengths([5]))
+    with pytest.raises(ValueError, match="max_len = 64"):
+        enc.forward_packed(torch.zeros(65, 16), cu_seqlens_from_lengths([65]))
+    with pytest.raises(ValueError, match="positions="):
+        TransformerEncoder(16, 4, 1, 32, positions="absolute")
+    with pytest.raises(ValueError, match="divisible"):
+        TransformerEncoder(16, 3, 1, 32)
+    assert attnlab.TransformerEncoder is TransformerEncoder
