@@ -11,6 +11,7 @@ import torch.nn as nn
 
 from .attention.functional import check_mask, check_normalize, scaled_dot_product_attention
 from .attention.masks import from_lengths
+from . import kernels
 from .attention.varlen import VarlenPlan, varlen_attention_qkv
 from .packing import check_cu_seqlens, pack_padded, positions_in_sequence, unpack_padded
 from .positions import check_positions, make_positions
@@ -265,13 +266,26 @@ class TransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout, self.norm_first, self.activation = dropout, norm_first, activation
 
+    def _dropping(self, x: torch.Tensor) -> bool:
+        """Dropout is on; True also means the native counter-based kernels can do it."""
+        return self.training and self.dropout > 0 and kernels.supports(x) is None
+
     def _drop(self, x: torch.Tensor) -> torch.Tensor:
         return nn.functional.dropout(x, self.dropout, True) if self.training and self.dropout > 0 else x
 
+    def _residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+        """x + dropout(branch), one pass with the native kernels."""
+        if self._dropping(branch):
+            return kernels.dropout_add(branch, x, self.dropout)
+        return x + self._drop(branch)
+
     def _ff(self, x: torch.Tensor) -> torch.Tensor:
         h = self.ff1(x)  # (T, d_ff)
-        h = h.relu_() if self.activation == "relu" else ACTIVATIONS[self.activation](h)
-        return self.ff2(self._drop(h))  # (T, D)
+        if self.activation == "relu" and self._dropping(h):
+            h = kernels.relu_dropout_(h, self.dropout)
+        else:
+            h = self._drop(h.relu_() if self.activation == "relu" else ACTIVATIONS[self.activation](h))
+        return self.ff2(h)  # (T, D)
 
     def forward_packed(self, x, cu_seqlens, *, plan=None, rotary=None, positions=None, causal=False, window=None, return_weights=False):
         """x (T, D) -> (T, D) [, list of B weights (H, n, n)]."""
@@ -281,14 +295,14 @@ class TransformerEncoderLayer(nn.Module):
             a = self.attn.forward_packed(self.norm1(x), cu_seqlens, **attend)
             if return_weights:
                 a, weights = a
-            x = x + self._drop(a)
-            x = x + self._drop(self._ff(self.norm2(x)))
+            x = self._residual(x, a)
+            x = self._residual(x, self._ff(self.norm2(x)))
         else:
             a = self.attn.forward_packed(x, cu_seqlens, **attend)
             if return_weights:
                 a, weights = a
-            x = self.norm1(x + self._drop(a))
-            x = self.norm2(x + self._drop(self._ff(x)))
+            x = self.norm1(self._residual(x, a))
+            x = self.norm2(self._residual(x, self._ff(x)))
         return (x, weights) if return_weights else x
 
 

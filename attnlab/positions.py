@@ -95,12 +95,20 @@ class RotaryPositions(nn.Module):
         self.d_head, self.base = d_head, base
         inv = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # (d/2,) theta_i
         self.register_buffer("inv_freq", inv, persistent=False)
+        self._table: torch.Tensor | None = None  # e^{i p theta} for p < len(table), grown on demand
 
     def rotations(self, positions: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """(T,) -> complex (T, d/2): e^{i p theta}, in the complex dtype matching ``dtype``."""
-        angles = positions.to(torch.float64)[:, None] * self.inv_freq.to(positions.device)  # (T, d/2)
-        cis = torch.polar(torch.ones_like(angles), angles)
-        return cis.to(torch.complex128 if dtype == torch.float64 else torch.complex64)
+        cdtype = torch.complex128 if dtype == torch.float64 else torch.complex64
+        need = int(positions.max()) + 1 if positions.numel() else 0
+        table = self._table
+        if table is None or table.shape[0] < need or table.dtype != cdtype or table.device != positions.device:
+            size = max(need, 256 if table is None else 2 * table.shape[0])
+            p = torch.arange(size, dtype=torch.float64, device=positions.device)
+            angles = p[:, None] * self.inv_freq.to(positions.device)  # (size, d/2), in float64
+            table = torch.polar(torch.ones_like(angles), angles).to(cdtype)
+            self._table = table
+        return table.index_select(0, positions)
 
     def _as_complex(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.d_head:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import attnlab
-from attnlab import masks
+from attnlab import kernels, masks
 from attnlab.attention.varlen import VarlenPlan, varlen_attention, varlen_attention_qkv
 from attnlab.packing import cu_seqlens_from_lengths
 from attnlab.positions import RotaryPositions
@@ -45,20 +45,27 @@ def grads(out, inputs, seed=1):
     return torch.autograd.grad(out, inputs, g)
 
 
-# Widths steer the bucket choice: 8 -> everything in one padded bucket, 256 -> a few,
-# 10**6 -> nearly one bucket per distinct length.
-@pytest.mark.parametrize("width", [8, 256, 10**6])
-@pytest.mark.parametrize(
-    "causal, window, normalize",
-    [(False, None, "softmax"), (True, None, "softmax"), (False, 2, "softmax"), (True, 4, "softmax")]
-    + [(c, w, n) for n in ("relu", "sigmoid") for c, w in ((False, None), (True, 3))],
-)
-def test_equals_per_sequence_attention_forward_and_backward(width, causal, window, normalize):
+needs_kernels = pytest.mark.skipif(not kernels.available(), reason=f"native kernels: {kernels.unavailable_reason()}")
+
+# Paths: the native kernel, or buckets whose choice the width steers: 8 -> everything in
+# one padded bucket, 256 -> a few, 10**6 -> nearly one bucket per distinct length.
+PATHS = [("buckets", w) for w in (8, 256, 10**6)]
+SOFTMAX = [(False, None, "softmax"), (True, None, "softmax"), (False, 2, "softmax"), (True, 4, "softmax")]
+OTHERS = [(c, w, n) for n in ("relu", "sigmoid") for c, w in ((False, None), (True, 3))]
+
+
+CASES = [(*path, *case) for path in PATHS for case in SOFTMAX + OTHERS]
+CASES += [pytest.param("native", 256, *case, marks=needs_kernels) for case in SOFTMAX]
+
+
+@pytest.mark.parametrize("impl, width, causal, window, normalize", CASES)
+@pytest.mark.parametrize("d", [8, 16])
+def test_equals_per_sequence_attention_forward_and_backward(impl, width, causal, window, normalize, d):
     cu = cu_seqlens_from_lengths(LENGTHS)
-    t, h, d = int(cu[-1]), 3, 8
+    t, h = int(cu[-1]), 3
     q, k, v = (randn(t, h, d, seed=i, grad=True) for i in range(3))
     plan = VarlenPlan(cu, width=width)
-    out = varlen_attention(q, k, v, cu, causal=causal, window=window, normalize=normalize, plan=plan)
+    out = varlen_attention(q, k, v, cu, causal=causal, window=window, normalize=normalize, plan=plan, impl=impl)
     ref = per_sequence(q, k, v, cu, causal, window, normalize)
     assert out.shape == (t, h, d)
     torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
@@ -66,16 +73,18 @@ def test_equals_per_sequence_attention_forward_and_backward(width, causal, windo
         torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("impl", [pytest.param("native", marks=needs_kernels), "buckets"])
 @pytest.mark.parametrize("causal", [False, True])
-def test_float32_within_1e_5_and_stacked_qkv_is_the_same(causal):
+@pytest.mark.parametrize("d", [32, 64, 12])
+def test_float32_within_1e_5_and_stacked_qkv_is_the_same(impl, causal, d):
     cu = cu_seqlens_from_lengths([40, 7, 7, 23, 1, 64])
-    t, h, d = int(cu[-1]), 4, 16
+    t, h = int(cu[-1]), 2
     qkv = randn(t, 3, h, d, seed=5, dtype=torch.float32, grad=True)
-    out = varlen_attention_qkv(qkv, cu, causal=causal)
+    out = varlen_attention_qkv(qkv, cu, causal=causal, impl=impl)
     q, k, v = qkv.unbind(1)
     ref = per_sequence(q, k, v, cu, causal)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
-    torch.testing.assert_close(varlen_attention(q, k, v, cu, causal=causal), out, atol=1e-6, rtol=0)
+    torch.testing.assert_close(varlen_attention(q, k, v, cu, causal=causal, impl=impl), out, atol=1e-6, rtol=0)
     (ga,), (gb,) = grads(out, (qkv,)), grads(ref, (qkv,))
     torch.testing.assert_close(ga, gb, atol=1e-5, rtol=0)
 
@@ -91,7 +100,7 @@ def test_plan_covers_every_token_once_and_identity_layouts_copy_nothing():
         plan = VarlenPlan(cu, width=10**6)
         assert plan.identity and plan.padded_total == plan.total
         q = randn(plan.total, 2, 4, seed=3)
-        out = varlen_attention(q, q, q, cu, plan=plan)
+        out = varlen_attention(q, q, q, cu, plan=plan, impl="buckets")
         torch.testing.assert_close(out, per_sequence(q, q, q, cu), atol=1e-10, rtol=0)
 
 
@@ -114,17 +123,58 @@ def test_return_weights_per_sequence(normalize):
         assert float(w.triu(1).abs().max()) == 0.0  # causal: nothing above the diagonal
 
 
-def test_zero_length_sequences_yield_nothing_and_no_nan():
+@pytest.mark.parametrize("impl", [pytest.param("native", marks=needs_kernels), "buckets"])
+def test_zero_length_sequences_yield_nothing_and_no_nan(impl):
     cu = torch.tensor([0, 0, 0])
-    q = randn(0, 2, 4, grad=True)
-    out = varlen_attention(q, q, q, cu)
-    assert out.shape == (0, 2, 4)
+    q = randn(0, 2, 16, grad=True)
+    out = varlen_attention(q, q, q, cu, impl=impl)
+    assert out.shape == (0, 2, 16)
     cu = torch.tensor([0, 0, 1, 1])
-    q = randn(1, 2, 4, grad=True)
-    out = varlen_attention(q, q, q, cu, causal=True, window=0)
+    q = randn(1, 2, 16, grad=True)
+    out = varlen_attention(q, q, q, cu, causal=True, window=0, impl=impl)
     (g,) = grads(out, (q,))
     torch.testing.assert_close(out, q.detach(), atol=1e-12, rtol=0)  # one token attends to itself
     assert torch.isfinite(g).all()
+
+
+@needs_kernels
+def test_native_attention_dropout_is_repeatable_and_unbiased():
+    cu = cu_seqlens_from_lengths([30, 50])
+    qkv = randn(80, 3, 2, 16, seed=4, grad=True)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        outs.append(varlen_attention_qkv(qkv, cu, dropout=0.3, impl="native"))
+    torch.testing.assert_close(outs[0], outs[1], atol=0, rtol=0)  # the seed comes from torch's generator
+    plain = varlen_attention_qkv(qkv, cu, impl="native")
+    assert float((outs[0] - plain).detach().abs().max()) > 1e-3
+    # gradient check of the dropped-out attention: the same seed gives the same mask
+    torch.manual_seed(5)
+    (g,) = grads(varlen_attention_qkv(qkv, cu, dropout=0.3, impl="native"), (qkv,))
+    eps, i = 1e-6, (7, 1, 0, 3)
+    bumped = qkv.detach().clone()
+    bumped[i] += eps
+    gout = randn(80, 2, 16, seed=1)
+    values = []
+    for x in (bumped, qkv.detach()):
+        torch.manual_seed(5)
+        values.append(float((varlen_attention_qkv(x, cu, dropout=0.3, impl="native") * gout).sum()))
+    assert abs((values[0] - values[1]) / eps - float(g[i])) < 1e-5
+    # averaged over many masks, dropout leaves the output unbiased
+    with torch.no_grad():
+        plain = varlen_attention_qkv(qkv, cu, impl="native")
+        mean = torch.stack([varlen_attention_qkv(qkv, cu, dropout=0.3, impl="native") for _ in range(300)]).mean(0)
+    assert float((mean - plain).abs().mean()) < 0.1 * float(plain.abs().mean())
+
+
+@needs_kernels
+def test_native_refuses_what_it_cannot_do():
+    q = randn(6, 2, 4)
+    with pytest.raises(ValueError, match="only does softmax"):
+        varlen_attention(q, q, q, torch.tensor([0, 6]), normalize="relu", impl="native")
+    with pytest.raises(ValueError, match="dtype torch.int64"):
+        x = torch.ones(6, 2, 4, dtype=torch.long)
+        varlen_attention(x, x, x, torch.tensor([0, 6]), impl="native")
 
 
 def test_bad_inputs_raise_with_values():

@@ -8,7 +8,14 @@ attends only to itself. The result equals running
 
 How it is computed (an implementation detail; the encoder around it never pads):
 
-* sequences are sorted by length and cut into a few **length buckets**, chosen by a
+* ``impl="native"``: a C++ kernel (``attnlab.kernels``, compiled on first use) walks
+  the packed rows directly, one (sequence, head) pair at a time on every core, with
+  no padding and no copy; its backward recomputes the weights from the saved
+  log-sum-exp. ``impl="auto"`` takes it for softmax when every sequence is at most
+  ``NATIVE_MAX_LEN`` long (beyond that PyTorch's flash kernel is faster) and the
+  kernels are available;
+* ``impl="buckets"`` (pure PyTorch): sequences are sorted by length and cut into a
+  few **length buckets**, chosen by a
   small dynamic programme that trades the cost of one more kernel call against the
   work spent on padding keys;
 * each bucket's rows are gathered (one ``index_select`` for the whole batch) into a
@@ -31,8 +38,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .. import kernels
 from ..packing import check_cu_seqlens
-from .functional import check_normalize, normalize_scores, scaled_dot_product_attention
+from .functional import check_normalize, scaled_dot_product_attention
 from .masks import causal as causal_mask
 from .masks import window as window_mask
 
@@ -43,6 +51,11 @@ log = logging.getLogger("attnlab.attention")
 # query-key pair in one head costs about 4 * d / _PAIR_FLOPS seconds.
 _CALL_SECONDS = 25e-6
 _PAIR_FLOPS = 60e9
+
+# Longest sequence the native kernel takes under impl="auto" (measured crossover with
+# PyTorch's flash kernel at d = 32 and d = 64).
+NATIVE_MAX_LEN = 256
+IMPLS = ("auto", "native", "buckets")
 
 
 @dataclass(frozen=True)
@@ -77,25 +90,59 @@ class VarlenPlan:
 
     def __init__(self, cu_seqlens: torch.Tensor, total: int | None = None, *, width: int = 256):
         cu = check_cu_seqlens(cu_seqlens, total)
-        self.cu_seqlens = cu
+        self.cu_seqlens = cu.contiguous()
         bounds = cu.tolist()
         self.total = bounds[-1]
         self.starts = bounds[:-1]
         self.lengths = [e - s for s, e in zip(bounds[:-1], bounds[1:])]
-        self.buckets = _choose_buckets(self.lengths, width)
-        self.padded_total = sum(b.count * b.n for b in self.buckets)
-        order = [s for b in self.buckets for s in b.seqs]
-        nonempty = [i for i, n in enumerate(self.lengths) if n > 0]
-        self.identity = all(b.exact for b in self.buckets) and order == nonempty
-        self.gather_index = None
-        self.scatter_index = None
-        if not self.identity:
-            self._build_indices(cu.device)
+        self.longest = max(self.lengths, default=0)
+        self.width = width
+        self._bucketed: dict | None = None
         self._masks: dict[tuple, list[torch.Tensor | None]] = {}
 
-    def _build_indices(self, device) -> None:
+    # -- the bucketed layout, built on first use (the native kernel needs none of it) --
+    @property
+    def buckets(self) -> list[Bucket]:
+        return self._layout()["buckets"]
+
+    @property
+    def padded_total(self) -> int:
+        """P: rows of the bucketed layout, padding included."""
+        return self._layout()["padded_total"]
+
+    @property
+    def identity(self) -> bool:
+        return self._layout()["identity"]
+
+    @property
+    def gather_index(self) -> torch.Tensor | None:
+        return self._layout()["gather_index"]
+
+    @property
+    def scatter_index(self) -> torch.Tensor | None:
+        return self._layout()["scatter_index"]
+
+    def _layout(self) -> dict:
+        if self._bucketed is None:
+            buckets = _choose_buckets(self.lengths, self.width)
+            order = [s for b in buckets for s in b.seqs]
+            nonempty = [i for i, n in enumerate(self.lengths) if n > 0]
+            identity = all(b.exact for b in buckets) and order == nonempty
+            gather = scatter = None
+            if not identity:
+                gather, scatter = self._build_indices(buckets, self.cu_seqlens.device)
+            self._bucketed = {
+                "buckets": buckets,
+                "padded_total": sum(b.count * b.n for b in buckets),
+                "identity": identity,
+                "gather_index": gather,
+                "scatter_index": scatter,
+            }
+        return self._bucketed
+
+    def _build_indices(self, buckets: list[Bucket], device) -> tuple[torch.Tensor, torch.Tensor]:
         gather, scatter = [], [0] * self.total
-        for b in self.buckets:
+        for b in buckets:
             row = b.slot
             for s, length in zip(b.seqs, b.lengths):
                 start = self.starts[s]
@@ -103,8 +150,10 @@ class VarlenPlan:
                 gather.extend([start] * (b.n - length))  # padding rows: masked keys, dropped queries
                 scatter[start: start + length] = range(row, row + length)
                 row += b.n
-        self.gather_index = torch.tensor(gather, dtype=torch.long, device=device)
-        self.scatter_index = torch.tensor(scatter, dtype=torch.long, device=device)
+        return (
+            torch.tensor(gather, dtype=torch.long, device=device),
+            torch.tensor(scatter, dtype=torch.long, device=device),
+        )
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Packed rows (T, ...) -> bucket rows (P, ...)."""
@@ -227,6 +276,7 @@ def varlen_attention(
     dropout: float = 0.0,
     return_weights: bool = False,
     plan: VarlenPlan | None = None,
+    impl: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """Attention of every packed sequence over itself.
 
@@ -237,12 +287,13 @@ def varlen_attention(
     with |i - j| <= window (both together: i - window <= j <= i). ``normalize`` is one of
     ``attnlab.NORMALIZERS``; ``scale`` defaults to 1 / sqrt(d); ``dropout`` applies to
     the weights. ``plan`` (a VarlenPlan of the same cu_seqlens) saves re-planning when
-    several calls share one batch.
+    several calls share one batch. ``impl``: "auto", "native" or "buckets" (see the module
+    docstring); weights and normalizers other than softmax always take the readable path.
     """
     _check_qkv(q, k, v)
     return _varlen(
         (q, k, v), q.shape[0], cu_seqlens, causal=causal, window=window, normalize=normalize,
-        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan,
+        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan, impl=impl,
     )
 
 
@@ -257,6 +308,7 @@ def varlen_attention_qkv(
     dropout: float = 0.0,
     return_weights: bool = False,
     plan: VarlenPlan | None = None,
+    impl: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
     """``varlen_attention`` on stacked projections qkv (T, 3, H, d) -> out (T, H, d).
 
@@ -266,13 +318,15 @@ def varlen_attention_qkv(
         raise ValueError(f"qkv must have shape (T, 3, H, d), got {tuple(qkv.shape)}")
     return _varlen(
         qkv, qkv.shape[0], cu_seqlens, causal=causal, window=window, normalize=normalize,
-        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan,
+        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan, impl=impl,
     )
 
 
-def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout, return_weights, plan):
+def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout, return_weights, plan, impl):
     check_normalize(normalize)
     check_window(window)
+    if impl not in IMPLS:
+        raise ValueError(f"impl={impl!r} is unknown; choose one of {', '.join(IMPLS)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
     stacked = isinstance(src, torch.Tensor)
@@ -293,8 +347,18 @@ def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout
 
     dv = src.shape[-1] if stacked else src[2].shape[-1]
     heads = q.shape[1]
-    if not plan.buckets:
+    if plan.longest == 0:
         return q.new_zeros((total, heads, dv))
+
+    refusal = _native_refusal(src if stacked else src, normalize, plan, impl)
+    if impl == "native" and refusal:
+        raise ValueError(f"impl='native' cannot serve this call: {refusal}")
+    if refusal is None:
+        run = kernels.attention_qkv if stacked else kernels.attention
+        args = (src,) if stacked else tuple(src)
+        return run(*args, plan.cu_seqlens, scale=scale, causal=causal, window=window, dropout=dropout)
+    if impl == "auto":
+        log.debug("bucketed varlen attention: %s", refusal)
 
     # 1) gather every bucket's rows: (P, 3, H, d) or three (P, H, d)
     if stacked:
@@ -331,6 +395,18 @@ def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout
     # 4) back to the packed order (padding rows dropped)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
     return plan.scatter(out)
+
+
+def _native_refusal(src, normalize, plan, impl) -> str | None:
+    """None when the native kernel can serve the call, else why not."""
+    if impl == "buckets":
+        return "impl='buckets'"
+    if normalize != "softmax":
+        return f"normalize={normalize!r} (the native kernel only does softmax)"
+    if impl == "auto" and plan.longest > NATIVE_MAX_LEN:
+        return f"a sequence of {plan.longest} tokens (> {NATIVE_MAX_LEN}: the flash kernel is faster there)"
+    tensors = (src,) if isinstance(src, torch.Tensor) else tuple(src)
+    return kernels.supports(*tensors)
 
 
 def _per_sequence(q, k, v, plan, causal, window, normalize, scale, dropout):

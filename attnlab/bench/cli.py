@@ -9,3 +9,6 @@ def add_parser(sub) -> None:
     from . import attention as _attention  # noqa: F401  (registers itself below)
 
     _attention.add_parser(bsub)
+    from . import encoder as _encoder
+
+    _encoder.add_parser(bsub)

@@ -1,0 +1,775 @@
+// CPU kernels for packed (varlen) attention and counter-based dropout.
+//
+// Built on first use by attnlab/kernels/__init__.py (c++ -O3 -march=native -fopenmp)
+// and called through ctypes with raw pointers; the Python side owns every tensor,
+// checks every shape and stride, and wraps the calls in autograd Functions.
+//
+// Shape letters: T packed tokens, B sequences, H heads, d head width (q, k), dv head
+// width (v), n one sequence's length. cu[b] .. cu[b + 1] are the rows of sequence b.
+// A tensor argument is a base pointer plus a row stride (elements between tokens);
+// head h of a row starts h * width elements later and its width elements are contiguous.
+//
+// Attention for one (sequence, head) pair, row i (query) against keys j in [lo, hi):
+//   s_ij = scale * q_i . k_j,   p_ij = exp(s_ij - lse_i),   lse_i = log sum_j exp(s_ij)
+//   o_i  = sum_j p_ij * keep_ij / (1 - p_drop) * v_j
+// where [lo, hi) is the whole sequence, cut by `causal` (hi = i + 1) and `window`
+// (|i - j| <= window). The backward recomputes p from lse (nothing n x n is stored).
+//
+// Dropout draws keep/drop from a hash of (seed, token row, head, key), so the backward
+// regenerates exactly the forward's decisions without storing a mask.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <omp.h>
+
+namespace {
+
+// -- random bits: splitmix64 finalizer ------------------------------------------------
+inline uint64_t mix64(uint64_t z) {
+    z += 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+// keep iff the top 24 bits of the hash are >= threshold = round(p * 2^24)
+inline bool keep_bit(uint64_t base, uint64_t j, uint32_t threshold) {
+    return (uint32_t)(mix64(base + j) >> 40) >= threshold;
+}
+
+// -- exp ------------------------------------------------------------------------------
+// float: 2^(x log2 e) with round-to-nearest range reduction and a degree-7 polynomial
+// (relative error below 1e-7 on [-87, 0]); plain arithmetic, so loops vectorize.
+inline float exp_approx(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float t = x * 1.44269504088896341f;
+    const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
+    const float f = (t - r) * 0.69314718055994531f;    // |f| <= ln(2) / 2
+    float p = 1.0f / 5040.0f;
+    p = p * f + 1.0f / 720.0f;
+    p = p * f + 1.0f / 120.0f;
+    p = p * f + 1.0f / 24.0f;
+    p = p * f + 1.0f / 6.0f;
+    p = p * f + 0.5f;
+    p = p * f + 1.0f;
+    p = p * f + 1.0f;
+    const int32_t bits = ((int32_t)r + 127) << 23;
+    float scale;
+    std::memcpy(&scale, &bits, sizeof(scale));
+    return p * scale;
+}
+
+inline double exp_approx(double x) { return std::exp(x); }
+
+struct Range {
+    int64_t lo, hi;
+};
+
+inline Range key_range(int64_t i, int64_t n, bool causal, int64_t window) {
+    int64_t lo = 0, hi = causal ? i + 1 : n;
+    if (window >= 0) {
+        lo = std::max<int64_t>(0, i - window);
+        hi = std::min<int64_t>(hi, i + window + 1);
+    }
+    return {lo, hi};
+}
+
+// (sequence, head) work items, longest sequences first so dynamic scheduling balances.
+std::vector<std::pair<int64_t, int64_t>> work_items(const int64_t* cu, int64_t B, int64_t H) {
+    std::vector<std::pair<int64_t, int64_t>> items;
+    std::vector<int64_t> order;
+    for (int64_t b = 0; b < B; ++b)
+        if (cu[b + 1] > cu[b]) order.push_back(b);
+    std::stable_sort(order.begin(), order.end(),
+                     [cu](int64_t a, int64_t b) { return cu[a + 1] - cu[a] > cu[b + 1] - cu[b]; });
+    items.reserve(order.size() * H);
+    for (int64_t b : order)
+        for (int64_t h = 0; h < H; ++h) items.emplace_back(b, h);
+    return items;
+}
+
+template <typename T>
+struct Args {
+    const T *q, *k, *v;
+    int64_t q_row, k_row, v_row;
+    const int64_t* cu;
+    int64_t B, H, d, dv;
+    T scale;
+    bool causal;
+    int64_t window;
+    double p_drop;
+    uint64_t seed;
+};
+
+template <typename T>
+void attention_forward_generic(const Args<T>& a, T* out, int64_t o_row, T* lse) {
+    const auto items = work_items(a.cu, a.B, a.H);
+    int64_t n_max = 0;
+    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
+    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_items = (int64_t)items.size();
+
+#pragma omp parallel
+    {
+        std::vector<T> kt_buf(n_max * a.d), s_buf(n_max), o_buf(a.dv), q_buf(a.d);
+        T* kt = kt_buf.data();
+        T* s = s_buf.data();
+        T* o = o_buf.data();
+        T* qi = q_buf.data();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; ++it) {
+            const int64_t b = items[it].first, h = items[it].second;
+            const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
+            // K^T of this sequence and head: (d, n)
+            for (int64_t j = 0; j < n; ++j) {
+                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
+                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
+            }
+            for (int64_t i = 0; i < n; ++i) {
+                const Range r = key_range(i, n, a.causal, a.window);
+                const T* qrow = a.q + (start + i) * a.q_row + h * a.d;
+                for (int64_t c = 0; c < a.d; ++c) qi[c] = qrow[c] * a.scale;
+                // 1) scores s_j = scale * q_i . k_j
+                for (int64_t j = r.lo; j < r.hi; ++j) s[j] = 0;
+                for (int64_t c = 0; c < a.d; ++c) {
+                    const T qc = qi[c];
+                    const T* ktc = kt + c * n;
+                    for (int64_t j = r.lo; j < r.hi; ++j) s[j] += qc * ktc[j];
+                }
+                // 2) softmax over the allowed keys
+                T m = s[r.lo];
+#pragma omp simd reduction(max : m)
+                for (int64_t j = r.lo + 1; j < r.hi; ++j) m = s[j] > m ? s[j] : m;
+                T total = 0;
+#pragma omp simd reduction(+ : total)
+                for (int64_t j = r.lo; j < r.hi; ++j) {
+                    const T e = exp_approx(s[j] - m);
+                    s[j] = e;
+                    total += e;
+                }
+                lse[(start + i) * a.H + h] = m + std::log(total);
+                const T inv = (T)1 / total;
+                if (a.p_drop > 0) {
+                    const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i) * a.H + h));
+                    for (int64_t j = r.lo; j < r.hi; ++j)
+                        s[j] = keep_bit(base, (uint64_t)j, threshold) ? s[j] * keep_scale : (T)0;
+                }
+                // 3) o_i = sum_j p_ij v_j
+                for (int64_t c = 0; c < a.dv; ++c) o[c] = 0;
+                for (int64_t j = r.lo; j < r.hi; ++j) {
+                    const T w = s[j] * inv;
+                    const T* vj = a.v + (start + j) * a.v_row + h * a.dv;
+                    for (int64_t c = 0; c < a.dv; ++c) o[c] += w * vj[c];
+                }
+                T* orow = out + (start + i) * o_row + h * a.dv;
+                for (int64_t c = 0; c < a.dv; ++c) orow[c] = o[c];
+            }
+        }
+    }
+}
+
+template <typename T>
+void attention_backward_generic(const Args<T>& a, const T* out, int64_t o_row, const T* dout, int64_t do_row,
+                                const T* lse, T* dq, int64_t dq_row, T* dk, int64_t dk_row, T* dv, int64_t dv_row) {
+    const auto items = work_items(a.cu, a.B, a.H);
+    int64_t n_max = 0;
+    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
+    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_items = (int64_t)items.size();
+
+#pragma omp parallel
+    {
+        std::vector<T> kt_buf(n_max * a.d), vt_buf(n_max * a.dv), dk_buf(n_max * a.d), dv_buf(n_max * a.dv);
+        std::vector<T> p_buf(n_max), ds_buf(n_max), dp_buf(n_max), dq_buf(a.d), qi_buf(a.d), doi_buf(a.dv);
+        T *kt = kt_buf.data(), *vt = vt_buf.data(), *dkl = dk_buf.data(), *dvl = dv_buf.data();
+        T *p = p_buf.data(), *ds = ds_buf.data(), *dp = dp_buf.data(), *dqi = dq_buf.data();
+        T *qi = qi_buf.data(), *doi = doi_buf.data();
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; ++it) {
+            const int64_t b = items[it].first, h = items[it].second;
+            const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
+            for (int64_t j = 0; j < n; ++j) {
+                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
+                const T* vj = a.v + (start + j) * a.v_row + h * a.dv;
+                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
+                for (int64_t c = 0; c < a.dv; ++c) vt[c * n + j] = vj[c];
+            }
+            std::fill(dkl, dkl + n * a.d, (T)0);
+            std::fill(dvl, dvl + n * a.dv, (T)0);
+            for (int64_t i = 0; i < n; ++i) {
+                const Range r = key_range(i, n, a.causal, a.window);
+                const T* qrow = a.q + (start + i) * a.q_row + h * a.d;
+                const T* orow = out + (start + i) * o_row + h * a.dv;
+                const T* dorow = dout + (start + i) * do_row + h * a.dv;
+                for (int64_t c = 0; c < a.d; ++c) qi[c] = qrow[c];
+                T di = 0;  // D_i = dO_i . O_i
+#pragma omp simd reduction(+ : di)
+                for (int64_t c = 0; c < a.dv; ++c) {
+                    doi[c] = dorow[c];
+                    di += doi[c] * orow[c];
+                }
+                // 1) p_ij = exp(scale q_i . k_j - lse_i)
+                for (int64_t j = r.lo; j < r.hi; ++j) p[j] = 0;
+                for (int64_t c = 0; c < a.d; ++c) {
+                    const T qc = qi[c] * a.scale;
+                    const T* ktc = kt + c * n;
+                    for (int64_t j = r.lo; j < r.hi; ++j) p[j] += qc * ktc[j];
+                }
+                const T l = lse[(start + i) * a.H + h];
+                for (int64_t j = r.lo; j < r.hi; ++j) p[j] = exp_approx(p[j] - l);
+                // 2) dP_ij = dO_i . v_j (through the dropout mask)
+                for (int64_t j = r.lo; j < r.hi; ++j) dp[j] = 0;
+                for (int64_t c = 0; c < a.dv; ++c) {
+                    const T g = doi[c];
+                    const T* vtc = vt + c * n;
+                    for (int64_t j = r.lo; j < r.hi; ++j) dp[j] += g * vtc[j];
+                }
+                if (a.p_drop > 0) {
+                    const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i) * a.H + h));
+                    for (int64_t j = r.lo; j < r.hi; ++j) {
+                        const T keep = keep_bit(base, (uint64_t)j, threshold) ? keep_scale : (T)0;
+                        dp[j] *= keep;
+                        ds[j] = p[j] * keep;  // the weight v_j actually received
+                    }
+                } else {
+                    for (int64_t j = r.lo; j < r.hi; ++j) ds[j] = p[j];
+                }
+                // 3) dV_j += p'_ij dO_i
+                for (int64_t j = r.lo; j < r.hi; ++j) {
+                    const T w = ds[j];
+                    T* dvj = dvl + j * a.dv;
+                    for (int64_t c = 0; c < a.dv; ++c) dvj[c] += w * doi[c];
+                }
+                // 4) dS_ij = p_ij (dP_ij - D_i), scaled
+                for (int64_t j = r.lo; j < r.hi; ++j) ds[j] = p[j] * (dp[j] - di) * a.scale;
+                // 5) dQ_i = sum_j dS_ij k_j ; dK_j += dS_ij q_i
+                for (int64_t c = 0; c < a.d; ++c) dqi[c] = 0;
+                for (int64_t j = r.lo; j < r.hi; ++j) {
+                    const T g = ds[j];
+                    const T* kj = a.k + (start + j) * a.k_row + h * a.d;
+                    T* dkj = dkl + j * a.d;
+                    for (int64_t c = 0; c < a.d; ++c) {
+                        dqi[c] += g * kj[c];
+                        dkj[c] += g * qi[c];
+                    }
+                }
+                T* dqrow = dq + (start + i) * dq_row + h * a.d;
+                for (int64_t c = 0; c < a.d; ++c) dqrow[c] = dqi[c];
+            }
+            for (int64_t j = 0; j < n; ++j) {
+                T* dkrow = dk + (start + j) * dk_row + h * a.d;
+                T* dvrow = dv + (start + j) * dv_row + h * a.dv;
+                for (int64_t c = 0; c < a.d; ++c) dkrow[c] = dkl[j * a.d + c];
+                for (int64_t c = 0; c < a.dv; ++c) dvrow[c] = dvl[j * a.dv + c];
+            }
+        }
+    }
+}
+
+// -- tiled attention for common head widths ----------------------------------------------
+// The same computation as the generic loops above, organised for SIMD registers:
+// GCC/Clang vector types of 64 bytes (L lanes), the head width D a compile-time
+// constant, and R query rows processed together so every loaded key/value vector
+// serves R rows. Keys are padded with zeros up to a multiple of L (never attended).
+
+typedef float vfloat __attribute__((vector_size(64)));
+typedef double vdouble __attribute__((vector_size(64)));
+typedef int32_t vint32 __attribute__((vector_size(64)));
+typedef int64_t vint64 __attribute__((vector_size(64)));
+
+template <typename T>
+struct Simd;
+
+template <>
+struct Simd<float> {
+    typedef vfloat V;
+    typedef vint32 I;
+    static constexpr int L = 16;
+    static V exp(V x) {
+        const V lo = V{} - 87.0f;
+        x = x < lo ? lo : x;
+        const V t = x * 1.44269504088896341f;
+        const V r = (t + 12582912.0f) - 12582912.0f;
+        const V f = (t - r) * 0.69314718055994531f;
+        V p = V{} + 1.0f / 5040.0f;
+        p = p * f + 1.0f / 720.0f;
+        p = p * f + 1.0f / 120.0f;
+        p = p * f + 1.0f / 24.0f;
+        p = p * f + 1.0f / 6.0f;
+        p = p * f + 0.5f;
+        p = p * f + 1.0f;
+        p = p * f + 1.0f;
+        const I bits = (__builtin_convertvector(r, I) + 127) << 23;
+        return p * (V)bits;
+    }
+};
+
+template <>
+struct Simd<double> {
+    typedef vdouble V;
+    typedef vint64 I;
+    static constexpr int L = 8;
+    static V exp(V x) {  // degree-12 polynomial: relative error ~2e-16
+        const V lo = V{} - 708.0;
+        x = x < lo ? lo : x;
+        const V t = x * 1.4426950408889634074;
+        const V r = (t + 6755399441055744.0) - 6755399441055744.0;
+        const V f = (t - r) * 0.69314718055994530942;
+        V p = V{} + 1.0 / 479001600.0;
+        const double coef[] = {1.0 / 39916800.0, 1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                               1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+        for (double c : coef) p = p * f + c;
+        const I bits = (__builtin_convertvector(r, I) + 1023) << 52;
+        return p * (V)bits;
+    }
+};
+
+template <typename V, typename T>
+inline V vload(const T* p) {
+    V v;
+    std::memcpy(&v, p, sizeof(V));
+    return v;
+}
+
+template <typename V, typename T>
+inline void vstore(T* p, V v) {
+    std::memcpy(p, &v, sizeof(V));
+}
+
+// Rows per block: keep R * D / L accumulators within 16 registers.
+template <typename T, int D>
+constexpr int rows_per_block() {
+    constexpr int per_row = D / Simd<T>::L;
+    return per_row <= 4 ? 4 : (per_row <= 8 ? 2 : 1);
+}
+
+template <typename T>
+struct Scratch {
+    std::vector<T> kt, vt, dk, dv, s, p, dp;
+    void reserve(int64_t np, int64_t d, int r) {
+        kt.assign(d * np, 0);
+        vt.assign(d * np, 0);
+        dk.assign(np * d, 0);
+        dv.assign(np * d, 0);
+        s.assign(r * np, 0);
+        p.assign(r * np, 0);
+        dp.assign(r * np, 0);
+    }
+};
+
+// Scores of R rows (already scaled) against keys in blocks [jb0, jb1): out[r * np + j].
+template <typename T, int D, int R>
+inline void scores(const T (&q)[R][D], const T* kt, int64_t np, int64_t jb0, int64_t jb1, T* out) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L;
+    for (int64_t jb = jb0; jb < jb1; ++jb) {
+        V acc[R] = {};
+        for (int c = 0; c < D; ++c) {
+            const V kv = vload<V>(kt + c * np + jb * L);
+#pragma GCC unroll 8
+            for (int r = 0; r < R; ++r) acc[r] += q[r][c] * kv;
+        }
+        for (int r = 0; r < R; ++r) vstore(out + r * np + jb * L, acc[r]);
+    }
+}
+
+// Row r of s over blocks [jb0, jb1): keys outside [lo, hi) -> 0, others exp(s - shift);
+// returns the sum. With find_max, shift is the row's maximum (stored in *shift).
+template <typename T>
+inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* shift, bool find_max) {
+    using V = typename Simd<T>::V;
+    using I = typename Simd<T>::I;
+    constexpr int L = Simd<T>::L;
+    I iota;
+    for (int l = 0; l < L; ++l) iota[l] = l;
+    if (find_max) {
+        V m = V{} - std::numeric_limits<T>::infinity();
+        for (int64_t jb = jb0; jb < jb1; ++jb) {
+            const I j = iota + (typename std::remove_reference<decltype(iota[0])>::type)(jb * L);
+            const V x = vload<V>(s + jb * L);
+            const V cand = (j >= (int)lo) & (j < (int)hi) ? x : m;
+            m = cand > m ? cand : m;
+        }
+        T best = m[0];
+        for (int l = 1; l < L; ++l) best = m[l] > best ? m[l] : best;
+        *shift = best;
+    }
+    const V sh = V{} + *shift;
+    V total = V{};
+    for (int64_t jb = jb0; jb < jb1; ++jb) {
+        const I j = iota + (typename std::remove_reference<decltype(iota[0])>::type)(jb * L);
+        const V e = Simd<T>::exp(vload<V>(s + jb * L) - sh);
+        const V p = (j >= (int)lo) & (j < (int)hi) ? e : V{};
+        vstore(s + jb * L, p);
+        total += p;
+    }
+    T sum = 0;
+    for (int l = 0; l < L; ++l) sum += total[l];
+    return sum;
+}
+
+template <typename T, int D>
+void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L, R = rows_per_block<T, D>(), DV = D / L;
+    const auto items = work_items(a.cu, a.B, a.H);
+    int64_t n_max = 0;
+    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
+    const int64_t np_max = (n_max + L - 1) / L * L;
+    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_items = (int64_t)items.size();
+
+#pragma omp parallel
+    {
+        Scratch<T> sc;
+        sc.reserve(np_max, D, R);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; ++it) {
+            const int64_t b = items[it].first, h = items[it].second;
+            const int64_t start = a.cu[b], n = a.cu[b + 1] - start, np = (n + L - 1) / L * L;
+            T* kt = sc.kt.data();
+            T* s = sc.s.data();
+            for (int64_t j = 0; j < n; ++j) {
+                const T* kj = a.k + (start + j) * a.k_row + h * D;
+                for (int c = 0; c < D; ++c) kt[c * np + j] = kj[c];
+            }
+            for (int c = 0; c < D; ++c)
+                for (int64_t j = n; j < np; ++j) kt[c * np + j] = 0;
+            for (int64_t i0 = 0; i0 < n; i0 += R) {
+                const int rows = (int)std::min<int64_t>(R, n - i0);
+                T q[R][D];
+                for (int r = 0; r < R; ++r)
+                    for (int c = 0; c < D; ++c)
+                        q[r][c] = r < rows ? a.q[(start + i0 + r) * a.q_row + h * D + c] * a.scale : (T)0;
+                const int64_t lo_min = key_range(i0, n, a.causal, a.window).lo;
+                const int64_t hi_max = key_range(i0 + rows - 1, n, a.causal, a.window).hi;
+                const int64_t jb0 = lo_min / L, jb1 = (hi_max + L - 1) / L;
+                // 1) scores of the R rows
+                scores<T, D, R>(q, kt, np, jb0, jb1, s);
+                // 2) softmax per row (weights outside each row's keys are 0)
+                T inv[R];
+                for (int r = 0; r < R; ++r) {
+                    if (r >= rows) {
+                        std::fill(s + r * np + jb0 * L, s + r * np + jb1 * L, (T)0);
+                        inv[r] = 0;
+                        continue;
+                    }
+                    const Range kr = key_range(i0 + r, n, a.causal, a.window);
+                    T m;
+                    const T total = masked_exp<T>(s + r * np, jb0, jb1, kr.lo, kr.hi, &m, true);
+                    lse[(start + i0 + r) * a.H + h] = m + std::log(total);
+                    inv[r] = (T)1 / total;
+                    if (a.p_drop > 0) {
+                        T* sr = s + r * np;
+                        const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
+                        for (int64_t j = kr.lo; j < kr.hi; ++j)
+                            sr[j] = keep_bit(base, (uint64_t)j, threshold) ? sr[j] * keep_scale : (T)0;
+                    }
+                }
+                // 3) o_r = sum_j p_rj v_j
+                V o[R][DV] = {};
+                for (int64_t j = lo_min; j < hi_max; ++j) {
+                    const T* vj = a.v + (start + j) * a.v_row + h * D;
+                    V vv[DV];
+                    for (int k = 0; k < DV; ++k) vv[k] = vload<V>(vj + k * L);
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) {
+                        const T w = s[r * np + j];
+                        for (int k = 0; k < DV; ++k) o[r][k] += w * vv[k];
+                    }
+                }
+                for (int r = 0; r < rows; ++r) {
+                    T* orow = out + (start + i0 + r) * o_row + h * D;
+                    for (int k = 0; k < DV; ++k) vstore(orow + k * L, o[r][k] * inv[r]);
+                }
+            }
+        }
+    }
+}
+
+template <typename T, int D>
+void attention_backward_tiled(const Args<T>& a, const T* out, int64_t o_row, const T* dout, int64_t do_row,
+                              const T* lse, T* dq, int64_t dq_row, T* dk, int64_t dk_row, T* dv, int64_t dv_row) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L, R = rows_per_block<T, D>(), DV = D / L;
+    const auto items = work_items(a.cu, a.B, a.H);
+    int64_t n_max = 0;
+    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
+    const int64_t np_max = (n_max + L - 1) / L * L;
+    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_items = (int64_t)items.size();
+
+#pragma omp parallel
+    {
+        Scratch<T> sc;
+        sc.reserve(np_max, D, R);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t it = 0; it < n_items; ++it) {
+            const int64_t b = items[it].first, h = items[it].second;
+            const int64_t start = a.cu[b], n = a.cu[b + 1] - start, np = (n + L - 1) / L * L;
+            T *kt = sc.kt.data(), *vt = sc.vt.data(), *dkl = sc.dk.data(), *dvl = sc.dv.data();
+            T *p = sc.s.data(), *pk = sc.p.data(), *dp = sc.dp.data();
+            for (int64_t j = 0; j < n; ++j) {
+                const T* kj = a.k + (start + j) * a.k_row + h * D;
+                const T* vj = a.v + (start + j) * a.v_row + h * D;
+                for (int c = 0; c < D; ++c) {
+                    kt[c * np + j] = kj[c];
+                    vt[c * np + j] = vj[c];
+                }
+            }
+            for (int c = 0; c < D; ++c)
+                for (int64_t j = n; j < np; ++j) kt[c * np + j] = vt[c * np + j] = 0;
+            std::fill(dkl, dkl + n * D, (T)0);
+            std::fill(dvl, dvl + n * D, (T)0);
+            for (int64_t i0 = 0; i0 < n; i0 += R) {
+                const int rows = (int)std::min<int64_t>(R, n - i0);
+                T q[R][D], qs[R][D], g[R][D], di[R];
+                for (int r = 0; r < R; ++r) {
+                    di[r] = 0;
+                    for (int c = 0; c < D; ++c) {
+                        const bool in = r < rows;
+                        const int64_t row = start + i0 + r;
+                        q[r][c] = in ? a.q[row * a.q_row + h * D + c] : (T)0;
+                        qs[r][c] = q[r][c] * a.scale;
+                        g[r][c] = in ? dout[row * do_row + h * D + c] : (T)0;
+                        di[r] += in ? g[r][c] * out[row * o_row + h * D + c] : (T)0;
+                    }
+                }
+                const int64_t lo_min = key_range(i0, n, a.causal, a.window).lo;
+                const int64_t hi_max = key_range(i0 + rows - 1, n, a.causal, a.window).hi;
+                const int64_t jb0 = lo_min / L, jb1 = (hi_max + L - 1) / L;
+                // 1) p = exp(scale q k - lse), 0 outside each row's keys
+                scores<T, D, R>(qs, kt, np, jb0, jb1, p);
+                // 2) dP = dO v^T
+                scores<T, D, R>(g, vt, np, jb0, jb1, dp);
+                for (int r = 0; r < R; ++r) {
+                    T* pr = p + r * np;
+                    T* pkr = pk + r * np;
+                    T* dpr = dp + r * np;
+                    if (r >= rows) {
+                        std::fill(pr + jb0 * L, pr + jb1 * L, (T)0);
+                        std::fill(pkr + jb0 * L, pkr + jb1 * L, (T)0);
+                        continue;
+                    }
+                    const Range kr = key_range(i0 + r, n, a.causal, a.window);
+                    T l = lse[(start + i0 + r) * a.H + h];
+                    masked_exp<T>(pr, jb0, jb1, kr.lo, kr.hi, &l, false);
+                    if (a.p_drop > 0) {
+                        const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
+                        for (int64_t j = jb0 * L; j < jb1 * L; ++j) {
+                            const T keep = (j >= kr.lo && j < kr.hi && keep_bit(base, (uint64_t)j, threshold))
+                                               ? keep_scale : (T)0;
+                            dpr[j] *= keep;
+                            pkr[j] = pr[j] * keep;  // the weight v_j received
+                        }
+                    } else {
+                        for (int64_t j = jb0 * L; j < jb1 * L; ++j) pkr[j] = pr[j];
+                    }
+                    // 3) dS = p (dP - D_i) * scale, stored over p
+                    const T dr = di[r];
+                    for (int64_t j = jb0 * L; j < jb1 * L; ++j) pr[j] = pr[j] * (dpr[j] - dr) * a.scale;
+                }
+                // 4) dV_j += sum_r p'_rj dO_r ; dK_j += sum_r dS_rj q_r ; dQ_r = sum_j dS_rj k_j
+                V gq[R][DV], qv[R][DV], dqv[R][DV] = {};
+                for (int r = 0; r < R; ++r)
+                    for (int k = 0; k < DV; ++k) {
+                        gq[r][k] = vload<V>(&g[r][k * L]);
+                        qv[r][k] = vload<V>(&q[r][k * L]);
+                    }
+                for (int64_t j = lo_min; j < hi_max; ++j) {
+                    const T* kj = a.k + (start + j) * a.k_row + h * D;
+                    V kv[DV], dkv[DV], dvv[DV];
+                    for (int k = 0; k < DV; ++k) {
+                        kv[k] = vload<V>(kj + k * L);
+                        dkv[k] = vload<V>(dkl + j * D + k * L);
+                        dvv[k] = vload<V>(dvl + j * D + k * L);
+                    }
+#pragma GCC unroll 8
+                    for (int r = 0; r < R; ++r) {
+                        const T w = pk[r * np + j], e = p[r * np + j];
+                        for (int k = 0; k < DV; ++k) {
+                            dvv[k] += w * gq[r][k];
+                            dkv[k] += e * qv[r][k];
+                            dqv[r][k] += e * kv[k];
+                        }
+                    }
+                    for (int k = 0; k < DV; ++k) {
+                        vstore(dkl + j * D + k * L, dkv[k]);
+                        vstore(dvl + j * D + k * L, dvv[k]);
+                    }
+                }
+                for (int r = 0; r < rows; ++r) {
+                    T* dqrow = dq + (start + i0 + r) * dq_row + h * D;
+                    for (int k = 0; k < DV; ++k) vstore(dqrow + k * L, dqv[r][k]);
+                }
+            }
+            for (int64_t j = 0; j < n; ++j) {
+                std::memcpy(dk + (start + j) * dk_row + h * D, dkl + j * D, D * sizeof(T));
+                std::memcpy(dv + (start + j) * dv_row + h * D, dvl + j * D, D * sizeof(T));
+            }
+        }
+    }
+}
+
+template <typename T>
+void attention_forward(const Args<T>& a, T* out, int64_t o_row, T* lse) {
+    const int L = Simd<T>::L;
+    if (a.d == a.dv && a.d % L == 0) {
+        switch (a.d / L) {
+            case 1: return attention_forward_tiled<T, Simd<T>::L>(a, out, o_row, lse);
+            case 2: return attention_forward_tiled<T, 2 * Simd<T>::L>(a, out, o_row, lse);
+            case 4: return attention_forward_tiled<T, 4 * Simd<T>::L>(a, out, o_row, lse);
+            case 8: return attention_forward_tiled<T, 8 * Simd<T>::L>(a, out, o_row, lse);
+            default: break;
+        }
+    }
+    attention_forward_generic<T>(a, out, o_row, lse);
+}
+
+template <typename T>
+void attention_backward(const Args<T>& a, const T* out, int64_t o_row, const T* dout, int64_t do_row, const T* lse,
+                        T* dq, int64_t dq_row, T* dk, int64_t dk_row, T* dv, int64_t dv_row) {
+    const int L = Simd<T>::L;
+    if (a.d == a.dv && a.d % L == 0) {
+        switch (a.d / L) {
+            case 1: return attention_backward_tiled<T, Simd<T>::L>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
+            case 2: return attention_backward_tiled<T, 2 * Simd<T>::L>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
+            case 4: return attention_backward_tiled<T, 4 * Simd<T>::L>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
+            case 8: return attention_backward_tiled<T, 8 * Simd<T>::L>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
+            default: break;
+        }
+    }
+    attention_backward_generic<T>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
+}
+
+// -- dropout ----------------------------------------------------------------------------
+// Element e of a flat tensor is kept iff keep_bit(mix64(seed), e, threshold).
+constexpr int64_t kChunk = 1 << 14;
+
+template <typename T>
+void dropout_apply(const T* x, T* y, int64_t numel, double p, uint64_t seed, const T* add) {
+    const uint32_t threshold = (uint32_t)std::lround((double)p * 16777216.0);
+    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+    const uint64_t base = mix64(seed);
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
+        const int64_t c1 = std::min(numel, c0 + kChunk);
+        if (add) {
+            for (int64_t e = c0; e < c1; ++e)
+                y[e] = add[e] + (keep_bit(base, (uint64_t)e, threshold) ? x[e] * keep_scale : (T)0);
+        } else {
+            for (int64_t e = c0; e < c1; ++e) y[e] = keep_bit(base, (uint64_t)e, threshold) ? x[e] * keep_scale : (T)0;
+        }
+    }
+}
+
+// In place: x = relu(x) * keep / (1 - p). Its gradient only needs the result (y > 0).
+template <typename T>
+void relu_dropout_inplace(T* x, int64_t numel, double p, uint64_t seed) {
+    const uint32_t threshold = (uint32_t)std::lround((double)p * 16777216.0);
+    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+    const uint64_t base = mix64(seed);
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
+        const int64_t c1 = std::min(numel, c0 + kChunk);
+        for (int64_t e = c0; e < c1; ++e) {
+            const T v = x[e] > (T)0 ? x[e] * keep_scale : (T)0;
+            x[e] = keep_bit(base, (uint64_t)e, threshold) ? v : (T)0;
+        }
+    }
+}
+
+template <typename T>
+void relu_dropout_backward(const T* y, const T* dy, T* dx, int64_t numel, double p) {
+    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+#pragma omp parallel for schedule(static)
+    for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
+        const int64_t c1 = std::min(numel, c0 + kChunk);
+        for (int64_t e = c0; e < c1; ++e) dx[e] = y[e] > (T)0 ? dy[e] * keep_scale : (T)0;
+    }
+}
+
+template <typename T>
+Args<T> make_args(const void* q, const void* k, const void* v, int64_t q_row, int64_t k_row, int64_t v_row,
+                  const int64_t* cu, int64_t B, int64_t H, int64_t d, int64_t dv, double scale, int64_t causal,
+                  int64_t window, double p_drop, uint64_t seed) {
+    return Args<T>{(const T*)q, (const T*)k, (const T*)v, q_row, k_row, v_row, cu, B, H, d, dv, (T)scale,
+                   causal != 0, window, p_drop, seed};
+}
+
+}  // namespace
+
+extern "C" {
+
+int attnlab_kernels_version() { return 1; }
+
+// dtype: 0 = float32, 1 = float64
+int attnlab_attention_forward(int dtype, const void* q, const void* k, const void* v, int64_t q_row, int64_t k_row,
+                              int64_t v_row, void* out, int64_t o_row, void* lse, const int64_t* cu, int64_t B,
+                              int64_t H, int64_t d, int64_t dv, double scale, int64_t causal, int64_t window,
+                              double p_drop, uint64_t seed) {
+    if (dtype == 0) {
+        auto a = make_args<float>(q, k, v, q_row, k_row, v_row, cu, B, H, d, dv, scale, causal, window, p_drop, seed);
+        attention_forward<float>(a, (float*)out, o_row, (float*)lse);
+    } else if (dtype == 1) {
+        auto a = make_args<double>(q, k, v, q_row, k_row, v_row, cu, B, H, d, dv, scale, causal, window, p_drop, seed);
+        attention_forward<double>(a, (double*)out, o_row, (double*)lse);
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
+int attnlab_attention_backward(int dtype, const void* q, const void* k, const void* v, int64_t q_row, int64_t k_row,
+                               int64_t v_row, const void* out, int64_t o_row, const void* dout, int64_t do_row,
+                               const void* lse, void* dq, int64_t dq_row, void* dk, int64_t dk_row, void* dv_,
+                               int64_t dv_row, const int64_t* cu, int64_t B, int64_t H, int64_t d, int64_t dv,
+                               double scale, int64_t causal, int64_t window, double p_drop, uint64_t seed) {
+    if (dtype == 0) {
+        auto a = make_args<float>(q, k, v, q_row, k_row, v_row, cu, B, H, d, dv, scale, causal, window, p_drop, seed);
+        attention_backward<float>(a, (const float*)out, o_row, (const float*)dout, do_row, (const float*)lse,
+                                  (float*)dq, dq_row, (float*)dk, dk_row, (float*)dv_, dv_row);
+    } else if (dtype == 1) {
+        auto a = make_args<double>(q, k, v, q_row, k_row, v_row, cu, B, H, d, dv, scale, causal, window, p_drop, seed);
+        attention_backward<double>(a, (const double*)out, o_row, (const double*)dout, do_row, (const double*)lse,
+                                   (double*)dq, dq_row, (double*)dk, dk_row, (double*)dv_, dv_row);
+    } else {
+        return 1;
+    }
+    return 0;
+}
+
+// y = x * keep / (1 - p) (+ add, when add is not null)
+int attnlab_dropout(int dtype, const void* x, void* y, int64_t numel, double p, uint64_t seed, const void* add) {
+    if (dtype == 0) dropout_apply<float>((const float*)x, (float*)y, numel, p, seed, (const float*)add);
+    else if (dtype == 1) dropout_apply<double>((const double*)x, (double*)y, numel, p, seed, (const double*)add);
+    else return 1;
+    return 0;
+}
+
+int attnlab_relu_dropout_(int dtype, void* x, int64_t numel, double p, uint64_t seed) {
+    if (dtype == 0) relu_dropout_inplace<float>((float*)x, numel, p, seed);
+    else if (dtype == 1) relu_dropout_inplace<double>((double*)x, numel, p, seed);
+    else return 1;
+    return 0;
+}
+
+int attnlab_relu_dropout_backward(int dtype, const void* y, const void* dy, void* dx, int64_t numel, double p) {
+    if (dtype == 0) relu_dropout_backward<float>((const float*)y, (const float*)dy, (float*)dx, numel, p);
+    else if (dtype == 1) relu_dropout_backward<double>((const double*)y, (const double*)dy, (double*)dx, numel, p);
+    else return 1;
+    return 0;
+}
+
+}  // extern "C"
