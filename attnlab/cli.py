@@ -16,6 +16,8 @@ import sys
 COMMANDS = [
     "attnlab.walkthrough",  # steps
     "attnlab.bench.cli",  # bench
+    "attnlab.viz.cli",  # explain
+    "attnlab.serve.cli",  # serve
 ]
 
 

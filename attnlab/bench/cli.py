@@ -12,3 +12,6 @@ def add_parser(sub) -> None:
     from . import encoder as _encoder
 
     _encoder.add_parser(bsub)
+    from . import serve_load
+
+    serve_load.add_parser(bsub)

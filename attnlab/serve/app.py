@@ -1,0 +1,278 @@
+"""The attention explorer: a JSON API and one page, as an ASGI app (Starlette).
+
+Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx status):
+
+    GET  /api/health      {"status": "ok", "model": {...}, "limits": {...}}
+    POST /api/tag         {"text": "I saw a saw"} or {"tokens": ["I", "saw", "a", "saw"]}
+                          -> {"tokens": [...], "tags": [...], "probabilities": [...]}
+    POST /api/attention   same body -> the above plus "layers", "heads", "normalize" and
+                          "weights": [L][H][n][n], weights[l][h][i][j] = alpha'_(i,j) of head h
+                          in layer l (query token i, key token j; numbered from 0)
+    GET  /                the explorer page; its script and styles are under /static/
+
+Limits: a body over ``max_body_bytes`` or a sentence over ``max_tokens`` tokens is refused with
+413; a body that is not JSON with 400; JSON of the wrong shape with 422. Unexpected failures
+are logged here and answered with a plain 500 message, never a traceback. Requests whose Host
+header is not the address the server was started for are refused (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("attnlab.serve")
+
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may ask for."""
+
+    max_body_bytes: int = 64 * 1024
+    max_tokens: int = 128
+    max_token_chars: int = 100
+
+    def __post_init__(self):
+        for name in ("max_body_bytes", "max_tokens", "max_token_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class ApiError(Exception):
+    """A request the API refuses: answered as ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+# -- reading requests ------------------------------------------------------------------
+
+async def read_body(request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise ApiError(400, f"Content-Length {declared!r} is not a number") from None
+        if size > limit:
+            raise ApiError(413, f"request body is {size} bytes; this server accepts at most {limit}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is over {limit} bytes, the most this server accepts")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes):
+    if not body.strip():
+        raise ApiError(400, 'request body is empty; send a JSON object such as {"text": "I saw a saw"}')
+    try:
+        return json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "request body is not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise ApiError(400, "request body is nested too deeply") from None
+
+
+def sentence_tokens(obj, limits: Limits) -> list[str]:
+    """The tokens of ``{"text": str}`` or ``{"tokens": [str, ...]}``; 422 / 413 otherwise."""
+    from ..viz.model import tokenize
+
+    if not isinstance(obj, dict):
+        raise ApiError(422, f'expected a JSON object with "text" or "tokens", got a JSON {_json_type(obj)}')
+    unknown = sorted(set(obj) - {"text", "tokens"})
+    if unknown:
+        raise ApiError(422, f'unknown field {unknown[0]!r}; send "text" (a string) or "tokens" (a list of strings)')
+    if ("text" in obj) == ("tokens" in obj):
+        raise ApiError(422, 'send exactly one of "text" (a string) or "tokens" (a list of strings)')
+    if "text" in obj:
+        text = obj["text"]
+        if not isinstance(text, str):
+            raise ApiError(422, f'"text" must be a string, got a JSON {_json_type(text)}')
+        if len(text) > limits.max_tokens * (limits.max_token_chars + 1):
+            raise ApiError(413, f'"text" is {len(text)} characters long; send at most {limits.max_tokens} words')
+        tokens = tokenize(text)
+    else:
+        tokens = obj["tokens"]
+        if not isinstance(tokens, list):
+            raise ApiError(422, f'"tokens" must be a list of strings, got a JSON {_json_type(tokens)}')
+        for i, t in enumerate(tokens[: limits.max_tokens + 1]):
+            if not isinstance(t, str) or not t.strip():
+                raise ApiError(422, f'"tokens"[{i}] must be a non-empty string, got {json.dumps(t)[:40]}')
+    if not tokens:
+        raise ApiError(422, "the sentence has no words")
+    if len(tokens) > limits.max_tokens:
+        raise ApiError(413, f"the sentence has {len(tokens)} tokens; this server tags at most {limits.max_tokens} per request")
+    for i, t in enumerate(tokens):
+        if len(t) > limits.max_token_chars:
+            raise ApiError(413, f"token {i} is {len(t)} characters long; at most {limits.max_token_chars} are accepted")
+    return tokens
+
+
+def _json_type(x) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(x), "number" if isinstance(x, (int, float)) else type(x).__name__
+    )
+
+
+# -- tagging many requests in one forward pass -------------------------------------------
+
+class TagBatcher:
+    """Concurrent ``/api/tag`` requests share forward passes.
+
+    A request that finds the model idle runs at once, alone; requests that arrive while the
+    model is busy wait, and all of them (up to ``max_batch``) go through the next pass
+    together. No request waits for others to arrive, so a lone request is as fast as without
+    batching, and under load the model runs few large batches instead of many small ones.
+    Lives on the server's event loop (no locks: only one coroutine touches ``pending``).
+    """
+
+    def __init__(self, tag, max_batch: int = 32):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self._tag, self.max_batch = tag, max_batch
+        self.pending: list = []  # (tokens, future)
+        self._worker = None  # the task draining ``pending``, while there is one
+        self.passes = 0  # forward passes run (for tests and logs)
+
+    async def tag(self, tokens: list[str]) -> tuple[list[str], list[float]]:
+        import asyncio
+
+        future = asyncio.get_running_loop().create_future()
+        self.pending.append((tokens, future))
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            while self.pending:
+                batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
+                self.passes += 1
+                try:
+                    results = await run_in_threadpool(self._tag, [tokens for tokens, _ in batch])
+                except Exception as exc:  # every request of the batch gets the failure
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), result in zip(batch, results):
+                    if not future.done():  # the client may have gone
+                        future.set_result(result)
+        finally:
+            self._worker = None
+
+
+# -- the app ---------------------------------------------------------------------------
+
+def _rounded(x: float) -> float:
+    return round(float(x), 6)
+
+
+def create_app(model, *, limits: Limits = Limits(), allowed_hosts: list[str] | None = None, max_batch: int = 32):
+    """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
+    ``tag``, ``attention`` and ``describe`` methods). ``allowed_hosts``: the Host header values
+    to answer (default: the loopback names); ``["*"]`` answers any. ``max_batch``: most
+    ``/api/tag`` requests tagged in one forward pass (1 = one at a time)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
+    from starlette.responses import FileResponse, JSONResponse
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    batcher = TagBatcher(model.tag, max_batch)
+
+    async def sentence(request) -> list[str]:
+        return sentence_tokens(parse_json(await read_body(request, limits.max_body_bytes)), limits)
+
+    async def health(request):
+        return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
+
+    async def tag(request):
+        tokens = await sentence(request)
+        tags, probs = await batcher.tag(tokens)
+        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [_rounded(p) for p in probs]})
+
+    async def attention(request):
+        tokens = await sentence(request)
+        tags, probs, weights = await run_in_threadpool(model.attention, tokens)
+        w = np.round(np.asarray(weights, dtype=np.float64), 6)  # (L, H, n, n)
+        return JSONResponse({
+            "tokens": tokens, "tags": tags, "probabilities": [_rounded(p) for p in probs],
+            "layers": int(w.shape[0]), "heads": int(w.shape[1]), "normalize": model.normalize,
+            "weights": w.tolist(),
+        })
+
+    async def index(request):
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    async def api_error(request, exc: ApiError):
+        return error(exc.status, exc.message)
+
+    async def http_error(request, exc: HTTPException):
+        messages = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    async def server_error(request, exc: Exception):
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return error(500, "internal error while answering the request (details are in the server's log)")
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/api/health", health, methods=["GET"]),
+        Route("/api/tag", tag, methods=["POST"]),
+        Route("/api/attention", attention, methods=["POST"]),
+        Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
+    ]
+    hosts = allowed_hosts if allowed_hosts is not None else ["127.0.0.1", "localhost", "::1", "[::1]"]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SecurityHeaders)],
+        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
+    )
+    app.state.batcher = batcher
+    return app
+
+
+class SecurityHeaders:
+    """ASGI middleware: the page may load only its own scripts, styles and images."""
+
+    HEADERS = [
+        (b"content-security-policy", b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

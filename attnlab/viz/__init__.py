@@ -1,0 +1,1 @@
+"""Looking inside a trained model: attention heatmaps and the seed's steps for one head."""

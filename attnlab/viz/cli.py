@@ -1,0 +1,73 @@
+"""`attnlab explain`: what a trained tagger attends to, as heatmaps or step by step."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_OUT = Path("attn.png")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"layers and heads are numbered from 1, got {value}")
+    return value
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="draw a tagger's attention on a sentence (heatmaps) or print one head step by step",
+        description=(
+            "Tag a sentence with a trained attention tagger and draw its attention weights alpha'_(i,j): "
+            "a grid of heatmaps, layers down and heads across, tokens (with their predicted tags) on both "
+            "axes. --steps prints, for one head, q^i, k^i, v^i, the scaled scores alpha_(i,j) and the "
+            "weights alpha'_(i,j) of every token, in the notation of `attnlab steps`."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`)")
+    p.add_argument("sentence", nargs="+", help='the sentence, e.g. "I saw a saw"')
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"image to write (.png, .svg or .pdf; default {DEFAULT_OUT}, or none with --steps)")
+    p.add_argument("--layer", type=_positive, default=None, help="only this layer (from 1; default all)")
+    p.add_argument("--head", type=_positive, default=None, help="only this head (from 1; default all)")
+    p.add_argument("--steps", action="store_true",
+                   help="print q, k, v, alpha and alpha' of one head (--layer and --head, default 1 and 1)")
+    p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple",
+                   help="how to split the sentence into words (default: simple, as `attnlab tag`)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..tagger_cli import tokenize
+    from .heatmap import plot_attention_grid
+    from .model import load_explainable
+    from .steps import render_steps
+
+    tokens = tokenize(" ".join(args.sentence), args.tokenize)
+    if not tokens:
+        raise ValueError("the sentence has no words")
+    model = load_explainable(args.model)
+    layer = args.layer - 1 if args.layer is not None else None
+    head = args.head - 1 if args.head is not None else None
+    model.check_layer_head(layer, head)
+
+    tags, probs, weights = model.attention(tokens)
+    print(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags)))
+    print("  probabilities: " + " ".join(f"{p:.2f}" for p in probs))
+    if args.steps:
+        steps = model.steps(tokens, layer or 0, head or 0)
+        print()
+        print(render_steps(tokens, steps, layer=layer or 0, head=head or 0, normalize=model.normalize, tags=tags,
+                           rotary=model.transformer.rotary is not None))
+    out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
+    if out is not None:
+        plot_attention_grid(tokens, weights, tags=tags, layer=layer, head=head, path=out,
+                            title=f'{model.name}: attention on "{" ".join(tokens)}"')
+        grid = f"{1 if layer is not None else model.layers} x {1 if head is not None else model.heads}"
+        print(f"wrote {out} (layers x heads = {grid}; rows: query i, columns: key j)")
+    return 0

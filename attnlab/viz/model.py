@@ -1,0 +1,159 @@
+"""A trained tagger seen from the outside: its tags, their probabilities and its attention.
+
+Shape letters: L layers, H heads, n tokens of one sentence, d head width.
+
+``load_explainable(model_dir)`` reads a tagger model directory (``attnlab train``,
+``attnlab demo``) whose encoder is the attention encoder, and returns an ``Explainable``:
+
+* ``tag(sentences)``      for each list of tokens: (UPOS tags, probability of each tag)
+* ``attention(tokens)``   (tags, probabilities, weights (L, H, n, n)): alpha'_{i,j} of every
+                          layer and head, row i the query token, column j the key token
+* ``steps(tokens, layer, head)``  the seed's intermediates of one head (q, k, v, alpha,
+                          alpha', b), recomputed from the layer's input; its alpha' equals
+                          ``attention(tokens)[2][layer, head]``
+* ``layers``, ``heads``, ``normalize``, ``name``
+
+Layers and heads are numbered from 0 here (from 1 in what people read: the CLI and the page).
+Calls are serialized by a lock, so one ``Explainable`` can serve many threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .. import reference as R
+from ..attention import masks
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of a sentence, split the way ``attnlab tag`` splits raw text."""
+    from ..tagger_cli import tokenize as split
+
+    return split(text)
+
+
+class Explainable:
+    """A loaded attention tagger (``attnlab.tasks.tagging.LoadedTagger``) with its attention exposed."""
+
+    def __init__(self, loaded, name: str = "model"):
+        encoder = loaded.model.encoder
+        transformer = getattr(encoder, "transformer", None)
+        if transformer is None or not hasattr(encoder, "attention_weights"):
+            raise ValueError(
+                f"{name}: the model uses the {loaded.config.encoder!r} encoder, which has no attention to show; "
+                "train one with --encoder attention"
+            )
+        self.name = name
+        self.model = loaded.model.eval()
+        self.vocabs = loaded.vocabs
+        self.features = loaded.encoder()
+        self.transformer = transformer
+        self.layers: int = len(transformer.layers)
+        self.heads: int = transformer.heads
+        self.normalize: str = transformer.layers[0].attn.normalize
+        self._lock = threading.Lock()
+
+    # -- tags -----------------------------------------------------------------------------
+    def _scores(self, batch) -> torch.Tensor:
+        return self.model(batch).upos  # (B, N, C)
+
+    def _decode(self, scores: torch.Tensor, lengths: Sequence[int]) -> list[tuple[list[str], list[float]]]:
+        from ..features import PAD, UNK
+
+        scores = scores.clone()
+        scores[..., PAD] = float("-inf")  # never predicted
+        scores[..., UNK] = float("-inf")
+        probs, best = scores.softmax(dim=-1).max(dim=-1)  # (B, N) each
+        out = []
+        for b, n in enumerate(lengths):
+            out.append((self.vocabs.upos.decode(best[b, :n].tolist()), [float(p) for p in probs[b, :n]]))
+        return out
+
+    @torch.inference_mode()
+    def tag(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
+        """For each sentence (a list of tokens): its UPOS tags and each tag's probability."""
+        sentences = [list(s) for s in sentences]
+        result: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
+        todo = [i for i, s in enumerate(sentences) if s]
+        if not todo:
+            return result
+        with self._lock:
+            batch = self.features.encode([sentences[i] for i in todo])
+            tagged = self._decode(self._scores(batch), [len(sentences[i]) for i in todo])
+        for i, t in zip(todo, tagged):
+            result[i] = t
+        return result
+
+    # -- attention ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def attention(self, tokens: Sequence[str]) -> tuple[list[str], list[float], torch.Tensor]:
+        """(tags, probabilities, weights (L, H, n, n)) of one sentence."""
+        tokens = list(tokens)
+        if not tokens:
+            raise ValueError("the sentence has no tokens")
+        with self._lock:
+            batch = self.features.encode([tokens])
+            tags, probs = self._decode(self._scores(batch), [len(tokens)])[0]
+            x = self.model.features(batch)  # (1, n, D_in)
+            per_layer = self.model.encoder.attention_weights(x, batch.lengths)  # L lists of 1 x (H, n, n)
+        weights = torch.stack([w[0] for w in per_layer]).float()  # (L, H, n, n)
+        return tags, probs, weights
+
+    @torch.inference_mode()
+    def steps(self, tokens: Sequence[str], layer: int, head: int) -> R.Steps:
+        """The seed's intermediates of head ``head`` of layer ``layer`` on one sentence (float64).
+
+        q^i, k^i, v^i are the head's slices of the layer's projections of its input (after the
+        layer norm, with rotary positions applied to q and k when the model uses them);
+        alpha, alpha' and b^i follow from them by ``attnlab.reference.attend_steps``.
+        """
+        tokens = list(tokens)
+        self.check_layer_head(layer, head)
+        if not tokens:
+            raise ValueError("the sentence has no tokens")
+        n = len(tokens)
+        t = self.transformer
+        with self._lock:
+            batch = self.features.encode([tokens])
+            x = self.model.encoder.proj(self.model.features(batch)[0])  # (n, D)
+            cu = torch.tensor([0, n])
+            positions = torch.arange(n)
+            if t.position_table is not None:
+                x = t.position_table(x, positions)
+            for block in t.layers[:layer]:
+                x = block.forward_packed(x, cu, rotary=t.rotary, positions=positions, causal=t.causal, window=t.window)
+            block = t.layers[layer]
+            a = block.norm1(x) if block.norm_first else x  # the a^i this layer's attention sees
+            attn = block.attn
+            qkv = attn.qkv(a).unflatten(-1, (3, attn.heads, attn.d_head))  # (n, 3, H, d)
+            if t.rotary is not None:
+                t.rotary.rotate_(qkv[:, :2], positions)
+            q, k, v = (qkv[:, i, head].double().numpy() for i in range(3))  # (n, d) each
+        mask = torch.ones(n, n, dtype=torch.bool)  # (n, n), True = may attend
+        if t.causal:
+            mask &= masks.causal(n)
+        if t.window is not None:
+            mask &= masks.window(n, t.window)
+        return R.attend_steps(q, k, v, mask.numpy(), self.normalize)
+
+    def check_layer_head(self, layer: int | None, head: int | None) -> None:
+        if layer is not None and not 0 <= layer < self.layers:
+            raise ValueError(f"layer {layer + 1} does not exist: the model has {self.layers} layers (1..{self.layers})")
+        if head is not None and not 0 <= head < self.heads:
+            raise ValueError(f"head {head + 1} does not exist: the model has {self.heads} heads (1..{self.heads})")
+
+    def describe(self) -> dict:
+        return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
+                "tags": [t for t in self.vocabs.upos.decode(range(2, len(self.vocabs.upos)))]}
+
+
+def load_explainable(model_dir: str | Path) -> Explainable:
+    """Read a tagger model directory (safetensors + JSON) whose encoder is the attention encoder."""
+    from ..tasks.tagging import load_tagger
+
+    loaded = load_tagger(model_dir)
+    return Explainable(loaded, name=Path(model_dir).name or str(model_dir))

@@ -1,0 +1,55 @@
+"""A tiny attention tagger written to a model directory by the project's own code, for the
+explorer's tests: 2 layers x 2 heads of width 8, trained for a few dozen steps on the
+generated toy corpus (so its tags mean something) in about a second."""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+LAYERS, HEADS = 2, 2
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "attention") -> Path:
+    """The directory of a tiny tagger trained for ``steps`` steps (built once per test session)."""
+    from attnlab.encoders import EncoderConfig
+    from attnlab.features import FeatureConfig
+    from attnlab.tasks.tagging import Tagger, TaggerConfig, TaggerVocabs, TaggingTask, save_tagger
+    from attnlab.tasks.tagging_demo import toy_corpus
+
+    root = Path(tempfile.mkdtemp(prefix="attnlab-tiny-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    corpus = toy_corpus(80, seed=1)
+    vocabs = TaggerVocabs.build(corpus)
+    config = TaggerConfig(
+        encoder=encoder,
+        features=FeatureConfig(word_dim=12, shape_dim=4, char_dim=6, char_filters=4, char_widths=(2, 3),
+                               max_chars=10, word_dropout=0.0, dropout=0.0),
+        encoder_config=EncoderConfig(hidden=16, layers=LAYERS, heads=HEADS, d_ff=32, dropout=0.0, positions=positions),
+        xpos_weight=0.0,
+    )
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = Tagger(config, vocabs)
+        task = TaggingTask(model, vocabs, corpus, corpus[:10])
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+        model.train()
+        for step in range(steps):
+            batch = task.make_batch([(8 * step + i) % len(corpus) for i in range(8)])
+            optimizer.zero_grad()
+            task.loss(model, batch).backward()
+            optimizer.step()
+        model.eval()
+    finally:
+        torch.set_num_threads(before)
+    directory = root / f"{encoder}-{positions}-{steps}"
+    save_tagger(directory, model, vocabs, {"note": "tiny test model"})
+    return directory
