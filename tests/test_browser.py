@@ -25,6 +25,7 @@ if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
                 "(.ci/run does this when apt can reach Debian's mirrors)", allow_module_level=True)
 
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -111,6 +112,13 @@ def test_type_click_read_the_tags_and_switch_heads(browser, model, tmp_path):
         assert canvas.get_attribute("data-layer") == "1"
         assert canvas_picture(driver) not in (first, second)
         assert len(driver.find_elements(By.CSS_SELECTOR, "#lines line")) == int((weights[1, 1] >= 0.005).sum())
+
+        # pointing at a query token keeps only its links in the line view
+        third = driver.find_elements(By.CSS_SELECTOR, "#lines text:not(.tag)")[2]
+        ActionChains(driver).move_to_element(third).perform()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#lines line")) == int((weights[1, 1, 2] >= 0.005).sum()))
+        assert "focus" in driver.find_elements(By.CSS_SELECTOR, "#tagged .token")[2].get_attribute("class")
+        ActionChains(driver).move_to_element(driver.find_element(By.TAG_NAME, "h1")).perform()
 
         shot = tmp_path / "explorer.png"
         assert driver.save_screenshot(str(shot))

@@ -175,6 +175,7 @@ def test_concurrent_requests_share_passes_and_get_the_serial_answers(model):
     (b"", 400, "request body is empty"),
     (b"   ", 400, "request body is empty"),
     (b'{"text": "caf\xe9"}', 400, "request body is not UTF-8 text"),
+    (b"[" * 1020 + b"]" * 1020, 400, "request body is nested too deeply"),
     (b"[1, 2]", 422, 'expected a JSON object with "text" or "tokens", got a JSON array'),
     (b'"I saw a saw"', 422, "got a JSON string"),
     (b'{"text": 5}', 422, '"text" must be a string, got a JSON number'),
