@@ -284,3 +284,21 @@ def test_load_run_counts_errors(model):
     with ServerThread(create_app(model, limits=Limits(max_tokens=1))) as url:
         result = run_load(url, clients=2, requests=3)
     assert result["errors"] == 6 and "413" in result["error_examples"][0]
+
+
+def test_the_listening_socket_turns_nagle_off():
+    """Responses go out as headers + body: with Nagle's algorithm on, the body would wait for the
+    client's delayed ACK (~40 ms per request on loopback)."""
+    import socket
+
+    from attnlab.serve.server import bind_socket, url_of
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP  # asyncio sets TCP_NODELAY on accepted connections
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", url_of(sock))
+    finally:
+        sock.close()
+    with pytest.raises(ValueError, match="port must be in 0..65535"):
+        bind_socket("127.0.0.1", 70000)
