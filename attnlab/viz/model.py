@@ -147,8 +147,12 @@ class Explainable:
             raise ValueError(f"head {head + 1} does not exist: the model has {self.heads} heads (1..{self.heads})")
 
     def describe(self) -> dict:
+        """Name, sizes and the tags the model can predict."""
+        from ..features import PAD, UNK
+
+        ids = [i for i in range(len(self.vocabs.upos)) if i not in (PAD, UNK)]
         return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
-                "tags": [t for t in self.vocabs.upos.decode(range(2, len(self.vocabs.upos)))]}
+                "tags": self.vocabs.upos.decode(ids)}
 
 
 def load_explainable(model_dir: str | Path) -> Explainable:
