@@ -159,6 +159,7 @@ class MultiHeadSelfAttention(nn.Module):
         positions: torch.Tensor | None = None,
         plan=None,
         return_weights: bool = False,
+        residual: torch.Tensor | None = None,
     ):
         """Packed tokens (T, D) + cu_seqlens (B + 1,) -> y (T, D) [, list of B weights (H, n, n)].
 
@@ -166,12 +167,16 @@ class MultiHeadSelfAttention(nn.Module):
         padded. ``rotary`` (an ``attnlab.positions.RotaryPositions``) turns q and k by
         each token's position in its sequence (``positions`` (T,), computed from
         ``cu_seqlens`` when not given). ``plan`` (a ``VarlenPlan``) is shared by layers
-        that see the same batch.
+        that see the same batch. ``residual`` (T, D), when given, is added to the result
+        inside the W^O product (an encoder's skip connection, in one step).
+
+        The projections go through ``attnlab.kernels.linear`` (oneDNN for float32 on CPU,
+        else ``torch.nn.functional.linear``): the same numbers as ``forward``.
         """
         if tokens.dim() != 2 or tokens.shape[-1] != self.d_model:
             raise ValueError(f"tokens must have shape (T, D) with D = {self.d_model}, got {tuple(tokens.shape)}")
-        # 1) project: (T, D) -> (T, 3, H, d)
-        qkv = self.qkv(tokens).unflatten(-1, (3, self.heads, self.d_head))
+        # 1) project: (T, D) -> (T, 3D) -> (T, 3, H, d)
+        qkv = kernels.linear(tokens, self.qkv.weight, self.qkv.bias).unflatten(-1, (3, self.heads, self.d_head))
         if rotary is not None:
             if positions is None:
                 positions = positions_in_sequence(cu_seqlens, tokens.shape[0])
@@ -190,7 +195,7 @@ class MultiHeadSelfAttention(nn.Module):
         if return_weights:
             out, weights = out
         # 3) concatenate the heads and apply W^O: (T, H, d) -> (T, D)
-        y = self.out(out.flatten(1))
+        y = kernels.linear(out.flatten(1), self.out.weight, self.out.bias, residual=residual)
         return (y, weights) if return_weights else y
 
     # -- conversion to and from torch.nn.MultiheadAttention -------------------------------
@@ -266,43 +271,55 @@ class TransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout, self.norm_first, self.activation = dropout, norm_first, activation
 
-    def _dropping(self, x: torch.Tensor) -> bool:
-        """Dropout is on; True also means the native counter-based kernels can do it."""
-        return self.training and self.dropout > 0 and kernels.supports(x) is None
-
-    def _drop(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.dropout(x, self.dropout, True) if self.training and self.dropout > 0 else x
+    def _dropping(self) -> bool:
+        return self.training and self.dropout > 0
 
     def _residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        """x + dropout(branch), one pass with the native kernels."""
-        if self._dropping(branch):
+        """x + dropout(branch): one pass with the native kernels when they can."""
+        if kernels.supports(branch) is None:
             return kernels.dropout_add(branch, x, self.dropout)
-        return x + self._drop(branch)
+        return x + nn.functional.dropout(branch, self.dropout, True)
 
-    def _ff(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.ff1(x)  # (T, d_ff)
-        if self.activation == "relu" and self._dropping(h):
+    def _ff(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
+        """[residual +] W2 drop(act(W1 x + b1)) + b2; relu and the residual add happen
+        inside the matrix products when there is no dropout."""
+        drop = self._dropping()
+        relu = self.activation == "relu"
+        h = kernels.linear(x, self.ff1.weight, self.ff1.bias, relu=relu and not drop)  # (T, d_ff)
+        if drop and relu and kernels.supports(h) is None:
             h = kernels.relu_dropout_(h, self.dropout)
         else:
-            h = self._drop(h.relu_() if self.activation == "relu" else ACTIVATIONS[self.activation](h))
-        return self.ff2(h)  # (T, D)
+            if relu and drop:
+                h = h.relu_()
+            elif not relu:
+                h = ACTIVATIONS[self.activation](h)
+            if drop:
+                h = nn.functional.dropout(h, self.dropout, True)
+        return kernels.linear(h, self.ff2.weight, self.ff2.bias, residual=residual)  # (T, D)
+
+    def _add_attention(self, h, x, cu_seqlens, attend):
+        """x + drop(attn(h)) [, weights]; without dropout the add happens inside W^O's product."""
+        drop = self._dropping()
+        a = self.attn.forward_packed(h, cu_seqlens, residual=None if drop else x, **attend)
+        a, weights = a if attend["return_weights"] else (a, None)
+        return (self._residual(x, a) if drop else a), weights
+
+    def _add_ff(self, h, x):
+        """x + drop(ff(h)); without dropout the add happens inside W2's product."""
+        if self._dropping():
+            return self._residual(x, self._ff(h, None))
+        return self._ff(h, x)
 
     def forward_packed(self, x, cu_seqlens, *, plan=None, rotary=None, positions=None, causal=False, window=None, return_weights=False):
         """x (T, D) -> (T, D) [, list of B weights (H, n, n)]."""
         attend = dict(causal=causal, window=window, rotary=rotary, positions=positions, plan=plan, return_weights=return_weights)
-        weights = None
         if self.norm_first:
-            a = self.attn.forward_packed(self.norm1(x), cu_seqlens, **attend)
-            if return_weights:
-                a, weights = a
-            x = self._residual(x, a)
-            x = self._residual(x, self._ff(self.norm2(x)))
+            x, weights = self._add_attention(self.norm1(x), x, cu_seqlens, attend)
+            x = self._add_ff(self.norm2(x), x)
         else:
-            a = self.attn.forward_packed(x, cu_seqlens, **attend)
-            if return_weights:
-                a, weights = a
-            x = self.norm1(self._residual(x, a))
-            x = self.norm2(self._residual(x, self._ff(x)))
+            x, weights = self._add_attention(x, x, cu_seqlens, attend)
+            x = self.norm1(x)
+            x = self.norm2(self._add_ff(x, x))
         return (x, weights) if return_weights else x
 
 

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 import attnlab
-from attnlab import TransformerEncoder
+from attnlab import TransformerEncoder, kernels
 from attnlab.packing import cu_seqlens_from_lengths, pack, pack_padded
 
 POSITIONS = ("none", "sinusoidal", "learned", "rotary")
@@ -43,6 +43,35 @@ def test_packed_equals_padded_equals_one_sentence_at_a_time(positions, norm_firs
             if n:
                 alone = enc(x[b: b + 1, :n])[0]
                 torch.testing.assert_close(alone, y[b, :n], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("norm_first", [True, False])
+@pytest.mark.parametrize("train", [False, True])
+def test_fast_paths_equal_plain_torch_ops(monkeypatch, norm_first, train):
+    """oneDNN products with fused relu / residual and the native kernels == F.linear and torch ops."""
+    enc = encoder("rotary", norm_first=norm_first).train(train)
+    x, lengths = padded_batch([7, 1, 12, 0, 12, 3])
+    tokens, cu = pack_padded(x, lengths)
+    tokens.requires_grad_(True)
+
+    def run():
+        enc.zero_grad()
+        tokens.grad = None
+        out = enc.forward_packed(tokens, cu)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = [p.grad.clone() for p in enc.parameters()] + [tokens.grad.clone()]
+        with torch.no_grad():
+            return out.detach(), grads, enc.forward_packed(tokens, cu)
+
+    fast = run()
+    monkeypatch.setitem(kernels._onednn_state, "reason", "switched off in a test")
+    monkeypatch.setattr(kernels, "_lib", None)
+    monkeypatch.setattr(kernels, "_why_not", "switched off in a test")
+    plain = run()
+    torch.testing.assert_close(fast[0], plain[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast[2], plain[2], atol=1e-5, rtol=0)
+    for a, b in zip(fast[1], plain[1]):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("norm_first", [True, False])

@@ -54,12 +54,12 @@ SOFTMAX = [(False, None, "softmax"), (True, None, "softmax"), (False, 2, "softma
 OTHERS = [(c, w, n) for n in ("relu", "sigmoid") for c, w in ((False, None), (True, 3))]
 
 
-CASES = [(*path, *case) for path in PATHS for case in SOFTMAX + OTHERS]
-CASES += [pytest.param("native", 256, *case, marks=needs_kernels) for case in SOFTMAX]
+CASES = [(*path, *case, 8) for path in PATHS for case in SOFTMAX + OTHERS]
+# d = 12 runs the kernel's generic loops, d = 16 its SIMD tiles
+CASES += [pytest.param("native", 256, *case, d, marks=needs_kernels) for case in SOFTMAX for d in (12, 16)]
 
 
-@pytest.mark.parametrize("impl, width, causal, window, normalize", CASES)
-@pytest.mark.parametrize("d", [8, 16])
+@pytest.mark.parametrize("impl, width, causal, window, normalize, d", CASES)
 def test_equals_per_sequence_attention_forward_and_backward(impl, width, causal, window, normalize, d):
     cu = cu_seqlens_from_lengths(LENGTHS)
     t, h = int(cu[-1]), 3
@@ -77,7 +77,7 @@ def test_equals_per_sequence_attention_forward_and_backward(impl, width, causal,
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [32, 64, 12])
 def test_float32_within_1e_5_and_stacked_qkv_is_the_same(impl, causal, d):
-    cu = cu_seqlens_from_lengths([40, 7, 7, 23, 1, 64])
+    cu = cu_seqlens_from_lengths([40, 7, 7, 23, 1, 64, 301])  # 301: cut into chunks of query rows
     t, h = int(cu[-1]), 2
     qkv = randn(t, 3, h, d, seed=5, dtype=torch.float32, grad=True)
     out = varlen_attention_qkv(qkv, cu, causal=causal, impl=impl)
@@ -163,7 +163,7 @@ def test_native_attention_dropout_is_repeatable_and_unbiased():
     # averaged over many masks, dropout leaves the output unbiased
     with torch.no_grad():
         plain = varlen_attention_qkv(qkv, cu, impl="native")
-        mean = torch.stack([varlen_attention_qkv(qkv, cu, dropout=0.3, impl="native") for _ in range(300)]).mean(0)
+        mean = torch.stack([varlen_attention_qkv(qkv, cu, dropout=0.3, impl="native") for _ in range(200)]).mean(0)
     assert float((mean - plain).abs().mean()) < 0.1 * float(plain.abs().mean())
 
 

@@ -11,9 +11,11 @@ How it is computed (an implementation detail; the encoder around it never pads):
 * ``impl="native"``: a C++ kernel (``attnlab.kernels``, compiled on first use) walks
   the packed rows directly, one (sequence, head) pair at a time on every core, with
   no padding and no copy; its backward recomputes the weights from the saved
-  log-sum-exp. ``impl="auto"`` takes it for softmax when every sequence is at most
-  ``NATIVE_MAX_LEN`` long (beyond that PyTorch's flash kernel is faster) and the
-  kernels are available;
+  log-sum-exp. Long sequences are cut into chunks of query rows so that every core
+  works even on one sequence with one head. ``impl="auto"`` takes it for softmax when
+  the kernels are available and either no gradient is needed or every sequence is at
+  most ``NATIVE_MAX_LEN`` long (its backward works one (sequence, head) pair per core,
+  so for long sequences PyTorch's flash kernel trains faster);
 * ``impl="buckets"`` (pure PyTorch): sequences are sorted by length and cut into a
   few **length buckets**, chosen by a
   small dynamic programme that trades the cost of one more kernel call against the
@@ -52,8 +54,7 @@ log = logging.getLogger("attnlab.attention")
 _CALL_SECONDS = 25e-6
 _PAIR_FLOPS = 60e9
 
-# Longest sequence the native kernel takes under impl="auto" (measured crossover with
-# PyTorch's flash kernel at d = 32 and d = 64).
+# Longest sequence the native kernel takes under impl="auto" when gradients are needed.
 NATIVE_MAX_LEN = 256
 IMPLS = ("auto", "native", "buckets")
 
@@ -403,9 +404,10 @@ def _native_refusal(src, normalize, plan, impl) -> str | None:
         return "impl='buckets'"
     if normalize != "softmax":
         return f"normalize={normalize!r} (the native kernel only does softmax)"
-    if impl == "auto" and plan.longest > NATIVE_MAX_LEN:
-        return f"a sequence of {plan.longest} tokens (> {NATIVE_MAX_LEN}: the flash kernel is faster there)"
     tensors = (src,) if isinstance(src, torch.Tensor) else tuple(src)
+    grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    if impl == "auto" and grad and plan.longest > NATIVE_MAX_LEN:
+        return f"gradients for a sequence of {plan.longest} tokens (> {NATIVE_MAX_LEN}: the flash kernel trains faster)"
     return kernels.supports(*tensors)
 
 

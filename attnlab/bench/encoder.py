@@ -20,7 +20,11 @@ over the repetitions are reported.
 Useful FLOPs count real tokens only: per layer 2 T D (3D + D + 2 d_ff) for the
 projections and feed-forward plus 4 n^2 D per sentence of n tokens for attention
 (q k^T and weights @ v); training counts 3x the forward. The matmul reference is the
-best median ``torch.mm`` rate on square float32 matrices measured in the same run.
+best median rate of square float32 products measured in the same run, over both GEMMs
+PyTorch offers on CPU: ``torch.mm`` (MKL) and oneDNN (``torch.ops.mkldnn._linear_pointwise``,
+which attnlab's linear layers use) -- at the start, at the end, and interleaved with every
+setting as one more case of about the same FLOPs (the table also gives the rate relative
+to that interleaved median).
 
 Part 2, long single sequences (1 head, d = 64): ``attnlab.varlen_attention`` on
 (N, 1, 64) with cu_seqlens [0, N] against ``F.scaled_dot_product_attention`` on
@@ -44,7 +48,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .attention import machine_info, matmul_rate, write_json
+from .attention import machine_info, write_json
 
 MIB = 1024 * 1024
 LONG_SIZES = (1024, 2048, 4096, 8192, 16384, 32768, 65536)
@@ -262,6 +266,68 @@ def interleaved(cases: dict[str, Callable[[], None]], repeats: int, per_call: in
     return {name: {"median_s": statistics.median(s), "samples_s": s} for name, s in samples.items()}
 
 
+MATMUL_N = 1024
+
+
+def _square_product(backend: str, n: int) -> Callable[[], object]:
+    """One float32 n x n x n product: "mkl" = torch.mm (PyTorch's default GEMM),
+    "onednn" = torch.ops.mkldnn._linear_pointwise (a @ b^T, what attnlab's linear layers use)."""
+    import torch
+
+    g = torch.Generator().manual_seed(n)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    if backend == "onednn":
+        op = torch.ops.mkldnn._linear_pointwise
+        return lambda: op(a, b, None, "none", [], "")
+    return lambda: torch.mm(a, b)
+
+
+def matmul_backends() -> list[str]:
+    from .. import kernels
+
+    return ["mkl"] + (["onednn"] if kernels.onednn_reason() is None else [])
+
+
+def matmul_rates(sizes: tuple[int, ...], repeats: int = 5, min_sample_s: float = 0.05) -> list[dict]:
+    """Median GFLOP/s of square float32 products, per backend and size."""
+    import torch
+
+    rows = []
+    with torch.no_grad():
+        for backend in matmul_backends():
+            for n in sizes:
+                fn = _square_product(backend, n)
+                fn()
+                start = time.perf_counter()
+                fn()
+                loops = max(1, math.ceil(min_sample_s / max(time.perf_counter() - start, 1e-9)))
+                samples = []
+                for _ in range(max(3, repeats)):
+                    start = time.perf_counter()
+                    for _ in range(loops):
+                        fn()
+                    samples.append((time.perf_counter() - start) / loops)
+                med = statistics.median(samples)
+                rows.append({"backend": backend, "n": n, "median_s": med, "gflops": 2.0 * n**3 / med / 1e9})
+    return rows
+
+
+def matmul_case(flops: float, backend: str) -> tuple[Callable[[], None], float]:
+    """Square float32 products repeated to about ``flops``: the reference that runs
+    interleaved with the encoders. Returns the call and its exact FLOPs."""
+    import torch
+
+    product = _square_product(backend, MATMUL_N)
+    reps = max(1, round(flops / (2.0 * MATMUL_N**3)))
+
+    def run():
+        with torch.no_grad():
+            for _ in range(reps):
+                product()
+
+    return run, reps * 2.0 * MATMUL_N**3
+
+
 def check_same_function(theirs, mine, batch: Batch) -> float:
     """max |attnlab - torch| over the real tokens, eval mode."""
     import torch
@@ -364,7 +430,8 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
     log(f"{cfg.batches} batches of {cfg.batch}: {tokens / cfg.batches:.0f} real tokens per batch on average, "
         f"{padded / cfg.batches:.0f} when padded to the longest; native kernels: "
         f"{'yes' if kernels.available() else 'no (' + str(kernels.unavailable_reason()) + ')'}")
-    matmul = matmul_rate(cfg.matmul_sizes, 5, 0.05)
+    matmul = matmul_rates(cfg.matmul_sizes)
+    fastest = max(matmul, key=lambda r: r["gflops"])["backend"]  # the interleaved reference
 
     settings = []
     profiles = {}
@@ -373,17 +440,28 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
         diff = check_same_function(theirs, mine, batches[0])
         cases = encoder_cases(theirs, mine, batches)
         for mode in ("inference", "training"):
-            timing = interleaved(cases[mode], cfg.repeats, len(batches))
             work = flops * (3 if mode == "training" else 1)
+            reference, ref_flops = matmul_case(work * len(batches), fastest)
+            timing = interleaved({**cases[mode], "matmul": reference}, cfg.repeats, len(batches))
+            ref = timing.pop("matmul")
+            ref_gflops = ref_flops / len(batches) / ref["median_s"] / 1e9
+            matmul.append({
+                "backend": fastest, "n": MATMUL_N, "median_s": ref["median_s"], "gflops": ref_gflops,
+                "interleaved": f"norm_first={norm_first} {mode}",
+            })
             rows = {
                 name: {
                     **t,
                     "useful_gflops": work / t["median_s"] / 1e9,
                     "speedup_vs_torch": timing["torch"]["median_s"] / t["median_s"],
+                    "of_matmul_same_moments": work / t["median_s"] / 1e9 / ref_gflops,
                 }
                 for name, t in timing.items()
             }
-            settings.append({"norm_first": norm_first, "mode": mode, "max_abs_diff": diff, "cases": rows})
+            settings.append({
+                "norm_first": norm_first, "mode": mode, "max_abs_diff": diff, "cases": rows,
+                "matmul_interleaved_gflops": ref_gflops,
+            })
             log(f"  norm_first={norm_first} {mode}: torch {rows['torch']['median_s'] * 1e3:.2f} ms, attnlab "
                 f"{rows['attnlab']['median_s'] * 1e3:.2f} ms per batch ({time.perf_counter() - started:.0f} s so far)")
             if cfg.profile:
@@ -411,7 +489,7 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
         long_rows.append(row)
         log(f"  long N = {n}: ratio {row['ratio']:.3f} ({time.perf_counter() - started:.0f} s so far)")
 
-    matmul += matmul_rate(cfg.matmul_sizes, 5, 0.05)
+    matmul += matmul_rates(cfg.matmul_sizes)
     best = max(row["gflops"] for row in matmul)
     for s in settings:
         for row in s["cases"].values():
@@ -480,18 +558,22 @@ def format_report(report: dict) -> str:
         f"({report['padded_tokens_per_batch']:.0f} padded), {report['useful_gflop_per_batch']:.3f} useful GFLOP "
         f"per forward; {cfg['layers']} layers, d_model {cfg['d_model']}, {cfg['heads']} heads, d_ff {cfg['d_ff']}, "
         f"dropout {cfg['dropout']}, float32",
-        "matmul (torch.mm, square float32, GFLOP/s): "
-        + ", ".join(f"n={r['n']}: {r['gflops']:.0f}" for r in report["matmul"])
+        "matmul, square float32, GFLOP/s (mkl = torch.mm, onednn = mkldnn._linear_pointwise): "
+        + ", ".join(
+            f"{r['backend']} n={r['n']}{' interleaved' if r.get('interleaved') else ''}: {r['gflops']:.0f}"
+            for r in report["matmul"]
+        )
         + f"; best {report['matmul_best_gflops']:.1f}",
         "",
-        "| norm_first | mode | case | ms per batch | speed-up vs torch | useful GFLOP/s | of matmul |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| norm_first | mode | case | ms per batch | speed-up vs torch | useful GFLOP/s | of best matmul | of interleaved matmul |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for s in report["settings"]:
         for name, row in s["cases"].items():
             lines.append(
                 f"| {s['norm_first']} | {s['mode']} | {name} | {row['median_s'] * 1e3:.2f} | "
-                f"{row['speedup_vs_torch']:.2f}x | {row['useful_gflops']:.1f} | {row['of_matmul']:.1%} |"
+                f"{row['speedup_vs_torch']:.2f}x | {row['useful_gflops']:.1f} | {row['of_matmul']:.1%} | "
+                f"{row['of_matmul_same_moments']:.1%} |"
             )
     diffs = ", ".join(f"norm_first={s['norm_first']}: {s['max_abs_diff']:.1e}" for s in report["settings"] if s["mode"] == "inference")
     lines += ["", f"same function check, max |attnlab - torch| over real tokens (eval): {diffs}", ""]

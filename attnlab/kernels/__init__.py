@@ -1,4 +1,5 @@
-"""Native CPU kernels, compiled on first use: packed attention and counter-based dropout.
+"""Fast CPU paths: native kernels (packed attention, counter-based dropout) compiled on
+first use, and linear layers through oneDNN.
 
 ``cpu.cpp`` (next to this file) is compiled once per machine with the system C++
 compiler (``$CXX`` or ``c++``; ``-O3 -march=native -fopenmp``) into
@@ -18,6 +19,13 @@ Shape letters: T packed tokens, B sequences, H heads, d head width.
   dropout(relu(h)) in place: keep/drop comes from a hash of (seed, element), so the
   backward regenerates it instead of storing a mask, and the seed is drawn from
   PyTorch's generator (``torch.manual_seed`` makes runs repeatable).
+* ``linear(x, weight, bias, relu=..., residual=...)`` = [relu](x W^T + b) [+ residual]:
+  float32 matrix products through oneDNN (``torch.ops.mkldnn._linear_pointwise``, the
+  operator PyTorch's own compiler uses), with bias, relu and the residual add done
+  inside the product; backward through oneDNN as well. On CPUs where PyTorch's default
+  float32 GEMM (MKL) does not use the widest vector units, this is much faster (the
+  benchmark prints both rates). Falls back to ``torch.nn.functional.linear`` when the
+  operator is missing or the dtype is not float32 (``ATTNLAB_ONEDNN=0`` forces that).
 """
 
 from __future__ import annotations
@@ -149,6 +157,14 @@ def supports(*tensors: torch.Tensor) -> str | None:
     return None
 
 
+def _call(name: str, *args) -> None:
+    """Call a kernel; the profiler shows it as attnlab::<name>."""
+    with torch.profiler.record_function(f"attnlab::{name}"):
+        rc = getattr(load(), f"attnlab_{name}")(*args)
+    if rc:
+        raise RuntimeError(f"attnlab_{name} failed with code {rc}")
+
+
 def _seed() -> int:
     return int(torch.randint(0, 2**62, (1,)).item())
 
@@ -169,25 +185,21 @@ def _rows(t: torch.Tensor) -> torch.Tensor:
 
 def _attention_call(q, k, v, out, lse, cu, scale, causal, window, p, seed):
     heads, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
-    rc = load().attnlab_attention_forward(
-        _DTYPES[q.dtype], _ptr(q), _ptr(k), _ptr(v), q.stride(0), k.stride(0), v.stride(0),
+    _call(
+        "attention_forward", _DTYPES[q.dtype], _ptr(q), _ptr(k), _ptr(v), q.stride(0), k.stride(0), v.stride(0),
         _ptr(out), out.stride(0), _ptr(lse), _ptr(cu), cu.shape[0] - 1, heads, d, dv,
         scale, int(causal), -1 if window is None else window, p, seed,
     )
-    if rc:
-        raise RuntimeError(f"attnlab_attention_forward failed ({rc})")
 
 
 def _attention_grad(q, k, v, out, dout, lse, dq, dk, dv_, cu, scale, causal, window, p, seed):
     heads, d, dv = q.shape[-2], q.shape[-1], v.shape[-1]
-    rc = load().attnlab_attention_backward(
-        _DTYPES[q.dtype], _ptr(q), _ptr(k), _ptr(v), q.stride(0), k.stride(0), v.stride(0),
+    _call(
+        "attention_backward", _DTYPES[q.dtype], _ptr(q), _ptr(k), _ptr(v), q.stride(0), k.stride(0), v.stride(0),
         _ptr(out), out.stride(0), _ptr(dout), dout.stride(0), _ptr(lse),
         _ptr(dq), dq.stride(0), _ptr(dk), dk.stride(0), _ptr(dv_), dv_.stride(0),
         _ptr(cu), cu.shape[0] - 1, heads, d, dv, scale, int(causal), -1 if window is None else window, p, seed,
     )
-    if rc:
-        raise RuntimeError(f"attnlab_attention_backward failed ({rc})")
 
 
 class _AttentionQKV(torch.autograd.Function):
@@ -246,9 +258,7 @@ def attention(q, k, v, cu_seqlens, *, scale, causal=False, window=None, dropout=
 # -- dropout ----------------------------------------------------------------------------
 
 def _dropout_call(x, y, p, seed, add=None):
-    rc = load().attnlab_dropout(_DTYPES[x.dtype], _ptr(x), _ptr(y), x.numel(), p, seed, _ptr(add))
-    if rc:
-        raise RuntimeError(f"attnlab_dropout failed ({rc})")
+    _call("dropout", _DTYPES[x.dtype], _ptr(x), _ptr(y), x.numel(), p, seed, _ptr(add))
 
 
 class _DropoutAdd(torch.autograd.Function):
@@ -272,9 +282,7 @@ class _DropoutAdd(torch.autograd.Function):
 class _ReluDropout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, p):
-        rc = load().attnlab_relu_dropout_(_DTYPES[h.dtype], _ptr(h), h.numel(), p, _seed())
-        if rc:
-            raise RuntimeError(f"attnlab_relu_dropout_ failed ({rc})")
+        _call("relu_dropout_", _DTYPES[h.dtype], _ptr(h), h.numel(), p, _seed())
         ctx.mark_dirty(h)
         ctx.save_for_backward(h)
         ctx.p = p
@@ -285,9 +293,7 @@ class _ReluDropout(torch.autograd.Function):
         (y,) = ctx.saved_tensors
         dy = dy.contiguous()
         dx = torch.empty_like(dy)
-        rc = load().attnlab_relu_dropout_backward(_DTYPES[y.dtype], _ptr(y), _ptr(dy), _ptr(dx), y.numel(), ctx.p)
-        if rc:
-            raise RuntimeError(f"attnlab_relu_dropout_backward failed ({rc})")
+        _call("relu_dropout_backward", _DTYPES[y.dtype], _ptr(y), _ptr(dy), _ptr(dx), y.numel(), ctx.p)
         return dx, None
 
 
@@ -303,3 +309,97 @@ def relu_dropout_(h: torch.Tensor, p: float) -> torch.Tensor:
     if not h.is_contiguous():
         raise ValueError("relu_dropout_ needs a contiguous tensor")
     return _ReluDropout.apply(h, p)
+
+
+
+# -- linear layers through oneDNN ------------------------------------------------------------
+
+_onednn_state: dict = {}
+
+
+def onednn_reason() -> str | None:
+    """None when float32 linear layers can go through oneDNN, else why not (probed once)."""
+    if "reason" not in _onednn_state:
+        reason = None
+        if os.environ.get("ATTNLAB_ONEDNN", "1") == "0":
+            reason = "ATTNLAB_ONEDNN=0"
+        else:
+            op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+            try:
+                if op is None or not torch.backends.mkldnn.is_available():
+                    raise RuntimeError("torch.ops.mkldnn._linear_pointwise is not available")
+                g = torch.Generator().manual_seed(0)
+                x, w, b = (torch.randn(*s, generator=g) for s in ((5, 16), (8, 16), (8,)))
+                r = torch.randn(5, 8, generator=g)
+                with torch.no_grad():
+                    ok = torch.allclose(op(x, w, b, "relu", [], ""), torch.relu(x @ w.t() + b), atol=1e-5)
+                    ok &= torch.allclose(op.binary(x, r, w, b, "add"), x @ w.t() + b + r, atol=1e-5)
+                if not ok:
+                    raise RuntimeError("oneDNN linear gave different numbers on a probe")
+            except (RuntimeError, AttributeError) as exc:
+                reason = str(exc).splitlines()[0]
+        if reason:
+            log.info("linear layers use torch.nn.functional.linear (%s)", reason)
+        _onednn_state["reason"] = reason
+    return _onednn_state["reason"]
+
+
+def _onednn_ok(*tensors: torch.Tensor) -> bool:
+    return all(t.dtype == torch.float32 and t.device.type == "cpu" for t in tensors) and onednn_reason() is None
+
+
+def _product(x, weight, bias, relu, residual):
+    """oneDNN: [relu](x W^T + b) [+ residual], x (T, in), weight (out, in)."""
+    op = torch.ops.mkldnn._linear_pointwise
+    if residual is not None:
+        return op.binary(x, residual, weight, bias, "add")
+    return op(x, weight, bias, "relu" if relu else "none", [], "")
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual, relu):
+        y = _product(x, weight, bias, relu, residual)
+        ctx.save_for_backward(x, weight, y if relu else None)
+        ctx.relu, ctx.has_bias, ctx.has_residual = relu, bias is not None, residual is not None
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, weight, y = ctx.saved_tensors
+        op = torch.ops.mkldnn._linear_pointwise
+        g = g.contiguous()
+        if ctx.relu:
+            g = g.masked_fill(y <= 0, 0.0)
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = op(g, weight.t().contiguous(), None, "none", [], "")  # (T, in) = g W
+        if ctx.needs_input_grad[1]:
+            gw = op(g.t(), x.t(), None, "none", [], "")  # (out, in) = g^T x
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            gb = g.sum(0)
+        gr = g if ctx.has_residual and ctx.needs_input_grad[3] else None
+        return gx, gw, gb, gr, None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+           relu: bool = False, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """x (T, in), weight (out, in) -> [relu](x W^T + bias) [+ residual] (T, out).
+
+    ``relu`` and ``residual`` exclude each other. oneDNN for float32 CPU tensors, else
+    ``torch.nn.functional.linear``; autograd-aware either way.
+    """
+    if relu and residual is not None:
+        raise ValueError("linear: relu and residual cannot be combined")
+    tensors = [t for t in (x, weight, bias, residual) if t is not None]
+    if x.dim() != 2 or not _onednn_ok(*tensors):
+        y = torch.nn.functional.linear(x, weight, bias)
+        if relu:
+            return y.relu_()
+        return y if residual is None else y + residual
+    x = x.contiguous()
+    if residual is not None:
+        residual = residual.contiguous()
+    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+        return _Linear.apply(x, weight, bias, residual, relu)
+    return _product(x, weight, bias, relu, residual)

@@ -95,6 +95,28 @@ std::vector<std::pair<int64_t, int64_t>> work_items(const int64_t* cu, int64_t B
     return items;
 }
 
+// Forward work: (sequence, head, first query row, end query row). A long sequence is cut
+// into chunks of query rows (each reads all of its keys), so even one sequence with one
+// head keeps every thread busy. Largest pieces first.
+struct Piece {
+    int64_t b, h, i0, i1, cost;
+};
+
+std::vector<Piece> forward_pieces(const int64_t* cu, int64_t B, int64_t H, int64_t chunk) {
+    std::vector<Piece> pieces;
+    for (int64_t b = 0; b < B; ++b) {
+        const int64_t n = cu[b + 1] - cu[b];
+        if (n == 0) continue;
+        const int64_t step = n > 2 * chunk ? chunk : n;
+        for (int64_t i0 = 0; i0 < n; i0 += step) {
+            const int64_t i1 = std::min(n, i0 + step);
+            for (int64_t h = 0; h < H; ++h) pieces.push_back({b, h, i0, i1, (i1 - i0) * n});
+        }
+    }
+    std::stable_sort(pieces.begin(), pieces.end(), [](const Piece& x, const Piece& y) { return x.cost > y.cost; });
+    return pieces;
+}
+
 template <typename T>
 struct Args {
     const T *q, *k, *v;
@@ -352,51 +374,128 @@ constexpr int rows_per_block() {
     return per_row <= 4 ? 4 : (per_row <= 8 ? 2 : 1);
 }
 
+// Per thread: score rows of one block of R queries, and one sequence's dK, dV sums. Kept
+// between calls (thread_local, grow-only): fresh large allocations cost page faults.
 template <typename T>
 struct Scratch {
-    std::vector<T> kt, vt, dk, dv, s, p, dp;
-    void reserve(int64_t np, int64_t d, int r) {
-        kt.assign(d * np, 0);
-        vt.assign(d * np, 0);
-        dk.assign(np * d, 0);
-        dv.assign(np * d, 0);
-        s.assign(r * np, 0);
-        p.assign(r * np, 0);
-        dp.assign(r * np, 0);
+    std::vector<T> dk, dv, s, p, dp;
+    static void grow(std::vector<T>& v, int64_t size) {
+        if ((int64_t)v.size() < size) v.resize(size);
+    }
+    void reserve(int64_t np, int64_t d, int r, bool backward) {
+        grow(s, r * np);
+        if (!backward) return;
+        grow(dk, np * d);
+        grow(dv, np * d);
+        grow(p, r * np);
+        grow(dp, r * np);
     }
 };
 
-// Scores of R rows (already scaled) against keys in blocks [jb0, jb1): out[r * np + j].
+// Transpose an L x L tile held in L vectors: after it, v[c][t] = old v[t][c]. Four (or
+// three, for double) rounds of two-input shuffles swap ever smaller 2 x 2 sub-blocks.
+template <typename T>
+inline void transpose_tile(typename Simd<T>::V (&v)[Simd<T>::L]) {
+    using V = typename Simd<T>::V;
+    using I = typename Simd<T>::I;
+    constexpr int L = Simd<T>::L;
+    for (int b = L / 2; b >= 1; b /= 2) {
+        I lo, hi;
+        for (int p = 0; p < L; ++p) {
+            const int g = p / (2 * b), w = p % (2 * b);
+            lo[p] = w < b ? g * 2 * b + w : L + g * 2 * b + w - b;
+            hi[p] = w < b ? g * 2 * b + b + w : L + g * 2 * b + w;
+        }
+        for (int g = 0; g < L; g += 2 * b)
+            for (int i = g; i < g + b; ++i) {
+                const V x = v[i], y = v[i + b];
+                v[i] = __builtin_shuffle(x, y, lo);
+                v[i + b] = __builtin_shuffle(x, y, hi);
+            }
+    }
+}
+
+// Head h of every row of x, transposed: out[(h * D + c) * stride + t] = x[t * row + h * D + c],
+// followed by zero columns up to `stride`, so a key block may run past a sequence (and the
+// batch) end. Tiles of L rows x L columns are transposed in registers.
+template <typename T, int D>
+void transpose_heads(const T* x, int64_t row, int64_t total, int64_t H, std::vector<T>& out, int64_t stride) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L;
+    if ((int64_t)out.size() < H * D * stride) out.resize(H * D * stride);
+    T* o = out.data();
+    const int64_t tiles = total / L;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t h = 0; h < H; ++h) {
+        for (int64_t tile = 0; tile < tiles; ++tile) {
+            const int64_t t0 = tile * L;
+            for (int c0 = 0; c0 < D; c0 += L) {
+                V v[L];
+                for (int i = 0; i < L; ++i) v[i] = vload<V>(x + (t0 + i) * row + h * D + c0);
+                transpose_tile<T>(v);
+                for (int i = 0; i < L; ++i) vstore(o + (h * D + c0 + i) * stride + t0, v[i]);
+            }
+        }
+    }
+    for (int64_t h = 0; h < H; ++h)
+        for (int c = 0; c < D; ++c) {
+            T* oc = o + (h * D + c) * stride;
+            for (int64_t t = tiles * L; t < total; ++t) oc[t] = x[t * row + h * D + c];
+            std::fill(oc + total, oc + stride, (T)0);
+        }
+}
+
+// Scores of R rows against keys in blocks [jb0, jb1): out[r * out_stride + j] = q_r . k_j,
+// with k_j's component c at kt[c * kt_stride + j].
 template <typename T, int D, int R>
-inline void scores(const T (&q)[R][D], const T* kt, int64_t np, int64_t jb0, int64_t jb1, T* out) {
+inline void scores(const T (&q)[R][D], const T* kt, int64_t kt_stride, int64_t jb0, int64_t jb1, T* out,
+                   int64_t out_stride) {
     using V = typename Simd<T>::V;
     constexpr int L = Simd<T>::L;
     for (int64_t jb = jb0; jb < jb1; ++jb) {
         V acc[R] = {};
         for (int c = 0; c < D; ++c) {
-            const V kv = vload<V>(kt + c * np + jb * L);
+            const V kv = vload<V>(kt + c * kt_stride + jb * L);
 #pragma GCC unroll 8
             for (int r = 0; r < R; ++r) acc[r] += q[r][c] * kv;
         }
-        for (int r = 0; r < R; ++r) vstore(out + r * np + jb * L, acc[r]);
+        for (int r = 0; r < R; ++r) vstore(out + r * out_stride + jb * L, acc[r]);
     }
 }
 
-// Row r of s over blocks [jb0, jb1): keys outside [lo, hi) -> 0, others exp(s - shift);
+// R rows of width D from x (row stride `row`), times `scale`; rows past `rows` are zeros.
+template <typename T, int D, int R>
+inline void load_rows(T (&dst)[R][D], const T* x, int64_t row, int rows, T scale) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L;
+    for (int r = 0; r < R; ++r)
+        for (int k = 0; k < D / L; ++k)
+            vstore(&dst[r][k * L], r < rows ? vload<V>(x + r * row + k * L) * scale : V{});
+}
+
+template <typename T>
+inline T hsum(typename Simd<T>::V v) {
+    T s = 0;
+    for (int l = 0; l < Simd<T>::L; ++l) s += v[l];
+    return s;
+}
+
+// Row s over blocks [jb0, jb1): keys outside [lo, hi) -> 0, others exp(s - shift);
 // returns the sum. With find_max, shift is the row's maximum (stored in *shift).
 template <typename T>
 inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* shift, bool find_max) {
     using V = typename Simd<T>::V;
     using I = typename Simd<T>::I;
+    using E = typename std::remove_reference<decltype(std::declval<I>()[0])>::type;
     constexpr int L = Simd<T>::L;
     I iota;
-    for (int l = 0; l < L; ++l) iota[l] = l;
+    for (int l = 0; l < L; ++l) iota[l] = (E)l;
     if (find_max) {
         V m = V{} - std::numeric_limits<T>::infinity();
         for (int64_t jb = jb0; jb < jb1; ++jb) {
-            const I j = iota + (typename std::remove_reference<decltype(iota[0])>::type)(jb * L);
+            const I j = iota + (E)(jb * L);
             const V x = vload<V>(s + jb * L);
-            const V cand = (j >= (int)lo) & (j < (int)hi) ? x : m;
+            const V cand = (j >= (E)lo) & (j < (E)hi) ? x : m;
             m = cand > m ? cand : m;
         }
         T best = m[0];
@@ -406,56 +505,50 @@ inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* s
     const V sh = V{} + *shift;
     V total = V{};
     for (int64_t jb = jb0; jb < jb1; ++jb) {
-        const I j = iota + (typename std::remove_reference<decltype(iota[0])>::type)(jb * L);
+        const I j = iota + (E)(jb * L);
         const V e = Simd<T>::exp(vload<V>(s + jb * L) - sh);
-        const V p = (j >= (int)lo) & (j < (int)hi) ? e : V{};
+        const V p = (j >= (E)lo) & (j < (E)hi) ? e : V{};
         vstore(s + jb * L, p);
         total += p;
     }
-    T sum = 0;
-    for (int l = 0; l < L; ++l) sum += total[l];
-    return sum;
+    return hsum<T>(total);
 }
 
 template <typename T, int D>
 void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
     using V = typename Simd<T>::V;
     constexpr int L = Simd<T>::L, R = rows_per_block<T, D>(), DV = D / L;
-    const auto items = work_items(a.cu, a.B, a.H);
+    const auto pieces = forward_pieces(a.cu, a.B, a.H, 64);
     int64_t n_max = 0;
     for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
-    const int64_t np_max = (n_max + L - 1) / L * L;
-    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
-    const int64_t n_items = (int64_t)items.size();
+    const int64_t np_max = (n_max + L - 1) / L * L, total = a.cu[a.B], stride = total + L;
+    const uint32_t threshold = (uint32_t)std::lround(a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - a.p_drop)) : (T)1;
+    const int64_t n_pieces = (int64_t)pieces.size();
+    static thread_local std::vector<T> kt_buf;  // the calling thread's; workers read kt_all
+    transpose_heads<T, D>(a.k, a.k_row, total, a.H, kt_buf, stride);
+    const T* const kt_all = kt_buf.data();
 
 #pragma omp parallel
     {
-        Scratch<T> sc;
-        sc.reserve(np_max, D, R);
+        static thread_local Scratch<T> sc;
+        sc.reserve(np_max, D, R, false);
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t it = 0; it < n_items; ++it) {
-            const int64_t b = items[it].first, h = items[it].second;
+        for (int64_t it = 0; it < n_pieces; ++it) {
+            const Piece& piece = pieces[it];
+            const int64_t b = piece.b, h = piece.h;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start, np = (n + L - 1) / L * L;
-            T* kt = sc.kt.data();
+            const T* kt = kt_all + h * D * stride + start;
             T* s = sc.s.data();
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * D;
-                for (int c = 0; c < D; ++c) kt[c * np + j] = kj[c];
-            }
-            for (int c = 0; c < D; ++c)
-                for (int64_t j = n; j < np; ++j) kt[c * np + j] = 0;
-            for (int64_t i0 = 0; i0 < n; i0 += R) {
-                const int rows = (int)std::min<int64_t>(R, n - i0);
+            for (int64_t i0 = piece.i0; i0 < piece.i1; i0 += R) {
+                const int rows = (int)std::min<int64_t>(R, piece.i1 - i0);
                 T q[R][D];
-                for (int r = 0; r < R; ++r)
-                    for (int c = 0; c < D; ++c)
-                        q[r][c] = r < rows ? a.q[(start + i0 + r) * a.q_row + h * D + c] * a.scale : (T)0;
+                load_rows<T, D, R>(q, a.q + (start + i0) * a.q_row + h * D, a.q_row, rows, a.scale);
                 const int64_t lo_min = key_range(i0, n, a.causal, a.window).lo;
                 const int64_t hi_max = key_range(i0 + rows - 1, n, a.causal, a.window).hi;
                 const int64_t jb0 = lo_min / L, jb1 = (hi_max + L - 1) / L;
                 // 1) scores of the R rows
-                scores<T, D, R>(q, kt, np, jb0, jb1, s);
+                scores<T, D, R>(q, kt, stride, jb0, jb1, s, np);
                 // 2) softmax per row (weights outside each row's keys are 0)
                 T inv[R];
                 for (int r = 0; r < R; ++r) {
@@ -466,9 +559,9 @@ void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
                     }
                     const Range kr = key_range(i0 + r, n, a.causal, a.window);
                     T m;
-                    const T total = masked_exp<T>(s + r * np, jb0, jb1, kr.lo, kr.hi, &m, true);
-                    lse[(start + i0 + r) * a.H + h] = m + std::log(total);
-                    inv[r] = (T)1 / total;
+                    const T sum = masked_exp<T>(s + r * np, jb0, jb1, kr.lo, kr.hi, &m, true);
+                    lse[(start + i0 + r) * a.H + h] = m + std::log(sum);
+                    inv[r] = (T)1 / sum;
                     if (a.p_drop > 0) {
                         T* sr = s + r * np;
                         const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
@@ -505,54 +598,50 @@ void attention_backward_tiled(const Args<T>& a, const T* out, int64_t o_row, con
     const auto items = work_items(a.cu, a.B, a.H);
     int64_t n_max = 0;
     for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
-    const int64_t np_max = (n_max + L - 1) / L * L;
-    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t np_max = (n_max + L - 1) / L * L, total = a.cu[a.B], stride = total + L;
+    const uint32_t threshold = (uint32_t)std::lround(a.p_drop * 16777216.0);
+    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - a.p_drop)) : (T)1;
     const int64_t n_items = (int64_t)items.size();
+    static thread_local std::vector<T> kt_buf, vt_buf;  // the calling thread's; workers read the pointers
+    transpose_heads<T, D>(a.k, a.k_row, total, a.H, kt_buf, stride);
+    transpose_heads<T, D>(a.v, a.v_row, total, a.H, vt_buf, stride);
+    const T* const kt_all = kt_buf.data();
+    const T* const vt_all = vt_buf.data();
 
 #pragma omp parallel
     {
-        Scratch<T> sc;
-        sc.reserve(np_max, D, R);
+        static thread_local Scratch<T> sc;
+        sc.reserve(np_max, D, R, true);
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < n_items; ++it) {
             const int64_t b = items[it].first, h = items[it].second;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start, np = (n + L - 1) / L * L;
-            T *kt = sc.kt.data(), *vt = sc.vt.data(), *dkl = sc.dk.data(), *dvl = sc.dv.data();
+            const T* kt = kt_all + h * D * stride + start;
+            const T* vt = vt_all + h * D * stride + start;
+            T *dkl = sc.dk.data(), *dvl = sc.dv.data();
             T *p = sc.s.data(), *pk = sc.p.data(), *dp = sc.dp.data();
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * D;
-                const T* vj = a.v + (start + j) * a.v_row + h * D;
-                for (int c = 0; c < D; ++c) {
-                    kt[c * np + j] = kj[c];
-                    vt[c * np + j] = vj[c];
-                }
-            }
-            for (int c = 0; c < D; ++c)
-                for (int64_t j = n; j < np; ++j) kt[c * np + j] = vt[c * np + j] = 0;
             std::fill(dkl, dkl + n * D, (T)0);
             std::fill(dvl, dvl + n * D, (T)0);
             for (int64_t i0 = 0; i0 < n; i0 += R) {
                 const int rows = (int)std::min<int64_t>(R, n - i0);
-                T q[R][D], qs[R][D], g[R][D], di[R];
-                for (int r = 0; r < R; ++r) {
-                    di[r] = 0;
-                    for (int c = 0; c < D; ++c) {
-                        const bool in = r < rows;
-                        const int64_t row = start + i0 + r;
-                        q[r][c] = in ? a.q[row * a.q_row + h * D + c] : (T)0;
-                        qs[r][c] = q[r][c] * a.scale;
-                        g[r][c] = in ? dout[row * do_row + h * D + c] : (T)0;
-                        di[r] += in ? g[r][c] * out[row * o_row + h * D + c] : (T)0;
-                    }
+                T q[R][D], qs[R][D], g[R][D], o[R][D], di[R];
+                const int64_t row0 = start + i0;
+                load_rows<T, D, R>(q, a.q + row0 * a.q_row + h * D, a.q_row, rows, (T)1);
+                load_rows<T, D, R>(qs, a.q + row0 * a.q_row + h * D, a.q_row, rows, a.scale);
+                load_rows<T, D, R>(g, dout + row0 * do_row + h * D, do_row, rows, (T)1);
+                load_rows<T, D, R>(o, out + row0 * o_row + h * D, o_row, rows, (T)1);
+                for (int r = 0; r < R; ++r) {  // D_i = dO_i . O_i
+                    V acc = V{};
+                    for (int k = 0; k < DV; ++k) acc += vload<V>(&g[r][k * L]) * vload<V>(&o[r][k * L]);
+                    di[r] = hsum<T>(acc);
                 }
                 const int64_t lo_min = key_range(i0, n, a.causal, a.window).lo;
                 const int64_t hi_max = key_range(i0 + rows - 1, n, a.causal, a.window).hi;
                 const int64_t jb0 = lo_min / L, jb1 = (hi_max + L - 1) / L;
                 // 1) p = exp(scale q k - lse), 0 outside each row's keys
-                scores<T, D, R>(qs, kt, np, jb0, jb1, p);
+                scores<T, D, R>(qs, kt, stride, jb0, jb1, p, np);
                 // 2) dP = dO v^T
-                scores<T, D, R>(g, vt, np, jb0, jb1, dp);
+                scores<T, D, R>(g, vt, stride, jb0, jb1, dp, np);
                 for (int r = 0; r < R; ++r) {
                     T* pr = p + r * np;
                     T* pkr = pk + r * np;
