@@ -105,3 +105,13 @@ def test_switch_off_falls_back_with_a_reason(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False ATTNLAB_KERNELS=0"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(37, 21), (64, 48), (5, 3), (0, 4)])
+def test_transposed_copies(dtype, shape):
+    x = randn(*shape, seed=12, dtype=dtype)
+    for src in (x, randn(shape[0], shape[1] + 7, seed=13, dtype=dtype)[:, 3: 3 + shape[1]]):
+        out = kernels.transposed(src)
+        assert out.is_contiguous() and out.shape == (shape[1], shape[0])
+        assert torch.equal(out, src.t())

@@ -15,7 +15,10 @@ function; the run checks it):
 
 Cases of one setting run interleaved (A B, then B A, ...) and every sample is the mean
 time per batch over all batches, so load from other processes hits both alike; medians
-over the repetitions are reported.
+over the repetitions are reported. "attnlab rotary" is the default encoder
+(positions="rotary", so a different function than torch's) to show what positions cost.
+Unless --no-malloc-tuning, glibc is asked to keep freed memory for reuse (both encoders
+allocate large temporaries; otherwise each is page-faulted in afresh).
 
 Useful FLOPs count real tokens only: per layer 2 T D (3D + D + 2 d_ff) for the
 projections and feed-forward plus 4 n^2 D per sentence of n tokens for attention
@@ -83,6 +86,7 @@ class EncoderBenchConfig:
     seed: int = 0
     threads: int = 0  # 0: torch's default
     profile: bool = False
+    malloc_tuning: bool = True  # glibc keeps freed memory (see keep_freed_memory)
 
 
 QUICK = dict(batches=2, repeats=5, norm_first=(True,), long_sizes=(1024, 2048, 4096), long_repeats=3)
@@ -171,7 +175,11 @@ def build_pair(cfg: EncoderBenchConfig, norm_first: bool):
             layer, cfg.layers, norm=nn.LayerNorm(cfg.d_model) if norm_first else None, enable_nested_tensor=True
         )
     mine = TransformerEncoder.from_torch(theirs)
-    return theirs, mine
+    rotary = TransformerEncoder(
+        cfg.d_model, cfg.heads, cfg.layers, cfg.d_ff, dropout=cfg.dropout, positions="rotary", norm_first=norm_first
+    )
+    rotary.load_state_dict(mine.state_dict())
+    return theirs, mine, rotary
 
 
 @dataclass
@@ -207,9 +215,15 @@ def make_batches(cfg: EncoderBenchConfig, population: list[int]) -> list[Batch]:
     return batches
 
 
-def encoder_cases(theirs, mine, batches: list[Batch]) -> dict[str, dict[str, Callable[[], None]]]:
+def encoder_cases(theirs, mine, batches: list[Batch], rotary=None) -> dict[str, dict[str, Callable[[], None]]]:
     """setting -> {case name -> a call that runs every batch once}."""
     import torch
+
+    def infer_rotary():
+        rotary.eval()
+        with torch.no_grad():
+            for b in batches:
+                rotary.forward_packed(b.tokens, b.cu)
 
     def infer_torch():
         theirs.eval()
@@ -243,10 +257,10 @@ def encoder_cases(theirs, mine, batches: list[Batch]) -> dict[str, dict[str, Cal
             torch.autograd.backward(out, b.grad_packed)
         mine.zero_grad(set_to_none=True)
 
-    return {
-        "inference": {"torch": infer_torch, "attnlab": infer_mine, "attnlab padded in/out": infer_mine_padded},
-        "training": {"torch": train_torch, "attnlab": train_mine},
-    }
+    inference = {"torch": infer_torch, "attnlab": infer_mine, "attnlab padded in/out": infer_mine_padded}
+    if rotary is not None:
+        inference["attnlab rotary"] = infer_rotary
+    return {"inference": inference, "training": {"torch": train_torch, "attnlab": train_mine}}
 
 
 def interleaved(cases: dict[str, Callable[[], None]], repeats: int, per_call: int) -> dict[str, dict]:
@@ -413,11 +427,30 @@ def peak_extra_bytes(which: str, n: int, d: int, threads: int) -> int | None:
 
 # -- the run -------------------------------------------------------------------------------
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of returning large blocks to the
+    system (as PyTorch's CPU tuning guides do with jemalloc or tcmalloc): otherwise every
+    large temporary is page-faulted in afresh. Process-wide; affects both encoders."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 30))
+    except (OSError, AttributeError):
+        return False
+
+
 def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
     import torch
 
     from .. import kernels
 
+    malloc_tuned = keep_freed_memory() if cfg.malloc_tuning else False
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
@@ -436,9 +469,9 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
     settings = []
     profiles = {}
     for norm_first in cfg.norm_first:
-        theirs, mine = build_pair(cfg, norm_first)
+        theirs, mine, rotary = build_pair(cfg, norm_first)
         diff = check_same_function(theirs, mine, batches[0])
-        cases = encoder_cases(theirs, mine, batches)
+        cases = encoder_cases(theirs, mine, batches, rotary)
         for mode in ("inference", "training"):
             work = flops * (3 if mode == "training" else 1)
             reference, ref_flops = matmul_case(work * len(batches), fastest)
@@ -502,6 +535,8 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
         "padded_tokens_per_batch": padded / cfg.batches,
         "useful_gflop_per_batch": flops / 1e9,
         "native_kernels": kernels.available(),
+        "onednn_linear": kernels.onednn_reason() is None,
+        "malloc_tuned": malloc_tuned,
         "matmul": matmul,
         "matmul_best_gflops": best,
         "settings": settings,
@@ -552,7 +587,9 @@ def format_report(report: dict) -> str:
     m, cfg = report["machine"], report["config"]
     lines = [
         f"machine: {m['cpu']}, {m['nproc']} CPUs, torch {m['torch']}, python {m['python']}, "
-        f"{cfg['threads_used']} torch threads, native kernels: {'yes' if report['native_kernels'] else 'no'}",
+        f"{cfg['threads_used']} torch threads, native kernels: {'yes' if report['native_kernels'] else 'no'}, "
+        f"oneDNN linear: {'yes' if report['onednn_linear'] else 'no'}, glibc keeps freed memory: "
+        f"{'yes' if report['malloc_tuned'] else 'no'}",
         f"lengths: {report['lengths_source']}",
         f"batches of {cfg['batch']} sentences: {report['tokens_per_batch']:.0f} real tokens "
         f"({report['padded_tokens_per_batch']:.0f} padded), {report['useful_gflop_per_batch']:.3f} useful GFLOP "
@@ -626,6 +663,7 @@ def add_parser(sub) -> None:
     p.add_argument("--repeats", type=int, default=None, help="interleaved repetitions per setting")
     p.add_argument("--no-memory", action="store_true", help="skip the subprocess memory probes")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one pass")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds alone")
     p.set_defaults(func=main)
 
 
@@ -636,7 +674,8 @@ def config_from_args(args) -> EncoderBenchConfig:
     if args.threads:
         kw["threads"] = _positive_int(str(args.threads))
     return EncoderBenchConfig(
-        treebank=args.treebank, measure_memory=not args.no_memory, profile=args.profile, **kw
+        treebank=args.treebank, measure_memory=not args.no_memory, profile=args.profile,
+        malloc_tuning=not args.no_malloc_tuning, **kw
     )
 
 

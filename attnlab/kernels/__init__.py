@@ -102,8 +102,9 @@ def _declare(lib: ctypes.CDLL) -> None:
     lib.attnlab_dropout.argtypes = [i32, ptr, ptr, i64, f64, u64, ptr]
     lib.attnlab_relu_dropout_.argtypes = [i32, ptr, i64, f64, u64]
     lib.attnlab_relu_dropout_backward.argtypes = [i32, ptr, ptr, ptr, i64, f64]
+    lib.attnlab_transpose.argtypes = [i32, ptr, i64, i64, i64, ptr]
     for fn in (lib.attnlab_attention_forward, lib.attnlab_attention_backward, lib.attnlab_dropout,
-               lib.attnlab_relu_dropout_, lib.attnlab_relu_dropout_backward):
+               lib.attnlab_relu_dropout_, lib.attnlab_relu_dropout_backward, lib.attnlab_transpose):
         fn.restype = ctypes.c_int
 
 
@@ -312,6 +313,18 @@ def relu_dropout_(h: torch.Tensor, p: float) -> torch.Tensor:
 
 
 
+# -- transpose ---------------------------------------------------------------------------------
+
+def transposed(x: torch.Tensor) -> torch.Tensor:
+    """x (rows, cols) -> a contiguous (cols, rows) copy of x^T: register tiles on every
+    core when the native kernels are available, else ``x.t().contiguous()``."""
+    if x.dim() != 2 or x.stride(1) != 1 or supports(x) is not None:
+        return x.t().contiguous()
+    out = x.new_empty((x.shape[1], x.shape[0]))
+    _call("transpose", _DTYPES[x.dtype], _ptr(x), x.shape[0], x.shape[1], x.stride(0), _ptr(out))
+    return out
+
+
 # -- linear layers through oneDNN ------------------------------------------------------------
 
 _onednn_state: dict = {}
@@ -372,10 +385,15 @@ class _Linear(torch.autograd.Function):
         if ctx.relu:
             g = g.masked_fill(y <= 0, 0.0)
         gx = gw = gb = None
+        # oneDNN wants the left operand contiguous; it reads the right one (the "weight")
+        # through its strides while repacking it, so transposed views cost nothing there.
         if ctx.needs_input_grad[0]:
-            gx = op(g, weight.t().contiguous(), None, "none", [], "")  # (T, in) = g W
+            gx = op(g, weight.t(), None, "none", [], "")  # (T, in) = g W
         if ctx.needs_input_grad[1]:
-            gw = op(g.t(), x.t(), None, "none", [], "")  # (out, in) = g^T x
+            if g.shape[1] <= x.shape[1]:
+                gw = op(transposed(g), x.t(), None, "none", [], "")  # (out, in) = g^T x
+            else:
+                gw = op(transposed(x), g.t(), None, "none", [], "").t()  # ((in, out) = x^T g)^T
         if ctx.has_bias and ctx.needs_input_grad[2]:
             gb = g.sum(0)
         gr = g if ctx.has_residual and ctx.needs_input_grad[3] else None

@@ -473,11 +473,27 @@ inline void load_rows(T (&dst)[R][D], const T* x, int64_t row, int rows, T scale
             vstore(&dst[r][k * L], r < rows ? vload<V>(x + r * row + k * L) * scale : V{});
 }
 
+// Horizontal sum / maximum of one vector (plain lane loops: faster here than shuffle trees).
 template <typename T>
 inline T hsum(typename Simd<T>::V v) {
     T s = 0;
     for (int l = 0; l < Simd<T>::L; ++l) s += v[l];
     return s;
+}
+
+template <typename T>
+inline T hmax(typename Simd<T>::V v) {
+    T m = v[0];
+    for (int l = 1; l < Simd<T>::L; ++l) m = v[l] > m ? v[l] : m;
+    return m;
+}
+
+// 0, 1, ..., L - 1 as the index vector of Simd<T>.
+template <typename T>
+inline typename Simd<T>::I lane_index() {
+    typename Simd<T>::I iota;
+    for (int l = 0; l < Simd<T>::L; ++l) iota[l] = l;
+    return iota;
 }
 
 // Row s over blocks [jb0, jb1): keys outside [lo, hi) -> 0, others exp(s - shift);
@@ -488,8 +504,7 @@ inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* s
     using I = typename Simd<T>::I;
     using E = typename std::remove_reference<decltype(std::declval<I>()[0])>::type;
     constexpr int L = Simd<T>::L;
-    I iota;
-    for (int l = 0; l < L; ++l) iota[l] = (E)l;
+    const I iota = lane_index<T>();
     if (find_max) {
         V m = V{} - std::numeric_limits<T>::infinity();
         for (int64_t jb = jb0; jb < jb1; ++jb) {
@@ -498,9 +513,7 @@ inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* s
             const V cand = (j >= (E)lo) & (j < (E)hi) ? x : m;
             m = cand > m ? cand : m;
         }
-        T best = m[0];
-        for (int l = 1; l < L; ++l) best = m[l] > best ? m[l] : best;
-        *shift = best;
+        *shift = hmax<T>(m);
     }
     const V sh = V{} + *shift;
     V total = V{};
@@ -742,6 +755,30 @@ void attention_backward(const Args<T>& a, const T* out, int64_t o_row, const T* 
     attention_backward_generic<T>(a, out, o_row, dout, do_row, lse, dq, dq_row, dk, dk_row, dv, dv_row);
 }
 
+// -- transpose -----------------------------------------------------------------------------
+// dst (cols, rows) = src (rows, cols)^T; src rows `src_row` elements apart, dst contiguous.
+template <typename T>
+void transpose2d(const T* src, int64_t rows, int64_t cols, int64_t src_row, T* dst) {
+    using V = typename Simd<T>::V;
+    constexpr int L = Simd<T>::L;
+    const int64_t rt = rows / L, ct = cols / L;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t bi = 0; bi < rt; ++bi) {
+        for (int64_t bj = 0; bj < ct; ++bj) {
+            V v[L];
+            for (int i = 0; i < L; ++i) v[i] = vload<V>(src + (bi * L + i) * src_row + bj * L);
+            transpose_tile<T>(v);
+            for (int i = 0; i < L; ++i) vstore(dst + (bj * L + i) * rows + bi * L, v[i]);
+        }
+    }
+    // edges: the last rows % L rows and the last cols % L columns
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < cols; ++c) {
+        const int64_t r0 = c < ct * L ? rt * L : 0;
+        for (int64_t r = r0; r < rows; ++r) dst[c * rows + r] = src[r * src_row + c];
+    }
+}
+
 // -- dropout ----------------------------------------------------------------------------
 // Element e of a flat tensor is kept iff keep_bit(mix64(seed), e, threshold).
 constexpr int64_t kChunk = 1 << 14;
@@ -857,6 +894,13 @@ int attnlab_relu_dropout_(int dtype, void* x, int64_t numel, double p, uint64_t 
 int attnlab_relu_dropout_backward(int dtype, const void* y, const void* dy, void* dx, int64_t numel, double p) {
     if (dtype == 0) relu_dropout_backward<float>((const float*)y, (const float*)dy, (float*)dx, numel, p);
     else if (dtype == 1) relu_dropout_backward<double>((const double*)y, (const double*)dy, (double*)dx, numel, p);
+    else return 1;
+    return 0;
+}
+
+int attnlab_transpose(int dtype, const void* src, int64_t rows, int64_t cols, int64_t src_row, void* dst) {
+    if (dtype == 0) transpose2d<float>((const float*)src, rows, cols, src_row, (float*)dst);
+    else if (dtype == 1) transpose2d<double>((const double*)src, rows, cols, src_row, (double*)dst);
     else return 1;
     return 0;
 }
