@@ -77,7 +77,7 @@ def test_equals_per_sequence_attention_forward_and_backward(impl, width, causal,
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("d", [32, 64, 12])
 def test_float32_within_1e_5_and_stacked_qkv_is_the_same(impl, causal, d):
-    cu = cu_seqlens_from_lengths([40, 7, 7, 23, 1, 64, 301])  # 301: cut into chunks of query rows
+    cu = cu_seqlens_from_lengths([40, 7, 7, 23, 1, 64, 301, 1100])  # long ones: query pieces, key chunks
     t, h = int(cu[-1]), 2
     qkv = randn(t, 3, h, d, seed=5, dtype=torch.float32, grad=True)
     out = varlen_attention_qkv(qkv, cu, causal=causal, impl=impl)

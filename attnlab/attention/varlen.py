@@ -11,8 +11,10 @@ How it is computed (an implementation detail; the encoder around it never pads):
 * ``impl="native"``: a C++ kernel (``attnlab.kernels``, compiled on first use) walks
   the packed rows directly, one (sequence, head) pair at a time on every core, with
   no padding and no copy; its backward recomputes the weights from the saved
-  log-sum-exp. Long sequences are cut into chunks of query rows so that every core
-  works even on one sequence with one head. ``impl="auto"`` takes it for softmax when
+  log-sum-exp. Long sequences are cut into pieces of query rows so that every core
+  works even on one sequence with one head, and keys are taken in chunks that stay in
+  cache, each row's softmax carried across chunks by its running maximum and sum (the
+  flash-attention order), so memory stays linear in N. ``impl="auto"`` takes it for softmax when
   the kernels are available and either no gradient is needed or every sequence is at
   most ``NATIVE_MAX_LEN`` long (its backward works one (sequence, head) pair per core,
   so for long sequences PyTorch's flash kernel trains faster);

@@ -9,7 +9,8 @@
 // A tensor argument is a base pointer plus a row stride (elements between tokens);
 // head h of a row starts h * width elements later and its width elements are contiguous.
 //
-// Attention for one (sequence, head) pair, row i (query) against keys j in [lo, hi):
+// Attention for one (sequence, head) pair, row i (query) against keys j in [lo, hi)
+// (the forward takes keys in cache-sized chunks with a running maximum and sum):
 //   s_ij = scale * q_i . k_j,   p_ij = exp(s_ij - lse_i),   lse_i = log sum_j exp(s_ij)
 //   o_i  = sum_j p_ij * keep_ij / (1 - p_drop) * v_j
 // where [lo, hi) is the whole sequence, cut by `causal` (hi = i + 1) and `window`
@@ -527,77 +528,136 @@ inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* s
     return hsum<T>(total);
 }
 
+// Maximum of row s over blocks [jb0, jb1), keys outside [lo, hi) ignored (-inf if none).
+template <typename T>
+inline T masked_max(const T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi) {
+    using V = typename Simd<T>::V;
+    using I = typename Simd<T>::I;
+    using E = typename std::remove_reference<decltype(std::declval<I>()[0])>::type;
+    constexpr int L = Simd<T>::L;
+    const I iota = lane_index<T>();
+    V m = V{} - std::numeric_limits<T>::infinity();
+    for (int64_t jb = jb0; jb < jb1; ++jb) {
+        const I j = iota + (E)(jb * L);
+        const V x = vload<V>(s + jb * L);
+        const V cand = (j >= (E)lo) & (j < (E)hi) ? x : m;
+        m = cand > m ? cand : m;
+    }
+    return hmax<T>(m);
+}
+
+// Keys are taken in chunks of this many (a multiple of every L): a chunk of K^T and V
+// stays in cache while all query rows of a piece use it (the flash-attention order), and
+// each row's softmax is carried across chunks by its running maximum and sum.
+constexpr int64_t kKeyChunk = 512;
+constexpr int64_t kQueryChunk = 64;  // query rows per piece of a long sequence
+
 template <typename T, int D>
 void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
     using V = typename Simd<T>::V;
     constexpr int L = Simd<T>::L, R = rows_per_block<T, D>(), DV = D / L;
-    const auto pieces = forward_pieces(a.cu, a.B, a.H, 64);
-    int64_t n_max = 0;
-    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
-    const int64_t np_max = (n_max + L - 1) / L * L, total = a.cu[a.B], stride = total + L;
+    const auto pieces = forward_pieces(a.cu, a.B, a.H, kQueryChunk);
+    int64_t piece_max = 0;
+    for (const Piece& pc : pieces) piece_max = std::max(piece_max, pc.i1 - pc.i0);
+    const int64_t total = a.cu[a.B], stride = total + L;
     const uint32_t threshold = (uint32_t)std::lround(a.p_drop * 16777216.0);
     const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - a.p_drop)) : (T)1;
     const int64_t n_pieces = (int64_t)pieces.size();
     static thread_local std::vector<T> kt_buf;  // the calling thread's; workers read kt_all
     transpose_heads<T, D>(a.k, a.k_row, total, a.H, kt_buf, stride);
     const T* const kt_all = kt_buf.data();
+    const int64_t rows_max = (piece_max + R - 1) / R * R;
 
 #pragma omp parallel
     {
+        // per thread: scores of R rows over one key chunk; running max, sum, output of a piece
         static thread_local Scratch<T> sc;
-        sc.reserve(np_max, D, R, false);
+        sc.reserve(kKeyChunk, D, R, false);
+        Scratch<T>::grow(sc.p, rows_max * (D + 2));
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < n_pieces; ++it) {
             const Piece& piece = pieces[it];
             const int64_t b = piece.b, h = piece.h;
-            const int64_t start = a.cu[b], n = a.cu[b + 1] - start, np = (n + L - 1) / L * L;
+            const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
             const T* kt = kt_all + h * D * stride + start;
             T* s = sc.s.data();
-            for (int64_t i0 = piece.i0; i0 < piece.i1; i0 += R) {
-                const int rows = (int)std::min<int64_t>(R, piece.i1 - i0);
-                T q[R][D];
-                load_rows<T, D, R>(q, a.q + (start + i0) * a.q_row + h * D, a.q_row, rows, a.scale);
-                const int64_t lo_min = key_range(i0, n, a.causal, a.window).lo;
-                const int64_t hi_max = key_range(i0 + rows - 1, n, a.causal, a.window).hi;
-                const int64_t jb0 = lo_min / L, jb1 = (hi_max + L - 1) / L;
-                // 1) scores of the R rows
-                scores<T, D, R>(q, kt, stride, jb0, jb1, s, np);
-                // 2) softmax per row (weights outside each row's keys are 0)
-                T inv[R];
-                for (int r = 0; r < R; ++r) {
-                    if (r >= rows) {
-                        std::fill(s + r * np + jb0 * L, s + r * np + jb1 * L, (T)0);
-                        inv[r] = 0;
-                        continue;
-                    }
-                    const Range kr = key_range(i0 + r, n, a.causal, a.window);
-                    T m;
-                    const T sum = masked_exp<T>(s + r * np, jb0, jb1, kr.lo, kr.hi, &m, true);
-                    lse[(start + i0 + r) * a.H + h] = m + std::log(sum);
-                    inv[r] = (T)1 / sum;
-                    if (a.p_drop > 0) {
-                        T* sr = s + r * np;
-                        const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
-                        for (int64_t j = kr.lo; j < kr.hi; ++j)
-                            sr[j] = keep_bit(base, (uint64_t)j, threshold) ? sr[j] * keep_scale : (T)0;
-                    }
-                }
-                // 3) o_r = sum_j p_rj v_j
-                V o[R][DV] = {};
-                for (int64_t j = lo_min; j < hi_max; ++j) {
-                    const T* vj = a.v + (start + j) * a.v_row + h * D;
-                    V vv[DV];
-                    for (int k = 0; k < DV; ++k) vv[k] = vload<V>(vj + k * L);
-#pragma GCC unroll 8
+            T* run_m = sc.p.data();
+            T* run_l = run_m + rows_max;
+            T* acc = run_l + rows_max;  // (rows, D) unnormalized outputs
+            const int64_t nrows = piece.i1 - piece.i0;
+            std::fill(run_m, run_m + nrows, -std::numeric_limits<T>::infinity());
+            std::fill(run_l, run_l + nrows, (T)0);
+            std::fill(acc, acc + nrows * D, (T)0);
+            const int64_t lo_piece = key_range(piece.i0, n, a.causal, a.window).lo / L * L;
+            const int64_t hi_piece = key_range(piece.i1 - 1, n, a.causal, a.window).hi;
+            for (int64_t k0 = lo_piece; k0 < hi_piece; k0 += kKeyChunk) {
+                const int64_t k1 = std::min(hi_piece, k0 + kKeyChunk);
+                for (int64_t i0 = piece.i0; i0 < piece.i1; i0 += R) {
+                    const int rows = (int)std::min<int64_t>(R, piece.i1 - i0);
+                    const int64_t lo_min = std::max(k0, key_range(i0, n, a.causal, a.window).lo);
+                    const int64_t hi_max = std::min(k1, key_range(i0 + rows - 1, n, a.causal, a.window).hi);
+                    if (lo_min >= hi_max) continue;
+                    // blocks relative to the chunk start k0 (a multiple of L)
+                    const int64_t jb0 = (lo_min - k0) / L, jb1 = (hi_max - k0 + L - 1) / L;
+                    T q[R][D];
+                    load_rows<T, D, R>(q, a.q + (start + i0) * a.q_row + h * D, a.q_row, rows, a.scale);
+                    // 1) scores of the R rows against the chunk's keys: s[r * kKeyChunk + j - k0]
+                    scores<T, D, R>(q, kt + k0, stride, jb0, jb1, s, kKeyChunk);
+                    // 2) softmax carried across chunks: rescale what earlier chunks summed
+                    T alpha[R];
                     for (int r = 0; r < R; ++r) {
-                        const T w = s[r * np + j];
-                        for (int k = 0; k < DV; ++k) o[r][k] += w * vv[k];
+                        T* sr = s + r * kKeyChunk;
+                        const int64_t pr = i0 - piece.i0 + r;
+                        if (r >= rows) {
+                            std::fill(sr + jb0 * L, sr + jb1 * L, (T)0);
+                            alpha[r] = 1;
+                            continue;
+                        }
+                        const Range kr = key_range(i0 + r, n, a.causal, a.window);
+                        const int64_t lo = std::max(kr.lo, k0) - k0, hi = std::min(kr.hi, k1) - k0;
+                        if (lo >= hi) {
+                            std::fill(sr + jb0 * L, sr + jb1 * L, (T)0);
+                            alpha[r] = 1;
+                            continue;
+                        }
+                        const T m_old = run_m[pr];
+                        T m_new = std::max(m_old, masked_max<T>(sr, jb0, jb1, lo, hi));
+                        alpha[r] = m_old == -std::numeric_limits<T>::infinity() ? (T)0 : std::exp(m_old - m_new);
+                        const T sum = masked_exp<T>(sr, jb0, jb1, lo, hi, &m_new, false);
+                        run_m[pr] = m_new;
+                        run_l[pr] = run_l[pr] * alpha[r] + sum;
+                        if (a.p_drop > 0) {
+                            const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
+                            for (int64_t j = lo; j < hi; ++j)
+                                sr[j] = keep_bit(base, (uint64_t)(j + k0), threshold) ? sr[j] * keep_scale : (T)0;
+                        }
                     }
+                    // 3) o_r = alpha_r o_r + sum_j p_rj v_j over the chunk
+                    V o[R][DV];
+                    for (int r = 0; r < R; ++r)
+                        for (int k = 0; k < DV; ++k)
+                            o[r][k] = r < rows ? vload<V>(acc + (i0 - piece.i0 + r) * D + k * L) * alpha[r] : V{};
+                    for (int64_t j = lo_min; j < hi_max; ++j) {
+                        const T* vj = a.v + (start + j) * a.v_row + h * D;
+                        V vv[DV];
+                        for (int k = 0; k < DV; ++k) vv[k] = vload<V>(vj + k * L);
+#pragma GCC unroll 8
+                        for (int r = 0; r < R; ++r) {
+                            const T w = s[r * kKeyChunk + j - k0];
+                            for (int k = 0; k < DV; ++k) o[r][k] += w * vv[k];
+                        }
+                    }
+                    for (int r = 0; r < rows; ++r)
+                        for (int k = 0; k < DV; ++k) vstore(acc + (i0 - piece.i0 + r) * D + k * L, o[r][k]);
                 }
-                for (int r = 0; r < rows; ++r) {
-                    T* orow = out + (start + i0 + r) * o_row + h * D;
-                    for (int k = 0; k < DV; ++k) vstore(orow + k * L, o[r][k] * inv[r]);
-                }
+            }
+            // 4) normalize: out = o / l, lse = m + log l
+            for (int64_t i = piece.i0; i < piece.i1; ++i) {
+                const int64_t pr = i - piece.i0;
+                const T inv = (T)1 / run_l[pr];
+                T* orow = out + (start + i) * o_row + h * D;
+                for (int k = 0; k < DV; ++k) vstore(orow + k * L, vload<V>(acc + pr * D + k * L) * inv);
+                lse[(start + i) * a.H + h] = run_m[pr] + std::log(run_l[pr]);
             }
         }
     }
