@@ -12,20 +12,19 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
 
 Limits: a body over ``max_body_bytes`` or a sentence over ``max_tokens`` tokens is refused with
 413; a body that is not JSON with 400; JSON of the wrong shape with 422. Unexpected failures
-are logged here and answered with a plain 500 message, never a traceback. Requests whose Host
-header is not the address the server was started for are refused (DNS rebinding).
+are logged by the server (uvicorn) and answered with a plain 500 message, never a traceback.
+Requests whose Host header is not a loopback name are refused with 400 unless the server was
+started for another address (DNS rebinding). ``/api/tag`` requests that arrive together are
+tagged in shared forward passes (``TagBatcher``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger("attnlab.serve")
 
 STATIC = Path(__file__).parent / "static"
 
@@ -233,8 +232,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts: list[str] | N
         messages = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
         return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
 
-    async def server_error(request, exc: Exception):
-        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    async def server_error(request, exc: Exception):  # uvicorn logs the traceback
         return error(500, "internal error while answering the request (details are in the server's log)")
 
     routes = [
