@@ -398,8 +398,14 @@ struct Scratch {
 template <typename T>
 inline void transpose_tile(typename Simd<T>::V (&v)[Simd<T>::L]) {
     using V = typename Simd<T>::V;
-    using I = typename Simd<T>::I;
     constexpr int L = Simd<T>::L;
+#if !defined(__GNUC__) || defined(__clang__) || defined(ATTNLAB_PORTABLE_TRANSPOSE)
+    T tile[L][L];  // compilers without GCC's two-input shuffle: through memory
+    for (int i = 0; i < L; ++i)
+        for (int j = 0; j < L; ++j) tile[j][i] = v[i][j];
+    for (int i = 0; i < L; ++i) v[i] = vload<V>(tile[i]);
+#else
+    using I = typename Simd<T>::I;
     for (int b = L / 2; b >= 1; b /= 2) {
         I lo, hi;
         for (int p = 0; p < L; ++p) {
@@ -414,6 +420,7 @@ inline void transpose_tile(typename Simd<T>::V (&v)[Simd<T>::L]) {
                 v[i + b] = __builtin_shuffle(x, y, hi);
             }
     }
+#endif
 }
 
 // Head h of every row of x, transposed: out[(h * D + c) * stride + t] = x[t * row + h * D + c],
