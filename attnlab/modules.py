@@ -338,8 +338,11 @@ class TransformerEncoder(nn.Module):
     ``return_weights=True`` also returns, per layer, the list of per-sequence weights
     (H, n, n) (a slower path that computes them one sequence at a time).
 
-    Attention inside pads only within a few length buckets of similar sequences (see
-    ``attnlab.attention.varlen``); every other step works on the T real tokens.
+    Nothing is computed on padding: attention runs on the packed rows (the native kernel
+    of ``attnlab.attention.varlen``; without it, PyTorch's kernel on a few length buckets
+    padded only to their longest member), every other step works on the T real tokens,
+    and the float32 matrix products go through oneDNN with bias, relu and the residual
+    add fused (``attnlab.kernels.linear``).
     """
 
     def __init__(

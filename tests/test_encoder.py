@@ -167,3 +167,39 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="divisible"):
         TransformerEncoder(16, 3, 1, 32)
     assert attnlab.TransformerEncoder is TransformerEncoder
+
+
+# -- the benchmark's pieces (the timings themselves are benchmark figures, never tested) ------
+
+def test_bench_lengths_from_conllu_and_the_shipped_histogram(tmp_path):
+    from attnlab.bench.encoder import conllu_lengths, length_source, shipped_lengths
+
+    good = tmp_path / "x-train.conllu"
+    row = "\t".join(["{}", "w", "w", "X", "_", "_", "0", "dep", "_", "_"])
+    good.write_text("# text = a b\n" + "\n".join(row.format(i) for i in ("1", "2-3", "2", "3")) + "\n\n"
+                    + row.format("1") + "\n" + row.format("1.1") + "\n")
+    assert conllu_lengths(good) == [3, 1]  # multiword ranges and empty nodes are not words
+    assert length_source(str(tmp_path))[0] == [3, 1]
+    bad = tmp_path / "bad.conllu"
+    bad.write_text(row.format("1") + "\nonly\tthree\tcolumns\n")
+    with pytest.raises(ValueError, match=r"bad.conllu:2: expected 10 tab-separated"):
+        conllu_lengths(bad)
+    lengths, source = shipped_lengths()
+    assert len(lengths) == 12544 and sum(lengths) == 204577 and max(lengths) == 159
+    assert "lengths_ewt.json" in source
+
+
+def test_bench_runs_end_to_end_on_a_tiny_configuration():
+    from attnlab.bench.encoder import EncoderBenchConfig, format_report, run
+
+    cfg = EncoderBenchConfig(
+        batch=4, layers=1, d_model=32, heads=2, d_ff=64, batches=1, repeats=1, norm_first=(True,),
+        long_sizes=(64,), long_repeats=1, measure_memory=False, matmul_sizes=(64,), malloc_tuning=False,
+    )
+    report = run(cfg, log=lambda line: None)
+    assert report["settings"][0]["max_abs_diff"] < 1e-5  # both encoders compute the same function
+    modes = {(s["mode"], name) for s in report["settings"] for name in s["cases"]}
+    assert ("training", "attnlab") in modes and ("inference", "torch") in modes
+    assert report["long"][0]["n"] == 64 and report["long"][0]["ratio"] > 0
+    text = format_report(report)
+    assert "targets:" in text and "speed-up vs torch" in text
