@@ -16,6 +16,8 @@ import sys
 COMMANDS = [
     "attnlab.walkthrough",  # steps
     "attnlab.bench.cli",  # bench
+    "attnlab.tagger_cli",  # train, eval, tag, demo
+    "attnlab.data.cli",  # data get
     "attnlab.viz.cli",  # explain
     "attnlab.serve.cli",  # serve
 ]

@@ -1,0 +1,251 @@
+"""Token features for taggers: word embeddings, a character CNN, lowercase and shape.
+
+Shape letters: B sentences, N tokens per sentence (padded), U distinct word forms in
+a batch, L characters per form (padded, with begin/end-of-word markers), C char width.
+
+A token's feature vector is the concatenation of
+
+* the embedding of its **lowercased** form (words never seen in training, and during
+  training a random ``word_dropout`` share of the others, use the UNK embedding);
+* the embedding of its **shape** (``word_shape("McDonald's") == "XxXx'x"``): case,
+  digits and punctuation, which tell a lot about unknown words;
+* a **character CNN** over the original form: convolutions of several widths, max-pooled
+  over the word, so "unfriendliness" gets a vector from its pieces even when the
+  word itself is unknown.
+
+Every form is encoded by the character CNN once per batch (``FeatureBatch.chars`` holds
+the distinct forms, ``char_index`` points each token at its row), which is what keeps
+the character path cheap.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import asdict, dataclass, fields
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn as nn
+
+from .data.vocab import Vocab
+
+PAD, UNK = Vocab.PAD, Vocab.UNK
+BOW, EOW = "<w>", "</w>"  # begin / end of word markers in the character vocabulary
+
+
+def word_shape(form: str) -> str:
+    """Letters -> X / x, digits -> d, punctuation and symbols kept, other -> o; runs collapsed.
+
+    >>> [word_shape(w) for w in ("saw", "Saw", "U.S.", "1,000", "McDonald's", "e-mail")]
+    ['x', 'Xx', 'X.X.', 'd,d', "XxXx'x", 'x-x']
+    """
+    out: list[str] = []
+    for ch in form:
+        if ch.isalpha():
+            c = "X" if ch.isupper() else "x"
+        elif ch.isdigit():
+            c = "d"
+        elif unicodedata.category(ch)[0] in "PS":
+            c = ch
+        else:
+            c = "o"
+        if not out or out[-1] != c:
+            out.append(c)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Sizes of the token features.
+
+    word_dim      lowercased-word embedding width
+    shape_dim     shape embedding width
+    char_dim      character embedding width
+    char_filters  filters per convolution width (char CNN output = filters * len(char_widths))
+    char_widths   convolution widths of the char CNN
+    max_chars     longer forms keep their first and last max_chars / 2 characters
+    word_dropout  share of training tokens whose word embedding is replaced by UNK
+    dropout       dropout on the concatenated features
+    """
+
+    word_dim: int = 128
+    shape_dim: int = 16
+    char_dim: int = 32
+    char_filters: int = 64
+    char_widths: tuple[int, ...] = (2, 3, 4, 5)
+    max_chars: int = 30
+    word_dropout: float = 0.1
+    dropout: float = 0.25
+
+    def __post_init__(self):
+        object.__setattr__(self, "char_widths", tuple(int(w) for w in self.char_widths))
+        for name in ("word_dim", "shape_dim", "char_dim", "char_filters", "max_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"features {name} must be >= 1, got {getattr(self, name)}")
+        if not self.char_widths or min(self.char_widths) < 1:
+            raise ValueError(f"char_widths must be positive, got {self.char_widths}")
+        for name in ("word_dropout", "dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"features {name} must be in [0, 1), got {getattr(self, name)}")
+
+    @property
+    def out_dim(self) -> int:
+        return self.word_dim + self.shape_dim + self.char_filters * len(self.char_widths)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["char_widths"] = list(self.char_widths)
+        return d
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "FeatureConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in known})
+
+
+@dataclass
+class FeatureVocabs:
+    """The vocabularies the features index: lowercased words, characters, shapes."""
+
+    words: Vocab
+    chars: Vocab
+    shapes: Vocab
+
+    @classmethod
+    def build(cls, sentences: Iterable[Sequence[str]], *, min_word_count: int = 1) -> "FeatureVocabs":
+        """From training sentences (lists of word forms)."""
+        sentences = [list(s) for s in sentences]
+        forms = [w for s in sentences for w in s]
+        words = Vocab.build((w.lower() for w in forms), min_count=min_word_count)
+        chars = Vocab.build([BOW, EOW] + [c for w in forms for c in w])
+        shapes = Vocab.build(word_shape(w) for w in forms)
+        return cls(words=words, chars=chars, shapes=shapes)
+
+    def is_known(self, form: str) -> bool:
+        """Whether the lowercased form has its own word embedding (was seen in training)."""
+        return self.words.encode([form.lower()])[0] != UNK
+
+    def to_json(self) -> dict:
+        return {"words": self.words.to_json(), "chars": self.chars.to_json(), "shapes": self.shapes.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "FeatureVocabs":
+        return cls(*(Vocab.from_json(obj[k]) for k in ("words", "chars", "shapes")))
+
+
+@dataclass
+class FeatureBatch:
+    """Indices for one padded batch; build with ``FeatureEncoder.encode``."""
+
+    words: torch.Tensor  # (B, N) lowercased word ids, PAD after each sentence
+    shapes: torch.Tensor  # (B, N) shape ids
+    chars: torch.Tensor  # (U, L) char ids of the distinct forms, PAD-filled
+    char_index: torch.Tensor  # (B, N) row of ``chars`` for each token (0 at padding)
+    lengths: torch.Tensor  # (B,)
+
+
+class FeatureEncoder:
+    """Turns sentences of word forms into ``FeatureBatch`` index tensors (with a cache)."""
+
+    def __init__(self, vocabs: FeatureVocabs, max_chars: int, cache_size: int = 200_000):
+        self.vocabs = vocabs
+        self.max_chars = max_chars
+        self.cache_size = cache_size
+        self._cache: dict[str, tuple[int, int, list[int]]] = {}
+
+    def token(self, form: str) -> tuple[int, int, list[int]]:
+        """(word id, shape id, char ids with markers) of one form."""
+        hit = self._cache.get(form)
+        if hit is not None:
+            return hit
+        chars = form
+        if len(chars) > self.max_chars:
+            half = self.max_chars // 2
+            chars = chars[:half] + chars[len(chars) - (self.max_chars - half):]
+        v = self.vocabs
+        entry = (
+            v.words.encode([form.lower()])[0],
+            v.shapes.encode([word_shape(form)])[0],
+            v.chars.encode([BOW, *chars, EOW]),
+        )
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[form] = entry
+        return entry
+
+    def encode(self, sentences: Sequence[Sequence[str]]) -> FeatureBatch:
+        b = len(sentences)
+        n = max((len(s) for s in sentences), default=0)
+        words = [[PAD] * n for _ in range(b)]
+        shapes = [[PAD] * n for _ in range(b)]
+        char_index = [[0] * n for _ in range(b)]
+        rows: dict[str, int] = {}  # distinct forms in first-seen order
+        char_rows: list[list[int]] = []
+        for i, sent in enumerate(sentences):
+            for j, form in enumerate(sent):
+                word, shape, chars = self.token(form)
+                words[i][j], shapes[i][j] = word, shape
+                row = rows.get(form)
+                if row is None:
+                    row = rows[form] = len(char_rows)
+                    char_rows.append(chars)
+                char_index[i][j] = row
+        width = max((len(c) for c in char_rows), default=1)
+        chars_t = torch.zeros(max(len(char_rows), 1), width, dtype=torch.long)
+        for r, c in enumerate(char_rows):
+            chars_t[r, : len(c)] = torch.tensor(c, dtype=torch.long)
+        return FeatureBatch(
+            words=torch.tensor(words, dtype=torch.long).view(b, n),
+            shapes=torch.tensor(shapes, dtype=torch.long).view(b, n),
+            chars=chars_t,
+            char_index=torch.tensor(char_index, dtype=torch.long).view(b, n),
+            lengths=torch.tensor([len(s) for s in sentences], dtype=torch.long),
+        )
+
+
+class CharCNN(nn.Module):
+    """(U, L) char ids -> (U, filters * len(widths)): convolutions max-pooled over the word."""
+
+    def __init__(self, n_chars: int, char_dim: int, filters: int, widths: Sequence[int]):
+        super().__init__()
+        self.embed = nn.Embedding(n_chars, char_dim, padding_idx=PAD)
+        # padding = w - 1 on both sides: every output window overlaps at least one real char
+        self.convs = nn.ModuleList(nn.Conv1d(char_dim, filters, w, padding=w - 1) for w in widths)
+        self.widths = tuple(widths)
+        self.out_dim = filters * len(self.widths)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        lengths = (chars != PAD).sum(dim=1)  # (U,)
+        e = self.embed(chars).transpose(1, 2)  # (U, L, C) -> (U, C, L)
+        pooled = []
+        for w, conv in zip(self.widths, self.convs):
+            h = conv(e)  # (U, F, L + w - 1); output j sees chars j-w+1 .. j
+            valid = torch.arange(h.shape[-1], device=h.device) < (lengths + w - 1).unsqueeze(1)  # (U, L+w-1)
+            h = h.masked_fill(~valid.unsqueeze(1), float("-inf"))
+            pooled.append(torch.relu(h.amax(dim=-1)))  # (U, F)
+        return torch.cat(pooled, dim=-1)  # (U, F * len(widths))
+
+
+class TokenFeatures(nn.Module):
+    """FeatureBatch -> (B, N, out_dim): [word embedding; shape embedding; char CNN]."""
+
+    def __init__(self, config: FeatureConfig, vocabs: FeatureVocabs):
+        super().__init__()
+        self.config = config
+        self.word_embed = nn.Embedding(len(vocabs.words), config.word_dim, padding_idx=PAD)
+        self.shape_embed = nn.Embedding(len(vocabs.shapes), config.shape_dim, padding_idx=PAD)
+        self.char_cnn = CharCNN(len(vocabs.chars), config.char_dim, config.char_filters, config.char_widths)
+        self.dropout = nn.Dropout(config.dropout)
+        self.out_dim = config.out_dim
+
+    def forward(self, batch: FeatureBatch) -> torch.Tensor:
+        words = batch.words  # (B, N)
+        if self.training and self.config.word_dropout > 0:
+            # word dropout: the model must learn to tag from characters and context alone,
+            # which is exactly the situation of an unknown word at test time
+            drop = (torch.rand(words.shape) < self.config.word_dropout) & (words > UNK)
+            words = words.masked_fill(drop, UNK)
+        w = self.word_embed(words)  # (B, N, word_dim)
+        s = self.shape_embed(batch.shapes)  # (B, N, shape_dim)
+        c = self.char_cnn(batch.chars)[batch.char_index]  # (U, F) -> (B, N, F)
+        return self.dropout(torch.cat([w, s, c], dim=-1))  # (B, N, out_dim)

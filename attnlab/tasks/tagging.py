@@ -1,0 +1,267 @@
+"""Part-of-speech tagging (N -> N): features -> encoder -> one score per tag per token.
+
+Shape letters: B sentences, N tokens (padded), D encoder width, C tags.
+
+The pieces are separate and small:
+
+* ``Tagger.forward(batch)``            emission scores (B, N, C) for UPOS (and XPOS)
+* ``tagging_loss(scores, gold, lengths)``   mean cross-entropy over the real tokens
+* ``decode(scores, lengths)``          the best tag per token (tags are independent
+                                        given the encoder's output, so argmax is exact)
+* ``predict(model, sentences)``        tag lists for plain lists of word forms
+
+``TaggingTask`` plugs a tagger into ``attnlab.train.train``, and ``load_tagger`` /
+``save_tagger`` read and write a model directory (``attnlab.checkpoint``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..checkpoint import CheckpointError, load_model_dir, load_state_into, save_model_dir
+from ..data.vocab import Vocab
+from ..encoders import EncoderConfig, build_encoder
+from ..features import PAD, UNK, FeatureBatch, FeatureConfig, FeatureEncoder, FeatureVocabs, TokenFeatures
+
+TASK = "tagging"
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    """What to build: features, encoder, heads.
+
+    xpos_weight  weight of the auxiliary XPOS loss (0 = no XPOS head)
+    """
+
+    encoder: str = "attention"
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    encoder_config: EncoderConfig = field(default_factory=EncoderConfig)
+    xpos_weight: float = 0.5
+    label_smoothing: float = 0.0
+
+    def to_json(self) -> dict:
+        return {
+            "encoder": self.encoder,
+            "features": self.features.to_json(),
+            "encoder_config": self.encoder_config.to_json(),
+            "xpos_weight": self.xpos_weight,
+            "label_smoothing": self.label_smoothing,
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "TaggerConfig":
+        return cls(
+            encoder=obj["encoder"],
+            features=FeatureConfig.from_json(obj.get("features", {})),
+            encoder_config=EncoderConfig.from_json(obj.get("encoder_config", {})),
+            xpos_weight=float(obj.get("xpos_weight", 0.0)),
+            label_smoothing=float(obj.get("label_smoothing", 0.0)),
+        )
+
+
+@dataclass
+class TaggerVocabs:
+    features: FeatureVocabs
+    upos: Vocab
+    xpos: Vocab
+
+    @classmethod
+    def build(cls, sentences: Sequence) -> "TaggerVocabs":
+        """From training sentences (objects with ``forms``, ``upos`` and ``xpos`` lists)."""
+        return cls(
+            features=FeatureVocabs.build(s.forms for s in sentences),
+            upos=Vocab.build(t for s in sentences for t in s.upos),
+            xpos=Vocab.build(t for s in sentences for t in (s.xpos or [])),
+        )
+
+    def to_json(self) -> dict:
+        return {"features": self.features.to_json(), "upos": self.upos.to_json(), "xpos": self.xpos.to_json()}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "TaggerVocabs":
+        return cls(FeatureVocabs.from_json(obj["features"]), Vocab.from_json(obj["upos"]), Vocab.from_json(obj["xpos"]))
+
+
+@dataclass
+class Emissions:
+    upos: torch.Tensor  # (B, N, C_upos)
+    xpos: torch.Tensor | None  # (B, N, C_xpos) or None
+
+
+class Tagger(nn.Module):
+    """Token features -> context encoder -> linear tag scores."""
+
+    def __init__(self, config: TaggerConfig, vocabs: TaggerVocabs):
+        super().__init__()
+        self.config = config
+        self.features = TokenFeatures(config.features, vocabs.features)
+        self.encoder = build_encoder(config.encoder, self.features.out_dim, config.encoder_config)
+        self.dropout = nn.Dropout(config.encoder_config.dropout)
+        self.upos_head = nn.Linear(self.encoder.out_dim, len(vocabs.upos))
+        has_xpos = config.xpos_weight > 0 and len(vocabs.xpos) > 2
+        self.xpos_head = nn.Linear(self.encoder.out_dim, len(vocabs.xpos)) if has_xpos else None
+
+    def encode(self, batch: FeatureBatch) -> torch.Tensor:
+        """(B, N, D): each token's vector after the encoder."""
+        return self.encoder(self.features(batch), batch.lengths)
+
+    def forward(self, batch: FeatureBatch) -> Emissions:
+        h = self.dropout(self.encode(batch))  # (B, N, D)
+        return Emissions(self.upos_head(h), self.xpos_head(h) if self.xpos_head is not None else None)
+
+
+def tagging_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy over the real tokens: scores (B, N, C), gold (B, N), lengths (B,)."""
+    n = scores.shape[1]
+    real = torch.arange(n) < lengths.unsqueeze(1)  # (B, N)
+    return F.cross_entropy(scores[real], gold[real], label_smoothing=label_smoothing)
+
+
+def decode(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Best tag id per real token; PAD and UNK are never predicted. scores (B, N, C)."""
+    scores = scores.clone()
+    scores[..., PAD] = float("-inf")
+    scores[..., UNK] = float("-inf")
+    best = scores.argmax(dim=-1).tolist()  # (B, N)
+    return [row[:n] for row, n in zip(best, lengths.tolist())]
+
+
+# -- inference -------------------------------------------------------------------------
+
+def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
+    """Indices sorted by length, cut into batches of at most ``batch_tokens`` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        longest = max(lengths[i], 1)  # sorted, so the newest sentence is the longest
+        if current and longest * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@torch.inference_mode()
+def predict(
+    model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
+    *, batch_tokens: int = 4096,
+) -> tuple[list[list[str]], list[list[str]] | None]:
+    """Tag lists of word forms: (UPOS per sentence, XPOS per sentence or None)."""
+    was_training = model.training
+    model.eval()
+    upos: list[list[str] | None] = [None] * len(sentences)
+    xpos: list[list[str] | None] | None = [None] * len(sentences) if model.xpos_head is not None else None
+    try:
+        for idx in length_batches([len(s) for s in sentences], batch_tokens):
+            batch = encoder.encode([sentences[i] for i in idx])
+            out = model(batch)
+            for i, tags in zip(idx, decode(out.upos, batch.lengths)):
+                upos[i] = vocabs.upos.decode(tags)
+            if xpos is not None:
+                for i, tags in zip(idx, decode(out.xpos, batch.lengths)):
+                    xpos[i] = vocabs.xpos.decode(tags)
+    finally:
+        model.train(was_training)
+    return upos, xpos
+
+
+# -- model directories -----------------------------------------------------------------
+
+@dataclass
+class LoadedTagger:
+    model: Tagger
+    vocabs: TaggerVocabs
+    config: TaggerConfig
+    record: dict  # the whole config.json (training settings, metrics, data)
+
+    def encoder(self) -> FeatureEncoder:
+        return FeatureEncoder(self.vocabs.features, self.config.features.max_chars)
+
+
+def save_tagger(directory: str | Path, model: Tagger, vocabs: TaggerVocabs, extra: dict | None = None) -> None:
+    record = {"task": TASK, "model": model.config.to_json(), **(extra or {})}
+    save_model_dir(directory, model.state_dict(), record, vocabs.to_json())
+
+
+def load_tagger(directory: str | Path) -> LoadedTagger:
+    """Read a tagger model directory; every problem is a one-line CheckpointError."""
+    files = load_model_dir(directory)
+    source = Path(directory) / "config.json"
+    if files.config.get("task") != TASK:
+        raise CheckpointError(f"{source}: not a tagger (task {files.config.get('task')!r})")
+    try:
+        config = TaggerConfig.from_json(files.config["model"])
+        vocabs = TaggerVocabs.from_json(files.vocab)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: malformed model description ({exc})") from None
+    model = Tagger(config, vocabs)
+    load_state_into(model, files.state, Path(directory) / "model.safetensors")
+    model.eval()
+    return LoadedTagger(model, vocabs, config, files.config)
+
+
+# -- training --------------------------------------------------------------------------
+
+@dataclass
+class TaggingBatch:
+    features: FeatureBatch
+    upos: torch.Tensor  # (B, N) gold ids, PAD at padding
+    xpos: torch.Tensor  # (B, N)
+    tokens: int
+
+
+class TaggingTask:
+    """The tagging side of ``attnlab.train.train``: batches, loss, dev score, saving."""
+
+    def __init__(self, model: Tagger, vocabs: TaggerVocabs, train: Sequence, dev: Sequence, *, batch_tokens_eval: int = 4096):
+        self.model, self.vocabs = model, vocabs
+        self.encoder = FeatureEncoder(vocabs.features, model.config.features.max_chars)
+        self.train_forms = [list(s.forms) for s in train]
+        self.train_upos = [vocabs.upos.encode(s.upos) for s in train]
+        self.train_xpos = [vocabs.xpos.encode(s.xpos) if s.xpos else [PAD] * len(s.forms) for s in train]
+        self.dev = list(dev)
+        self.batch_tokens_eval = batch_tokens_eval
+
+    def lengths(self) -> list[int]:
+        return [len(f) for f in self.train_forms]
+
+    def make_batch(self, indices: Sequence[int]) -> TaggingBatch:
+        feats = self.encoder.encode([self.train_forms[i] for i in indices])
+        n = feats.words.shape[1]
+
+        def pad(rows):
+            return torch.tensor([r + [PAD] * (n - len(r)) for r in rows], dtype=torch.long).view(len(rows), n)
+
+        return TaggingBatch(
+            features=feats,
+            upos=pad([self.train_upos[i] for i in indices]),
+            xpos=pad([self.train_xpos[i] for i in indices]),
+            tokens=int(feats.lengths.sum()),
+        )
+
+    def loss(self, model: Tagger, batch: TaggingBatch) -> torch.Tensor:
+        out = model(batch.features)
+        ls = model.config.label_smoothing
+        loss = tagging_loss(out.upos, batch.upos, batch.features.lengths, ls)
+        if out.xpos is not None:
+            loss = loss + model.config.xpos_weight * tagging_loss(out.xpos, batch.xpos, batch.features.lengths, ls)
+        return loss
+
+    def evaluate(self, model: Tagger) -> float:
+        """UPOS accuracy on the dev sentences."""
+        pred, _ = predict(model, self.encoder, self.vocabs, [s.forms for s in self.dev], batch_tokens=self.batch_tokens_eval)
+        total = sum(len(s.upos) for s in self.dev)
+        correct = sum(p == g for s, tags in zip(self.dev, pred) for p, g in zip(tags, s.upos))
+        return correct / total if total else 0.0
+
+    def save_model(self, directory: str | Path, model: Tagger, extra: dict) -> None:
+        save_tagger(directory, model, self.vocabs, extra)
