@@ -88,43 +88,13 @@ def _train_one(encoder: str, sizes: dict, train, dev, out: Path, *, epochs: int,
     return result, time.monotonic() - start
 
 
-def _heatmap(weights, words: list[str], path: Path) -> None:
-    """weights (L, H, N, N) of one sentence -> one panel per layer (mean over heads) + last layer's heads."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    layers, heads = weights.shape[0], weights.shape[1]
-    panels = [(f"layer {i + 1} (mean of {heads} heads)", weights[i].mean(0)) for i in range(layers)]
-    panels += [(f"layer {layers}, head {h + 1}", weights[-1, h]) for h in range(heads)]
-    cols = min(4, len(panels))
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.axis("off")
-    for ax, (title, w) in zip(axes.flat, panels):
-        ax.imshow(w.numpy(), vmin=0.0, vmax=1.0, cmap="viridis")
-        ax.set_xticks(range(len(words)), words, rotation=45, fontsize=8)
-        ax.set_yticks(range(len(words)), words, fontsize=8)
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel("key (attended to)", fontsize=7)
-        ax.set_ylabel("query", fontsize=7)
-    fig.suptitle('attention weights of the tagger on "' + " ".join(words) + '"')
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-
-
 def run_demo(args) -> int:
     import torch
 
     from ..data.conllu import read_conllu
     from ..data.demo import demo_paths
     from ..evaluate import score_tags
+    from ..viz.heatmap import plot_attention_grid
     from .tagging import load_tagger, predict
 
     if args.threads:
@@ -174,9 +144,10 @@ def run_demo(args) -> int:
         weights = model.encoder.attention_weights(x, batch.lengths)  # L x (B, H, N, N)
     stacked = torch.stack([w[0] for w in weights])  # (L, H, N, N)
     png = out / "attention.png"
-    _heatmap(stacked, sentence, png)
+    plot_attention_grid(sentence, stacked.numpy(), tags=tags["attention"], path=png,
+                        title='attention weights of the tagger on "' + " ".join(sentence) + '"')
     print()
-    print(f"wrote {png} (attention weights, every layer and the last layer's heads)")
+    print(f"wrote {png} (attention weights, every layer and head)")
     print(f"wrote {out / 'attention-tagger'} and {out / 'none-tagger'} (models; try: "
           f"echo 'I saw a saw' | attnlab tag --model {out / 'attention-tagger'} --format tsv)")
     return 0 if ok else 1
