@@ -27,7 +27,11 @@ def _check_x(x: torch.Tensor, d: int, name: str = "x") -> None:
 def combine_masks(
     x: torch.Tensor, lengths: torch.Tensor | None, attend_mask: torch.Tensor | None, heads: int = 1
 ) -> torch.Tensor | None:
-    """One boolean (B, H|1, N, N)-broadcastable mask from ``lengths`` and/or ``attend_mask``."""
+    """One boolean (B, H|1, N, N)-broadcastable mask from ``lengths`` and/or ``attend_mask``.
+
+    ``attend_mask`` is (N, N) for every sequence, (B, N, N) per sequence, or (B, H|1, N, N)
+    per sequence and head. A 3-D mask always means (B, N, N): it is never read as (H, N, N).
+    """
     b, n = x.shape[0], x.shape[1]
     mask = None
     if lengths is not None:
@@ -36,6 +40,10 @@ def combine_masks(
             raise ValueError(f"lengths must have shape (B,) = ({b},), got {tuple(lengths.shape)}")
         mask = from_lengths(lengths, n)
     if attend_mask is not None:
+        if attend_mask.dim() == 3:
+            if attend_mask.shape[0] not in (1, b):
+                raise ValueError(f"a 3-D attend_mask is (B, N, N) = ({b}, {n}, {n}), got {tuple(attend_mask.shape)}")
+            attend_mask = attend_mask.unsqueeze(1)  # (B, 1, N, N)
         check_mask(attend_mask, (b, heads, n, n))
         mask = attend_mask if mask is None else mask & attend_mask
     return mask

@@ -294,7 +294,7 @@ def test_bad_input():
         layer(x, lengths=[5, -1])
     with pytest.raises(ValueError, match=r"lengths must be <= N = 5, got max 6"):
         layer(x, lengths=torch.tensor([6, 1]))
-    with pytest.raises(ValueError, match=r"attend_mask of shape \(3, 5, 5\) does not broadcast to \(B, H, Nq, Nk\) = \(2, 2, 5, 5\)"):
+    with pytest.raises(ValueError, match=r"3-D attend_mask is \(B, N, N\) = \(2, 5, 5\), got \(3, 5, 5\)"):
         layer(x, attend_mask=torch.ones(3, 5, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match=r"attend_mask must be boolean .* got dtype torch.int64"):
         layer(x, attend_mask=torch.ones(5, 5, dtype=torch.long))
@@ -313,3 +313,20 @@ def test_bad_input():
         MultiHeadSelfAttention.from_torch(nn.MultiheadAttention(8, 2, add_bias_kv=True))
     with pytest.raises(ValueError, match=r"only does softmax, this layer uses 'relu'"):
         MultiHeadSelfAttention(8, 2, normalize="relu").to_torch()
+
+
+def test_a_three_dimensional_mask_is_per_sequence_never_per_head():
+    import attnlab
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 8)
+    m = torch.ones(2, 5, 5, dtype=torch.bool)
+    m[0, :, 3:] = False  # sequence 0 may not look at its last two tokens; sequence 1 sees all
+    for module in (attnlab.SelfAttention(8, 4, 4), attnlab.MultiHeadSelfAttention(8, 2)):
+        _, w = module(x, attend_mask=m, return_weights=True)
+        w = w.reshape(2, -1, 5, 5)
+        assert float(w[0, :, :, 3:].abs().max()) == 0.0
+        assert float(w[1, :, :, 3:].min()) > 0.0
+        four_d = module(x, attend_mask=m.unsqueeze(1))
+        assert torch.allclose(module(x, attend_mask=m), four_d)
+    with pytest.raises(ValueError, match=r"3-D attend_mask is \(B, N, N\) = \(2, 5, 5\), got \(3, 5, 5\)"):
+        attnlab.MultiHeadSelfAttention(8, 2)(x, attend_mask=torch.ones(3, 5, 5, dtype=torch.bool))
