@@ -1,0 +1,147 @@
+"""`attnlab train`, `eval`, `tag` end to end on small files the project makes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from attnlab.cli import main
+from attnlab.data.conllu import format_conllu, read_conllu
+from attnlab.data.demo import demo_paths
+
+TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
+        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1"]
+
+# A UD-style file with a multiword token, an empty node and SpaceAfter=No (tagged by the model).
+UD = (
+    "# sent_id = u1\n# text = I can't saw.\n"
+    "1\tI\tI\tPRON\tPRP\tCase=Nom\t3\tnsubj\t3:nsubj\t_\n"
+    "2-3\tcan't\t_\t_\t_\t_\t_\t_\t_\t_\n"
+    "2\tca\tcan\tAUX\tMD\t_\t4\taux\t4:aux\t_\n"
+    "3\tn't\tnot\tPART\tRB\t_\t4\tadvmod\t4:advmod\t_\n"
+    "4\tsaw\tsaw\tVERB\tVB\t_\t0\troot\t0:root\tSpaceAfter=No\n"
+    "4.1\tsaw\tsaw\tVERB\tVB\t_\t_\t_\t4:conj\t_\n"
+    "5\t.\t.\tPUNCT\t.\t_\t4\tpunct\t4:punct\t_\n\n"
+)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tb")
+    paths = demo_paths()
+    train, dev = read_conllu(paths["train"])[:240], read_conllu(paths["dev"])[:40]
+    (root / "tiny-train.conllu").write_text(format_conllu(train), encoding="utf-8")
+    (root / "tiny-dev.conllu").write_text(format_conllu(dev), encoding="utf-8")
+    (root / "tiny-test.conllu").write_text(format_conllu(read_conllu(paths["test"])[:60]), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m") / "tagger"
+    assert main(["train", "--treebank", str(data), "--encoder", "attention", "--out", str(out), "--epochs", "3",
+                 "--lr", "5e-3", *TINY]) == 0
+    return out
+
+
+def test_train_writes_a_model_and_eval_scores_it(model, data, capsys):
+    record = json.loads((model / "config.json").read_text())
+    assert record["task"] == "tagging" and record["model"]["encoder"] == "attention"
+    assert record["best"]["dev_score"] > 0.5
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), str(data / "tiny-test.conllu"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    upos = report["upos"]
+    assert upos["tokens"] == sum(len(s) for s in read_conllu(data / "tiny-test.conllu"))
+    assert 0.5 < upos["accuracy"] <= 1.0
+    assert main(["eval", "--model", str(model), str(data / "tiny-test.conllu")]) == 0
+    assert "accuracy" in capsys.readouterr().out.lower()
+
+
+def test_tagging_conllu_changes_only_upos_and_xpos(model, tmp_path):
+    src = tmp_path / "in.conllu"
+    src.write_text(UD, encoding="utf-8")
+    out = tmp_path / "out.conllu"
+    assert main(["tag", "--model", str(model), str(src), "-o", str(out)]) == 0
+    before, after = src.read_text().splitlines(), out.read_text().splitlines()
+    assert len(before) == len(after)
+    for b, a in zip(before, after):
+        cb, ca = b.split("\t"), a.split("\t")
+        if len(cb) == 10 and cb[0].isdigit():
+            assert cb[:3] == ca[:3] and cb[5:] == ca[5:]  # only UPOS (and XPOS) may change
+            assert ca[3] not in ("", "_")
+        else:
+            assert a == b  # comments, the multiword range and the empty node untouched
+    assert [s.forms for s in read_conllu(out)] == [["I", "ca", "n't", "saw", "."]]
+
+
+def test_tag_raw_text_as_tsv_and_json(model, tmp_path, capsys, monkeypatch):
+    text = tmp_path / "in.txt"
+    text.write_text("I saw a saw.\n\nthey book a book\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), str(text), "--format", "tsv"]) == 0
+    blocks = capsys.readouterr().out.strip().split("\n\n")
+    assert [[line.split("\t")[0] for line in b.splitlines()] for b in blocks] == [["I", "saw", "a", "saw", "."], ["they", "book", "a", "book"]]
+    import io
+    monkeypatch.setattr(sys, "stdin", io.StringIO("we fly a kite\n"))
+    assert main(["tag", "--model", str(model), "--format", "json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["words"] == ["we", "fly", "a", "kite"] and len(obj["upos"]) == 4
+
+
+def test_malformed_conllu_is_one_line_with_file_and_line(tmp_path, data, capsys):
+    bad = tmp_path / "bad-train.conllu"
+    bad.write_text("1\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n2\tsaw\tsee\tVERB\n\n", encoding="utf-8")
+    capsys.readouterr()
+    rc = main(["train", "--train", str(bad), "--dev", str(data / "tiny-dev.conllu"), "--out", str(tmp_path / "m"), *TINY])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1
+    assert f"{bad}:2: expected 10 tab-separated CoNLL-U columns, found 4" in err
+    untagged = tmp_path / "untagged.conllu"
+    untagged.write_text("1\tI\tI\t_\tPRP\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
+    rc = main(["train", "--train", str(untagged), "--dev", str(data / "tiny-dev.conllu"), "--out", str(tmp_path / "m2"), *TINY])
+    assert rc == 2 and f"{untagged}:1: word 'I' has no UPOS tag" in capsys.readouterr().err
+
+
+def test_no_data_and_an_existing_model_are_clear_errors(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("ATTNLAB_DATA", raising=False)
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "x"), *TINY]) == 2
+    assert "set ATTNLAB_DATA" in capsys.readouterr().err
+    assert main(["train", "--treebank", str(tmp_path), "--out", str(model), *TINY]) == 2
+    assert "already holds a model; use --resume" in capsys.readouterr().err
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "attnlab", "train", "--treebank", str(data), "--encoder", "window", "--out", str(out),
+            "--epochs", "5", "--checkpoint-every", "3", "--patience", "0", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = out / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:  # wait for a checkpoint a few epochs in
+            if pointer.exists() and json.loads(pointer.read_text())["step"] >= 6:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("no checkpoint within 60 s")
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no chance to save anything
+        proc.wait()
+    step = json.loads(pointer.read_text())["step"]
+    assert step >= 6
+    resumed = subprocess.run([sys.executable, "-m", "attnlab", "train", "--resume", "--out", str(out), "--epochs", "1",
+                              "--no-progress", "--threads", "1"], env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming from" in resumed.stderr and f"step {step})" in resumed.stderr
+    state = json.loads((out / "checkpoints" / json.loads(pointer.read_text())["dir"] / "state.json").read_text())
+    assert state["state"]["done"] and state["state"]["step"] > step and state["state"]["epoch"] == 5
