@@ -95,27 +95,10 @@ QUICK = dict(batches=2, repeats=5, norm_first=(True,), long_sizes=(1024, 2048, 4
 # -- sentence lengths ------------------------------------------------------------------------
 
 def conllu_lengths(path: str | Path) -> list[int]:
-    """Sentence lengths in syntactic words (lines whose ID is an integer) of a CoNLL-U file."""
-    lengths, n = [], 0
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\n")
-            if not line.strip():
-                if n:
-                    lengths.append(n)
-                n = 0
-                continue
-            if line.startswith("#"):
-                continue
-            cols = line.split("\t")
-            if len(cols) != 10:
-                raise ValueError(f"{path}:{lineno}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
-            if cols[0].isdigit():
-                n += 1
-            elif not ("-" in cols[0] or "." in cols[0]):
-                raise ValueError(f"{path}:{lineno}: bad token ID {cols[0]!r}")
-    if n:
-        lengths.append(n)
+    """Sentence lengths in syntactic words (multiword ranges and empty nodes left out) of a CoNLL-U file."""
+    from ..data.conllu import iter_conllu
+
+    lengths = [len(s) for s in iter_conllu(path)]
     if not lengths:
         raise ValueError(f"{path}: no sentences found")
     return lengths
