@@ -20,6 +20,7 @@ COMMANDS = [
     "attnlab.data.cli",  # data get
     "attnlab.viz.cli",  # explain
     "attnlab.serve.cli",  # serve
+    "attnlab.experiments.cli",  # experiment
 ]
 
 

@@ -1,0 +1,187 @@
+"""data-size: does a CNN (a restricted self-attention) win on small data and attention on large?
+
+Taggers with the ``window``, ``cnn``, ``bilstm`` and ``attention`` encoders (same token
+features, similar small sizes) are trained on nested subsets of the training sentences
+(1%, 3%, 10%, 30%, 100%: one shuffle, then prefixes, so every subset contains the
+smaller ones), early-stopped on the same dev sentences and scored on the same test set.
+Each run gets the same budget of optimizer steps (more epochs on small subsets), capped
+by a time limit. The plot is test accuracy against training tokens (log axis) with the
+min..max band over seeds; ``crossings`` lists where two encoders' mean curves cross.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+
+from .common import (
+    Settings, fmt_pct, finish, footer, log, machine, markdown_table, mean_and_spread, plot_spec, series, train_tagger,
+)
+from .data import load_tagging_data
+
+NAME = "data-size"
+ENCODERS = ("window", "cnn", "bilstm", "attention")
+FRACTIONS = (0.01, 0.03, 0.1, 0.3, 1.0)
+
+# Encoder sizes: small enough for a shared CPU, similar widths for all four.
+SIZES = {
+    "window": {"hidden": 128, "layers": 1, "window": 2},
+    "cnn": {"hidden": 128, "layers": 3, "kernel": 3},
+    "bilstm": {"hidden": 64, "layers": 1},
+    "attention": {"hidden": 128, "layers": 2, "heads": 4, "d_ff": 256},
+}
+
+
+def nested_subsets(sentences, fractions, seed: int = 0) -> dict[float, list]:
+    """One fixed shuffle, then prefixes: subset(f) is contained in subset(g) for f < g."""
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    out = {}
+    for f in fractions:
+        n = max(1, round(f * len(sentences)))
+        out[f] = [sentences[i] for i in order[:n]]
+    return out
+
+
+def crossings(xs: list[float], curves: dict[str, list[float]]) -> list[dict]:
+    """Where two mean curves change order between neighbouring x (interpolated on log x)."""
+    found = []
+    names = list(curves)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            d = [ya - yb for ya, yb in zip(curves[a], curves[b])]
+            for j in range(len(xs) - 1):
+                if d[j] == 0 or d[j] * d[j + 1] < 0:
+                    if d[j] == 0:
+                        x = xs[j]
+                    else:
+                        t = d[j] / (d[j] - d[j + 1])
+                        x = math.exp(math.log(xs[j]) + t * (math.log(xs[j + 1]) - math.log(xs[j])))
+                    ahead = a if d[j + 1] > 0 else b if d[j + 1] < 0 else None
+                    found.append({"a": a, "b": b, "tokens": round(x), "ahead_after": ahead,
+                                  "between": [xs[j], xs[j + 1]]})
+    return found
+
+
+def run(settings: Settings) -> dict:
+    import torch
+
+    from ..encoders import EncoderConfig
+    from ..features import FeatureConfig
+    from ..tasks.tagging import TaggerConfig
+    from ..train import TrainConfig
+
+    started = time.monotonic()
+    torch.set_num_threads(settings.threads)
+    quick = settings.quick
+    data_name, train_all, dev_all, test = load_tagging_data(settings.treebank, allow_demo=quick)
+    fractions = tuple(settings.get("fractions", FRACTIONS, (0.1, 0.3, 1.0)))
+    encoders = tuple(settings.get("encoders", ENCODERS, ENCODERS))
+    seeds_small = int(settings.get("seeds", 3, 1))
+    seeds_large = int(settings.get("seeds_large", 1, 1))  # for fractions >= 0.3 (the expensive runs)
+    dev_n = int(settings.get("dev_sentences", 600, 100))
+    test_n = settings.get("test_sentences", None, 100)
+    steps = int(settings.get("steps", 900, 40))
+    max_epochs = int(settings.get("max_epochs", 40, 4))
+    max_minutes = settings.get("max_minutes", 1.2, 0.1)
+    batch_tokens = int(settings.get("batch_tokens", 500, 300))
+    scale = float(settings.get("scale", 1.0, 0.25))  # encoder width multiplier (tests shrink it)
+    train_cap = settings.get("train_sentences", None, 600)
+    if train_cap:
+        train_all = train_all[: int(train_cap)]
+    dev = dev_all[:dev_n]
+    test = test[: int(test_n)] if test_n else test
+
+    features = FeatureConfig(word_dim=max(8, int(64 * scale)), shape_dim=8, char_dim=16,
+                             char_filters=max(4, int(24 * scale)), char_widths=(2, 3, 4),
+                             word_dropout=0.1, dropout=0.2)
+    subsets = nested_subsets(train_all, fractions, seed=0)
+    runs = []
+    total = sum(len(encoders) * (seeds_small if f < 0.3 else seeds_large) for f in fractions)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=NAME, unit="run", disable=not settings.progress, file=__import__("sys").stderr)
+    for f in fractions:
+        train = subsets[f]
+        tokens = sum(len(s.forms) for s in train)
+        n_seeds = seeds_small if f < 0.3 else seeds_large
+        for enc in encoders:
+            sizes = dict(SIZES[enc])
+            sizes["hidden"] = max(8, int(sizes["hidden"] * scale)) // 4 * 4
+            if "d_ff" in sizes:
+                sizes["d_ff"] = max(8, int(sizes["d_ff"] * scale))
+            config = TaggerConfig(encoder=enc, features=features,
+                                  encoder_config=EncoderConfig(**sizes, dropout=0.2, positions="rotary"),
+                                  xpos_weight=0.0)
+            batches_per_epoch = max(1, math.ceil(tokens / batch_tokens))
+            epochs = max(1, min(max_epochs, math.ceil(steps / batches_per_epoch)))
+            for s in range(n_seeds):
+                seed = settings.seed + s
+                tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=2e-3, warmup=min(100, steps // 10),
+                                 schedule="cosine", patience=5, seed=seed, checkpoint_every=0)
+                r = train_tagger(config, train, dev, test, tc, max_minutes=max_minutes, progress=settings.progress,
+                                 label=f"{enc} {100 * f:g}% seed {seed}")
+                runs.append({"encoder": enc, "fraction": f, "train_sentences": len(train), "train_tokens": tokens,
+                             "seed": seed, "planned_epochs": epochs, **r})
+                log(f"{NAME}: {enc:9s} {100 * f:5.1f}% ({tokens:,} tokens) seed {seed}: test {fmt_pct(r['test'])}% "
+                    f"dev {fmt_pct(r['dev'])}% ({r['status']}, {r['epochs']} epochs, {r['train_seconds']:.0f} s)")
+                bar.update(1)
+    bar.close()
+
+    # summary per (encoder, fraction)
+    summary = {}
+    for enc in encoders:
+        summary[enc] = []
+        for f in fractions:
+            accs = [r["test"] for r in runs if r["encoder"] == enc and r["fraction"] == f]
+            tokens = next(r["train_tokens"] for r in runs if r["fraction"] == f)
+            summary[enc].append({"fraction": f, "train_tokens": tokens, **mean_and_spread(accs)})
+    xs = [row["train_tokens"] for row in summary[encoders[0]]]
+    means = {enc: [row["mean"] for row in summary[enc]] for enc in encoders}
+    cross = crossings(xs, means) if len(xs) > 1 else []
+
+    lines = [series(enc, xs, [100 * row["mean"] for row in summary[enc]],
+                    low=[100 * row["min"] for row in summary[enc]], high=[100 * row["max"] for row in summary[enc]])
+             for enc in encoders]
+    panel = plot_spec(f"UPOS test accuracy vs training data ({data_name.split('/')[-1]})", "training tokens (log scale)",
+                      "test accuracy (%)", lines, xscale="log")
+    info = machine()
+    seconds = time.monotonic() - started
+
+    header = ["train share", "tokens"] + [f"{enc} (n)" for enc in encoders]
+    rows = []
+    for i, f in enumerate(fractions):
+        cells = [f"{100 * f:g}%", f"{xs[i]:,}"]
+        for enc in encoders:
+            row = summary[enc][i]
+            spread = f" ± {100 * row['std']:.2f}" if row["n"] > 1 else ""
+            cells.append(f"{100 * row['mean']:.2f}{spread} ({row['n']})")
+        rows.append(cells)
+    params = {enc: next(r["parameters"] for r in runs if r["encoder"] == enc) for enc in encoders}
+    cross_text = "; ".join(
+        f"{c['a']} and {c['b']} cross near {c['tokens']:,} tokens"
+        + (f" ({c['ahead_after']} ahead above)" if c["ahead_after"] else "") for c in cross) or "no two mean curves cross"
+    md = f"""### data-size: accuracy vs amount of training data
+
+![accuracy vs training tokens]({NAME}.png)
+
+UPOS test accuracy (%, mean ± std over seeds, number of seeds in brackets) on {data_name}; nested training
+subsets, dev = first {len(dev)} dev sentences (early stopping), test = {len(test)} test sentences.
+
+{markdown_table(header, rows)}
+
+Encoder parameters (without the shared token features): {', '.join(f'{e} {p:,}' for e, p in params.items())}.
+Budget per run: {steps} optimizer steps of {batch_tokens} tokens (at most {max_epochs} epochs), at most
+{max_minutes} min, patience 5 epochs. Crossings of the mean curves: {cross_text}.
+
+{footer(settings, seconds, info, f"{settings.seed}..{settings.seed + seeds_small - 1} below 30%, {settings.seed}..{settings.seed + seeds_large - 1} from 30%")}
+"""
+    result = {
+        "experiment": NAME, "data": data_name, "fractions": list(fractions), "encoders": list(encoders),
+        "sizes": SIZES, "scale": scale, "features": features.to_json(), "steps": steps, "max_epochs": max_epochs,
+        "max_minutes": max_minutes, "batch_tokens": batch_tokens, "dev_sentences": len(dev),
+        "test_sentences": len(test), "runs": runs, "summary": summary, "crossings": cross,
+        "machine": info, "seconds": seconds, "command": settings.command,
+    }
+    return finish(settings, NAME, result, [panel], md)

@@ -1,0 +1,61 @@
+"""Run one experiment or all of them, and put the Markdown sections together.
+
+``run_all`` runs every experiment in turn (a failing one is reported and the others
+still run) and writes ``experiments.md`` in the output directory: the sections each
+experiment wrote (``<name>.md``) under a short header, with a table of wall times.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+from . import EXPERIMENTS
+from .common import Settings, log, machine, markdown_table, write_text
+
+
+def run_one(name: str, settings: Settings) -> dict:
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    Path(settings.out).mkdir(parents=True, exist_ok=True)
+    module = importlib.import_module(EXPERIMENTS[name])
+    return module.run(settings)
+
+
+def assemble(out: Path, names=tuple(EXPERIMENTS), times: dict | None = None, title: str = "Experiments") -> str:
+    """experiments.md from the ``<name>.md`` sections found in ``out``."""
+    info = machine()
+    parts = [f"# {title}\n",
+             f"Machine: {info['cpu']}, {info['cores']} cores (shared), torch {info['torch']}, "
+             f"Python {info['python']}.\n"]
+    if times:
+        parts.append(markdown_table(["experiment", "status", "wall time (min)"],
+                                    [[n, t["status"], f"{t['seconds'] / 60:.1f}"] for n, t in times.items()]) + "\n")
+    for name in names:
+        section = Path(out) / f"{name}.md"
+        if section.is_file():
+            parts.append(section.read_text())
+    text = "\n".join(parts)
+    write_text(Path(out) / "experiments.md", text)
+    return text
+
+
+def run_all(settings: Settings) -> dict:
+    times = {}
+    failed = []
+    for name in EXPERIMENTS:
+        started = time.monotonic()
+        try:
+            run_one(name, settings)
+            status = "ok"
+        except (ValueError, FileNotFoundError, RuntimeError) as exc:
+            status = f"failed: {exc}"
+            failed.append(name)
+            log(f"{name}: {status}")
+        times[name] = {"status": status, "seconds": time.monotonic() - started}
+    assemble(settings.out, times=times, title="Experiments (quick settings)" if settings.quick else "Experiments")
+    log(f"wrote {Path(settings.out) / 'experiments.md'}")
+    if failed:
+        raise ValueError(f"{len(failed)} experiment(s) failed: {', '.join(failed)}")
+    return times
