@@ -129,13 +129,20 @@ class MultiHeadSelfAttention(nn.Module):
         qkv = self.qkv(x).unflatten(-1, (3, self.heads, self.d_head))  # (..., 3, H, d)
         return qkv.unbind(dim=-3)
 
-    def forward(self, x, *, lengths=None, attend_mask=None, return_weights=False, impl="auto"):
+    def forward(self, x, *, lengths=None, attend_mask=None, return_weights=False, impl="auto", context=None, cache=None):
         """x (B, N, D) -> y (B, N, D) [, weights (B, H, N, N)].
 
         ``lengths`` (B,) marks the real tokens (keys beyond a sequence's length are
         never attended); ``attend_mask`` (broadcastable to (B, H, N, N), True = may
         attend) is combined with it by ``&``.
+
+        With ``context`` (cross-attention) or ``cache`` (incremental decoding) this is
+        ``attend(x, context, key_lengths=lengths, ...)``: then ``lengths`` are the keys'
+        lengths (the context's, or the cached sequence's).
         """
+        if context is not None or cache is not None:
+            return self.attend(x, context, key_lengths=lengths, attend_mask=attend_mask, cache=cache,
+                               return_weights=return_weights, impl=impl)
         _check_x(x, self.d_model)
         mask = combine_masks(x, lengths, attend_mask, self.heads)
         # 1) project: (B, N, D) -> 3 x (B, N, H, d) -> (B, H, N, d)
@@ -154,6 +161,73 @@ class MultiHeadSelfAttention(nn.Module):
             out, weights = out
         # 3) concatenate the heads and apply W^O: (B, H, N, d) -> (B, N, D)
         y = self.out(out.transpose(1, 2).flatten(2))
+        return (y, weights) if return_weights else y
+
+    def attend(self, x, context=None, *, key_lengths=None, attend_mask=None, cache=None, return_weights=False, impl="auto"):
+        """Queries from x (B, N, D); keys and values from ``context`` (B, M, D), or from x
+        itself when ``context`` is None. One set of weights serves both: q = W^q x,
+        k = W^k c, v = W^v c, y = W^O [heads] -- cross-attention is self-attention whose
+        keys and values come from another sequence.
+
+        ``key_lengths`` (B,): key j of row b is attended only if j < key_lengths[b].
+        ``attend_mask``: broadcastable to (B, H, N, M_keys), True = may attend.
+        ``cache`` (a dict this layer reads and fills) serves incremental decoding:
+
+        * self-attention: the keys and values of the earlier steps ("k", "v", each
+          (B, H, M_past, d)); the new steps' keys and values are appended, so the queries
+          see M_past + N keys (give a causal ``attend_mask`` of shape (N, M_past + N)
+          when N > 1);
+        * cross-attention: the context's keys and values, computed on the first call
+          and reused afterwards (later calls may pass ``context=None``).
+
+        Returns y (B, N, D) [, weights (B, H, N, M_keys)].
+        """
+        _check_x(x, self.d_model)
+        b, n = x.shape[0], x.shape[1]
+        h, d, dm = self.heads, self.d_head, self.d_model
+        weight, bias = self.qkv.weight, self.qkv.bias
+
+        def heads(t: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
+            # (B, L, parts * D) -> parts x (B, H, L, d)
+            return tuple(u.transpose(1, 2) for u in t.unflatten(-1, (parts, h, d)).unbind(dim=-3))
+
+        cross = context is not None or (cache is not None and cache.get("cross", False))
+        if not cross:
+            q, k, v = heads(self.qkv(x), 3)
+            if cache is not None:
+                if "k" in cache:
+                    k = torch.cat([cache["k"], k], dim=2)
+                    v = torch.cat([cache["v"], v], dim=2)
+                cache["k"], cache["v"] = k, v
+        else:
+            (q,) = heads(nn.functional.linear(x, weight[:dm], None if bias is None else bias[:dm]), 1)
+            if cache is not None and "k" in cache:
+                k, v = cache["k"], cache["v"]
+            else:
+                _check_x(context, dm, "context")
+                if context.shape[0] != b:
+                    raise ValueError(f"context has {context.shape[0]} rows, x has {b}")
+                k, v = heads(nn.functional.linear(context, weight[dm:], None if bias is None else bias[dm:]), 2)
+                if cache is not None:
+                    cache.update(k=k, v=v, cross=True)
+        m = k.shape[2]
+        mask = None
+        if key_lengths is not None:
+            key_lengths = torch.as_tensor(key_lengths, device=x.device)
+            if key_lengths.dim() != 1 or key_lengths.shape[0] != b:
+                raise ValueError(f"key_lengths must have shape (B,) = ({b},), got {tuple(key_lengths.shape)}")
+            mask = from_lengths(key_lengths, m)  # (B, 1, 1, M)
+        if attend_mask is not None:
+            check_mask(attend_mask, (b, h, n, m))
+            mask = attend_mask if mask is None else mask & attend_mask
+        out = scaled_dot_product_attention(
+            q, k, v, attend_mask=mask, normalize=self.normalize,
+            dropout=self.dropout if self.training else 0.0, return_weights=return_weights, impl=impl,
+        )
+        weights = None
+        if return_weights:
+            out, weights = out
+        y = self.out(out.transpose(1, 2).flatten(2))  # (B, H, N, d) -> (B, N, D)
         return (y, weights) if return_weights else y
 
     def forward_packed(

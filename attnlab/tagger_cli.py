@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
 
 def _add_train(subparsers) -> None:
     p = subparsers.add_parser(
-        "train", help="train a part-of-speech tagger on CoNLL-U data",
+        "train", help="train a part-of-speech tagger (or, with --task, a sentence classifier or lemmatizer) on CoNLL-U data",
         description="Train a UPOS tagger (with XPOS as an auxiliary task) on CoNLL-U files. Data: --train/--dev, "
                     "or --treebank DIR, or the directory in $ATTNLAB_DATA. The best model on dev is kept in --out; "
                     "checkpoints in --out/checkpoints let --resume continue an interrupted run.",
@@ -79,6 +79,9 @@ def _add_train(subparsers) -> None:
     s.add_argument("--feature-dropout", type=float, default=0.25)
     s.add_argument("--xpos-weight", type=float, default=0.5, help="weight of the auxiliary XPOS loss (0 = off)")
     s.add_argument("--label-smoothing", type=float, default=0.0)
+    from .tasks.commands import add_train_arguments
+
+    add_train_arguments(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -119,7 +122,10 @@ def cmd_train(args) -> int:
     from .data.conllu import check_tags, read_conllu
     from .tasks.tagging import Tagger, TaggerVocabs, TaggingTask, load_tagger
     from .train import TrainConfig, describe_result, latest_checkpoint, read_checkpoint_state, train
+    from .tasks import commands
 
+    if commands.handles_train(args):
+        return commands.cmd_train(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     out: Path = args.out
@@ -182,6 +188,9 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default 4096)")
     p.add_argument("--threads", type=int, help="torch threads")
+    from .tasks.commands import add_eval_arguments
+
+    add_eval_arguments(p)
     p.set_defaults(func=cmd_eval)
 
 
@@ -208,6 +217,10 @@ def evaluate_file(model_dir: Path, path: Path, batch_tokens: int = 4096) -> dict
 def cmd_eval(args) -> int:
     import torch
 
+    from .tasks import commands
+
+    if commands.handles_eval(args):
+        return commands.cmd_eval(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     result = evaluate_file(args.model, args.file, args.batch_size)

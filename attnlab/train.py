@@ -4,7 +4,9 @@ atomic checkpoints, exact resume, clean Ctrl-C.
 A task is any object with
 
     lengths() -> list[int]                       sizes of the training examples (for bucketing)
-    make_batch(indices) -> batch                 a batch with a ``tokens`` attribute
+    make_batch(indices) -> batch                 a batch with a ``tokens`` attribute (and
+                                                 optionally ``units``: what its loss is a
+                                                 mean over; ``tokens`` when absent)
     loss(model, batch) -> scalar tensor          the training loss of one batch
     evaluate(model) -> float                     the dev score, higher is better
     save_model(directory, model, extra) -> None  write a model directory (attnlab.checkpoint)
@@ -23,12 +25,25 @@ any moment leaves the previous checkpoint usable. ``train(..., resume_from=dir)`
 continues from a checkpoint exactly: the batches of an epoch depend only on the seed and
 the epoch number, the learning rate only on the step, and the RNG state is restored, so
 an interrupted and resumed run ends with the same weights as an uninterrupted one.
+
+Several processes (``torchrun --nproc_per_node P -m attnlab train ...``): when the
+environment says WORLD_SIZE > 1, ``train`` joins the process group (gloo; NCCL only for
+models on a GPU) and wraps the model in DistributedDataParallel. Every process computes
+the same batches of an epoch from the seed (the distributed length-bucketed sampler) and
+takes its share ``batch[rank::P]`` of each global batch. Its loss is weighted by its
+share of the batch's ``units`` times P, so DDP's average of the P gradients is the
+gradient of the mean loss over the whole global batch: one process and P processes with
+the same ``batch_tokens`` take the same steps (up to floating-point rounding; dropout
+masks differ). Rank 0 alone evaluates on dev (the score is broadcast), writes model
+directories and checkpoints (the others wait at a barrier), logs and shows progress; its
+decision to stop (Ctrl-C, time limit) reaches every process after the step.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import signal
 import sys
@@ -161,6 +176,57 @@ def epoch_batches(lengths: list[int], config: TrainConfig, epoch: int) -> list[l
     return bucket_batches(lengths, max_tokens=config.batch_tokens, shuffle=True, seed=config.seed * 100_003 + epoch)
 
 
+# -- several processes -----------------------------------------------------------------
+
+def init_distributed() -> tuple[int, int, bool]:
+    """(rank, world size, whether this call started the process group).
+
+    With WORLD_SIZE > 1 in the environment (set by torchrun) and no process group yet,
+    joins one (backend from $ATTNLAB_DIST_BACKEND, else gloo: the models here run on CPU).
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    if not dist.is_available():
+        raise ValueError(f"WORLD_SIZE={world} but this torch build has no torch.distributed")
+    dist.init_process_group(os.environ.get("ATTNLAB_DIST_BACKEND", "gloo"))
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def is_main_process() -> bool:
+    """True unless this is a rank > 0 of a torchrun launch (for printing once)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def rank_share(indices: list[int], rank: int, world: int) -> list[int]:
+    """This process's part of a global batch: every ``world``-th example from ``rank``
+    (the batch is nearly sorted by length, so the shares cost about the same)."""
+    return indices[rank::world]
+
+
+def _ddp(model: torch.nn.Module) -> torch.nn.Module:
+    """DistributedDataParallel that still answers the model's attributes (``.config``...)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    class Wrapped(DistributedDataParallel):
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.module, name)
+
+    # no buffer changes during training (no batch norm): nothing to broadcast per step
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # newer torch renames broadcast_buffers
+        return Wrapped(model, broadcast_buffers=False)
+
+
 # -- checkpoints -----------------------------------------------------------------------
 
 def latest_checkpoint(out_dir: str | Path) -> Path:
@@ -268,10 +334,28 @@ def train(
     ``stop_after_steps`` stops (with a checkpoint, as Ctrl-C would) once the global step
     reaches that number. ``extra`` is stored in every config.json written.
     """
+    rank, world, started_group = init_distributed()
+    try:
+        return _train(model, task, config, out_dir, rank, world, resume_from=resume_from, max_minutes=max_minutes,
+                      stop_after_steps=stop_after_steps, progress=progress, log=log, extra=extra)
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+
+
+STOP_CODES = (None, "interrupted", "stopped", "time-limit")
+
+
+def _train(model, task, config, out_dir, rank, world, *, resume_from, max_minutes, stop_after_steps, progress, log, extra):
     from tqdm import tqdm
 
+    distributed = world > 1
+    if distributed:
+        import torch.distributed as dist
     out_dir = Path(out_dir)
     log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
+    if rank != 0:
+        log, progress = (lambda msg: None), False
     extra = {"train": config.to_json(), **(extra or {})}
     optimizer = make_optimizer(model, config)
     lengths = task.lengths()
@@ -284,9 +368,11 @@ def train(
         resume_from = Path(resume_from)
         state = _restore(resume_from, optimizer, read_checkpoint_state(resume_from))
         log(f"resuming from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
+        if rank:  # the checkpoint holds rank 0's random state; the others draw their own
+            torch.manual_seed(config.seed + rank + 1_000_003 * state.step)
     else:
         state = TrainState()
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.seed + rank)
     if state.done:
         return TrainResult("finished", state.step, state.epoch, state.best_score, state.best_epoch, state.elapsed, resume_from, state.history)
 
@@ -299,15 +385,35 @@ def train(
         return elapsed_before + time.monotonic() - started
 
     def evaluate(tag: str) -> float:
-        model.eval()
-        score = task.evaluate(model)
-        model.train()
+        score = 0.0
+        if rank == 0:
+            model.eval()
+            score = task.evaluate(model)
+            model.train()
+        if distributed:
+            box = torch.tensor([score], dtype=torch.float64)
+            dist.broadcast(box, 0)
+            score = float(box[0])
         improved = state.best_score is None or score > state.best_score
         if improved:
             state.best_score, state.best_step, state.best_epoch = score, state.step, state.epoch + 1
             state.elapsed = now_elapsed()
-            task.save_model(out_dir, model, {**extra, "best": {"dev_score": score, "epoch": state.epoch + 1, "step": state.step, "train_seconds": state.elapsed}})
+            if rank == 0:
+                task.save_model(out_dir, model, {**extra, "best": {"dev_score": score, "epoch": state.epoch + 1, "step": state.step, "train_seconds": state.elapsed}})
+            if distributed:
+                dist.barrier()
         return score
+
+    def checkpoint_now() -> Path:
+        state.elapsed = now_elapsed()
+        path = out_dir / CHECKPOINTS / f"step-{state.step:07d}"
+        if rank == 0:
+            path = save_checkpoint(out_dir, task, model, optimizer, config, state, extra)
+        if distributed:
+            dist.barrier()
+        return path
+
+    net = _ddp(model) if distributed else model
 
     model.train()
     with _StopFlag(log) as stop_flag:
@@ -319,21 +425,43 @@ def train(
             stop_reason = None
             try:
                 while state.batch_in_epoch < len(batches):
-                    batch = task.make_batch(batches[state.batch_in_epoch])
+                    indices = batches[state.batch_in_epoch]
+                    weight = 1.0
+                    if distributed:
+                        # a process without a share runs one example with weight 0, so that
+                        # every process takes part in DDP's gradient exchange
+                        share = rank_share(indices, rank, world)
+                        batch = task.make_batch(share or indices[:1])
+                        units = torch.tensor([float(getattr(batch, "units", batch.tokens)) if share else 0.0])
+                        dist.all_reduce(units)  # (1,) local -> global units
+                        weight = (float(getattr(batch, "units", batch.tokens)) if share else 0.0) * world / float(units[0])
+                    else:
+                        batch = task.make_batch(indices)
                     lr = learning_rate(config, state.step, total_steps)
                     for group in optimizer.param_groups:
                         group["lr"] = lr
-                    loss = task.loss(model, batch)
+                    loss = task.loss(net, batch)
                     optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    (loss * weight if distributed else loss).backward()
                     if config.clip_norm > 0:
                         torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
                     optimizer.step()
                     state.step += 1
                     state.batch_in_epoch += 1
-                    loss_sum += float(loss.detach())
+                    step_loss, step_tokens = float(loss.detach()), batch.tokens
+                    if distributed:
+                        # global mean loss, tokens of the whole batch, rank 0's stop decision
+                        code = 0
+                        if rank == 0:
+                            code = 1 if stop_flag.set else 3 if (max_minutes is not None and time.monotonic() - started >= 60 * max_minutes) else 0
+                        stats = torch.tensor([step_loss * weight / world, float(step_tokens if share else 0), float(code)],
+                                             dtype=torch.float64)
+                        dist.all_reduce(stats)
+                        step_loss, step_tokens = float(stats[0]), int(stats[1])
+                        remote_stop = STOP_CODES[int(stats[2])]
+                    loss_sum += step_loss
                     loss_n += 1
-                    tokens += batch.tokens
+                    tokens += step_tokens
                     speed = tokens / max(time.monotonic() - t_epoch, 1e-9)
                     bar.update(1)
                     bar.set_postfix_str(
@@ -341,7 +469,11 @@ def train(
                         + (f", dev {100 * state.best_score:.2f}%" if state.best_score is not None else ""),
                         refresh=False,
                     )
-                    if stop_flag.set:
+                    if distributed:
+                        stop_reason = remote_stop
+                        if stop_reason is None and stop_after_steps is not None and state.step >= stop_after_steps:
+                            stop_reason = "stopped"
+                    elif stop_flag.set:
                         stop_reason = "interrupted"
                     elif stop_after_steps is not None and state.step >= stop_after_steps:
                         stop_reason = "stopped"
@@ -351,8 +483,7 @@ def train(
                         break
                     if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
                             and state.batch_in_epoch < len(batches):
-                        state.elapsed = now_elapsed()
-                        checkpoint = save_checkpoint(out_dir, task, model, optimizer, config, state, extra)
+                        checkpoint = checkpoint_now()
             finally:
                 bar.close()
 
@@ -379,8 +510,7 @@ def train(
                 stop_reason = "finished"
             if stop_reason in ("finished", "early-stopped"):
                 state.done = True
-            state.elapsed = now_elapsed()
-            checkpoint = save_checkpoint(out_dir, task, model, optimizer, config, state, extra)
+            checkpoint = checkpoint_now()
             if stop_reason:
                 status = stop_reason
                 break
