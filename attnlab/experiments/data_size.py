@@ -82,9 +82,11 @@ def run(settings: Settings) -> dict:
     seeds_large = int(settings.get("seeds_large", 1, 1))  # for fractions >= 0.3 (the expensive runs)
     dev_n = int(settings.get("dev_sentences", 600, 100))
     test_n = settings.get("test_sentences", None, 100)
-    steps = int(settings.get("steps", 900, 40))
+    steps = int(settings.get("steps", 600, 40))
+    steps_large = int(settings.get("steps_large", 1200, 40))  # for fractions >= 0.3
+    max_minutes_large = settings.get("max_minutes_large", 2.0, 0.1)
     max_epochs = int(settings.get("max_epochs", 40, 4))
-    max_minutes = settings.get("max_minutes", 1.2, 0.1)
+    max_minutes = settings.get("max_minutes", 1.0, 0.1)
     batch_tokens = int(settings.get("batch_tokens", 500, 300))
     scale = float(settings.get("scale", 1.0, 0.25))  # encoder width multiplier (tests shrink it)
     train_cap = settings.get("train_sentences", None, 600)
@@ -115,12 +117,13 @@ def run(settings: Settings) -> dict:
                                   encoder_config=EncoderConfig(**sizes, dropout=0.2, positions="rotary"),
                                   xpos_weight=0.0)
             batches_per_epoch = max(1, math.ceil(tokens / batch_tokens))
-            epochs = max(1, min(max_epochs, math.ceil(steps / batches_per_epoch)))
+            run_steps, run_minutes = (steps, max_minutes) if f < 0.3 else (steps_large, max_minutes_large)
+            epochs = max(1, min(max_epochs, math.ceil(run_steps / batches_per_epoch)))
             for s in range(n_seeds):
                 seed = settings.seed + s
-                tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=2e-3, warmup=min(100, steps // 10),
+                tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=2e-3, warmup=min(100, run_steps // 10),
                                  schedule="cosine", patience=5, seed=seed, checkpoint_every=0)
-                r = train_tagger(config, train, dev, test, tc, max_minutes=max_minutes, progress=settings.progress,
+                r = train_tagger(config, train, dev, test, tc, max_minutes=run_minutes, progress=settings.progress,
                                  label=f"{enc} {100 * f:g}% seed {seed}")
                 runs.append({"encoder": enc, "fraction": f, "train_sentences": len(train), "train_tokens": tokens,
                              "seed": seed, "planned_epochs": epochs, **r})
@@ -172,15 +175,16 @@ subsets, dev = first {len(dev)} dev sentences (early stopping), test = {len(test
 {markdown_table(header, rows)}
 
 Encoder parameters (without the shared token features): {', '.join(f'{e} {p:,}' for e, p in params.items())}.
-Budget per run: {steps} optimizer steps of {batch_tokens} tokens (at most {max_epochs} epochs), at most
-{max_minutes} min, patience 5 epochs. Crossings of the mean curves: {cross_text}.
+Budget per run: {steps} optimizer steps of {batch_tokens} tokens below 30% ({steps_large} from 30%), at most
+{max_epochs} epochs, at most {max_minutes} min ({max_minutes_large} min from 30%), patience 5 epochs; the best
+epoch on dev is scored. Crossings of the mean curves: {cross_text}.
 
 {footer(settings, seconds, info, f"{settings.seed}..{settings.seed + seeds_small - 1} below 30%, {settings.seed}..{settings.seed + seeds_large - 1} from 30%")}
 """
     result = {
         "experiment": NAME, "data": data_name, "fractions": list(fractions), "encoders": list(encoders),
-        "sizes": SIZES, "scale": scale, "features": features.to_json(), "steps": steps, "max_epochs": max_epochs,
-        "max_minutes": max_minutes, "batch_tokens": batch_tokens, "dev_sentences": len(dev),
+        "sizes": SIZES, "scale": scale, "features": features.to_json(), "steps": steps, "steps_large": steps_large,
+        "max_epochs": max_epochs, "max_minutes": max_minutes, "max_minutes_large": max_minutes_large, "batch_tokens": batch_tokens, "dev_sentences": len(dev),
         "test_sentences": len(test), "runs": runs, "summary": summary, "crossings": cross,
         "machine": info, "seconds": seconds, "command": settings.command,
     }
