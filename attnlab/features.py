@@ -140,8 +140,9 @@ class FeatureBatch:
     words: torch.Tensor  # (B, N) lowercased word ids, PAD after each sentence
     shapes: torch.Tensor  # (B, N) shape ids
     chars: torch.Tensor  # (U, L) char ids of the distinct forms, PAD-filled
-    char_index: torch.Tensor  # (B, N) row of ``chars`` for each token (0 at padding)
+    char_index: torch.Tensor  # (B, N) row of ``chars`` (or of ``char_vectors``) for each token (0 at padding)
     lengths: torch.Tensor  # (B,)
+    char_vectors: torch.Tensor | None = None  # (U', F) precomputed character vectors, see FeatureEncoder.char_table
 
 
 class FeatureEncoder:
@@ -173,34 +174,53 @@ class FeatureEncoder:
         self._cache[form] = entry
         return entry
 
-    def encode(self, sentences: Sequence[Sequence[str]]) -> FeatureBatch:
+    def char_ids(self, forms: Sequence[str]) -> torch.Tensor:
+        """(U, L) character ids of ``forms`` (with word markers), PAD-filled."""
+        rows = [self.token(f)[2] for f in forms]
+        width = max((len(c) for c in rows), default=1)
+        chars = torch.zeros(max(len(rows), 1), width, dtype=torch.long)
+        for r, c in enumerate(rows):
+            chars[r, : len(c)] = torch.tensor(c, dtype=torch.long)
+        return chars
+
+    def encode(self, sentences: Sequence[Sequence[str]], rows: dict[str, int] | None = None) -> FeatureBatch:
+        """Index tensors for a batch. With ``rows`` (form -> row of a character-vector table
+        computed once for many batches, see ``char_table``), ``char_index`` points into that
+        table and no characters are encoded here."""
         b = len(sentences)
         n = max((len(s) for s in sentences), default=0)
         words = [[PAD] * n for _ in range(b)]
         shapes = [[PAD] * n for _ in range(b)]
         char_index = [[0] * n for _ in range(b)]
-        rows: dict[str, int] = {}  # distinct forms in first-seen order
-        char_rows: list[list[int]] = []
+        local: dict[str, int] = {}  # distinct forms of this batch in first-seen order
         for i, sent in enumerate(sentences):
             for j, form in enumerate(sent):
-                word, shape, chars = self.token(form)
+                word, shape, _ = self.token(form)
                 words[i][j], shapes[i][j] = word, shape
-                row = rows.get(form)
-                if row is None:
-                    row = rows[form] = len(char_rows)
-                    char_rows.append(chars)
-                char_index[i][j] = row
-        width = max((len(c) for c in char_rows), default=1)
-        chars_t = torch.zeros(max(len(char_rows), 1), width, dtype=torch.long)
-        for r, c in enumerate(char_rows):
-            chars_t[r, : len(c)] = torch.tensor(c, dtype=torch.long)
+                if rows is not None:
+                    char_index[i][j] = rows[form]
+                else:
+                    char_index[i][j] = local.setdefault(form, len(local))
         return FeatureBatch(
             words=torch.tensor(words, dtype=torch.long).view(b, n),
             shapes=torch.tensor(shapes, dtype=torch.long).view(b, n),
-            chars=chars_t,
+            chars=self.char_ids(list(local)) if rows is None else torch.zeros(0, 1, dtype=torch.long),
             char_index=torch.tensor(char_index, dtype=torch.long).view(b, n),
             lengths=torch.tensor([len(s) for s in sentences], dtype=torch.long),
         )
+
+    @torch.no_grad()
+    def char_table(self, features: "TokenFeatures", forms: Sequence[str], chunk: int = 4096) -> tuple[dict[str, int], torch.Tensor]:
+        """Character vectors of every distinct form, computed once: (form -> row, (U, F) table).
+
+        Inference over many batches repeats most forms (punctuation, function words); the
+        character CNN then runs once per distinct form instead of once per batch. Forms are
+        sorted by length so each chunk pads little.
+        """
+        distinct = sorted(set(forms), key=len)
+        parts = [features.char_cnn(self.char_ids(distinct[i:i + chunk])) for i in range(0, len(distinct), chunk)]
+        table = torch.cat(parts) if parts else torch.zeros(0, features.char_cnn.out_dim)
+        return {f: r for r, f in enumerate(distinct)}, table
 
 
 class CharCNN(nn.Module):
@@ -247,5 +267,6 @@ class TokenFeatures(nn.Module):
             words = words.masked_fill(drop, UNK)
         w = self.word_embed(words)  # (B, N, word_dim)
         s = self.shape_embed(batch.shapes)  # (B, N, shape_dim)
-        c = self.char_cnn(batch.chars)[batch.char_index]  # (U, F) -> (B, N, F)
+        table = batch.char_vectors if batch.char_vectors is not None else self.char_cnn(batch.chars)  # (U, F)
+        c = table[batch.char_index]  # (B, N, F)
         return self.dropout(torch.cat([w, s, c], dim=-1))  # (B, N, out_dim)

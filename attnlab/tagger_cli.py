@@ -186,7 +186,7 @@ def _add_eval(subparsers) -> None:
     p.add_argument("--model", type=Path, required=True, help="model directory (from attnlab train)")
     p.add_argument("file", type=Path, help="gold CoNLL-U file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default 4096)")
+    p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--threads", type=int, help="torch threads")
     from .tasks.commands import add_eval_arguments
 
@@ -194,7 +194,7 @@ def _add_eval(subparsers) -> None:
     p.set_defaults(func=cmd_eval)
 
 
-def evaluate_file(model_dir: Path, path: Path, batch_tokens: int = 4096) -> dict:
+def evaluate_file(model_dir: Path, path: Path, batch_tokens: int = 8192) -> dict:
     """Tag a gold CoNLL-U file with a model and score it (the data behind `attnlab eval`)."""
     from .data.conllu import read_conllu
     from .evaluate import score_tags
@@ -277,7 +277,7 @@ def _add_tag(subparsers) -> None:
     p.add_argument("--format", choices=("conllu", "tsv", "json"), default="conllu",
                    help="output: CoNLL-U, TSV (word, UPOS, XPOS; blank line between sentences) or JSON lines")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple", help="tokenizer for text input")
-    p.add_argument("--batch-size", type=int, default=4096, help="tokens per batch (default 4096)")
+    p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--output", "-o", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--stats", action="store_true", help="print tokens/s to stderr")

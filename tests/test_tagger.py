@@ -156,6 +156,21 @@ def test_emissions_shapes_and_xpos_head():
     assert model_no_xpos(batch).xpos is None
 
 
+def test_a_shared_character_table_gives_the_per_batch_features():
+    model, vocabs, train = _toy_tagger()
+    model.eval()
+    sentences = [s.forms for s in train[:6]] + [["Unseen", "wordsmithery", "."]]
+    enc = FeatureEncoder(vocabs.features, 8)
+    rows, table = enc.char_table(model.features, [w for s in sentences for w in s] + ["extra"])
+    assert table.shape == (len(rows), model.features.char_cnn.out_dim) and len(rows) == len({w for s in sentences for w in s}) + 1
+    plain = enc.encode(sentences)
+    shared = enc.encode(sentences, rows=rows)
+    shared.char_vectors = table
+    with torch.no_grad():
+        assert torch.allclose(model.features(plain), model.features(shared), atol=1e-6)
+        assert model.features(plain).abs().sum() > 0
+
+
 def test_predict_keeps_input_order_and_matches_single_sentences():
     model, vocabs, train = _toy_tagger()
     sentences = [s.forms for s in train[:12]] + [["unseen", "words", "here"]]

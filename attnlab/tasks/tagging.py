@@ -153,7 +153,7 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]
 @torch.inference_mode()
 def predict(
     model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
-    *, batch_tokens: int = 4096,
+    *, batch_tokens: int = 8192,
 ) -> tuple[list[list[str]], list[list[str]] | None]:
     """Tag lists of word forms: (UPOS per sentence, XPOS per sentence or None)."""
     was_training = model.training
@@ -161,8 +161,11 @@ def predict(
     upos: list[list[str] | None] = [None] * len(sentences)
     xpos: list[list[str] | None] | None = [None] * len(sentences) if model.xpos_head is not None else None
     try:
+        # character vectors once per distinct form, shared by every batch
+        rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
         for idx in length_batches([len(s) for s in sentences], batch_tokens):
-            batch = encoder.encode([sentences[i] for i in idx])
+            batch = encoder.encode([sentences[i] for i in idx], rows=rows)
+            batch.char_vectors = table
             out = model(batch)
             for i, tags in zip(idx, decode(out.upos, batch.lengths)):
                 upos[i] = vocabs.upos.decode(tags)
