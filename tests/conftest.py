@@ -10,3 +10,17 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("attnlab")
+
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is faster than two competing ones (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

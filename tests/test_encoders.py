@@ -13,13 +13,7 @@ D_IN = 12
 SMALL = EncoderConfig(hidden=16, layers=2, heads=2, d_ff=32, window=1, kernel=3, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny tensors: one thread is faster than two competing ones
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make(name: str, config: EncoderConfig = SMALL, seed: int = 0):

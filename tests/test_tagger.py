@@ -19,12 +19,7 @@ FEATS = FeatureConfig(word_dim=8, shape_dim=4, char_dim=6, char_filters=5, char_
                       word_dropout=0.0, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

@@ -22,12 +22,7 @@ CONFIG = TrainConfig(epochs=3, batch_tokens=60, lr=5e-3, warmup=4, schedule="lin
                      checkpoint_every=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def build(seed: int = 7, encoder: str = "attention"):
