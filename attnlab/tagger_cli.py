@@ -121,8 +121,8 @@ def cmd_train(args) -> int:
     from .cli import UserError
     from .data.conllu import check_tags, read_conllu
     from .tasks.tagging import Tagger, TaggerVocabs, TaggingTask, load_tagger
-    from .train import TrainConfig, describe_result, latest_checkpoint, read_checkpoint_state, train
     from .tasks import commands
+    from .train import TrainConfig, describe_result, is_main_process, latest_checkpoint, read_checkpoint_state, train
 
     if commands.handles_train(args):
         return commands.cmd_train(args)
@@ -164,14 +164,17 @@ def cmd_train(args) -> int:
     check_tags(dev_sents)
     n_params = sum(p.numel() for p in model.parameters())
     n_tokens = sum(len(s.forms) for s in train_sents)
-    print(f"training {model.config.encoder} tagger ({n_params / 1e6:.2f}M parameters) on {train_path} "
-          f"({len(train_sents):,} sentences, {n_tokens:,} tokens), dev {dev_path}, {torch.get_num_threads()} threads",
-          file=sys.stderr)
+    main = is_main_process()  # under torchrun, rank 0 alone speaks
+    if main:
+        print(f"training {model.config.encoder} tagger ({n_params / 1e6:.2f}M parameters) on {train_path} "
+              f"({len(train_sents):,} sentences, {n_tokens:,} tokens), dev {dev_path}, {torch.get_num_threads()} threads",
+              file=sys.stderr)
     task = TaggingTask(model, vocabs, train_sents, dev_sents)
     result = train(model, task, config, out, resume_from=resume_from, max_minutes=args.max_minutes,
                    progress=not args.no_progress,
                    extra={"data": {"train": str(Path(train_path).resolve()), "dev": str(Path(dev_path).resolve())}})
-    print(describe_result(result, out))
+    if main:
+        print(describe_result(result, out))
     return 130 if result.status == "interrupted" else 0
 
 
