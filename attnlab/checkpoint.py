@@ -4,7 +4,10 @@ A model directory holds three files::
 
     model.safetensors   the weights
     vocab.json          the vocabularies the model was trained with
-    config.json         what to build (task, sizes) and the SHA-256 of the two files above
+    config.json         what to build (task, sizes) and the SHA-256 of the files above
+
+and, for some tasks, further JSON files (a lemmatizer's lookup table), whose checksums
+config.json also records.
 
 Every file is written to a temporary name and moved into place with ``os.replace``,
 config.json last, so a reader sees either the old model or the new one. The checksums
@@ -134,16 +137,44 @@ class ModelFiles:
     vocab: dict
 
 
-def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, vocab: dict) -> Path:
-    """Write weights, vocab and config (with checksums) into ``directory``."""
+def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, vocab: dict,
+                   extra_json: dict[str, dict] | None = None) -> Path:
+    """Write weights, vocab, any further JSON files (``extra_json``: file name -> object)
+    and config (with the checksums of all of them) into ``directory``."""
     directory = Path(directory)
     weights = tensors_bytes(state)
     vocab_data = json_bytes(vocab)
     atomic_write_bytes(directory / WEIGHTS, weights)
     atomic_write_bytes(directory / VOCAB, vocab_data)
-    record = {"format": FORMAT, **config, "files": {WEIGHTS: sha256(weights), VOCAB: sha256(vocab_data)}}
+    sums = {WEIGHTS: sha256(weights), VOCAB: sha256(vocab_data)}
+    for name, obj in (extra_json or {}).items():
+        data = json_bytes(obj)
+        atomic_write_bytes(directory / name, data)
+        sums[name] = sha256(data)
+    record = {"format": FORMAT, **config, "files": sums}
     atomic_write_bytes(directory / CONFIG, json_bytes(record))
     return directory
+
+
+def add_model_json(directory: str | os.PathLike, name: str, obj: dict) -> Path:
+    """Add (or replace) one JSON file of an existing model directory: the file first, then
+    config.json with its checksum, both atomically (for models saved before the file existed)."""
+    directory = Path(directory)
+    config = load_model_dir(directory).config  # checks the directory as it is
+    data = json_bytes(obj)
+    atomic_write_bytes(directory / name, data)
+    config["files"] = {**(config.get("files") or {}), name: sha256(data)}
+    atomic_write_bytes(directory / CONFIG, json_bytes(config))
+    return directory / name
+
+
+def read_model_json(directory: str | os.PathLike, config: dict, name: str, what: str) -> dict | None:
+    """A further JSON file of a model directory, checked against the checksum in ``config``
+    (its config.json); None when config.json does not list it (a model saved without it)."""
+    expected = (config.get("files") or {}).get(name)
+    if expected is None:
+        return None
+    return read_json(Path(directory) / name, what, expected)
 
 
 def load_model_dir(directory: str | os.PathLike) -> ModelFiles:
@@ -178,6 +209,35 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
                 f"{source}: weight {name} has shape {tuple(tensor.shape)}, the model expects {tuple(own[name].shape)}"
             )
     model.load_state_dict(state)
+
+
+# -- model directories of the tasks ----------------------------------------------------
+
+def save_task_model(directory: str | os.PathLike, task: str, model: torch.nn.Module, vocab: dict,
+                    extra: dict | None = None, extra_json: dict[str, dict] | None = None) -> Path:
+    """A task model's directory: config.json names the ``task`` and holds ``model.config.to_json()``
+    (what to build) next to ``extra`` (training record, data paths)."""
+    record = {"task": task, "model": model.config.to_json(), **(extra or {})}
+    return save_model_dir(directory, model.state_dict(), record, vocab, extra_json)
+
+
+def load_task_model(directory: str | os.PathLike, task: str, what: str, config_from_json, vocab_from_json, build):
+    """Read a directory written by ``save_task_model`` for ``task``: ``build(config, vocab)`` makes
+    the module the weights are loaded into (in eval mode). Returns (model, config, vocab, files);
+    every problem is a one-line CheckpointError naming the file (``what`` names the model kind)."""
+    files = load_model_dir(directory)
+    source = Path(directory) / CONFIG
+    if files.config.get("task") != task:
+        raise CheckpointError(f"{source}: not a {what} (task {files.config.get('task')!r})")
+    try:
+        config = config_from_json(files.config["model"])
+        vocab = vocab_from_json(files.vocab)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{source}: malformed model description ({exc})") from None
+    model = build(config, vocab)
+    load_state_into(model, files.state, Path(directory) / WEIGHTS)
+    model.eval()
+    return model, config, vocab, files
 
 
 # -- optimizer state without pickle ----------------------------------------------------

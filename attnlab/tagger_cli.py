@@ -98,6 +98,58 @@ def _data_paths(args) -> tuple[Path, Path]:
     return find_split(directory, "train"), find_split(directory, "dev")
 
 
+def _resume_point(args):
+    """--resume: the latest checkpoint in --out and the training settings it was saved with."""
+    from .train import TrainConfig, latest_checkpoint, read_checkpoint_state
+
+    checkpoint = latest_checkpoint(args.out)
+    return checkpoint, TrainConfig.from_json(read_checkpoint_state(checkpoint)["train_config"])
+
+
+def _resume_data_paths(args, checkpoint: Path, record: dict) -> tuple[Path, Path]:
+    """The data of a resumed run: the command line's when it names any, else the paths the
+    checkpoint's ``record`` (its config.json) holds."""
+    from .cli import UserError
+
+    if args.train or args.dev or args.treebank:
+        return _data_paths(args)
+    data = record.get("data") or {}
+    if data.get("train") and data.get("dev"):
+        return Path(data["train"]), Path(data["dev"])
+    raise UserError(f"{checkpoint}: no data paths recorded; give --train/--dev or --treebank")
+
+
+def _new_run(args):
+    """A fresh run of `attnlab train` (any task): --out must not hold a model yet. Returns the
+    data paths and the training settings from the command line."""
+    from .cli import UserError
+    from .train import TrainConfig
+
+    out: Path = args.out
+    if (out / "config.json").exists() or (out / "checkpoints").exists():
+        raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
+    train_path, dev_path = _data_paths(args)
+    config = TrainConfig(
+        epochs=args.epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
+        warmup=args.warmup, schedule=args.schedule, patience=args.patience, seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
+    return train_path, dev_path, config
+
+
+def _run_training(args, model, task, config, train_path: Path, dev_path: Path, resume_from) -> int:
+    """``attnlab.train.train`` into --out with the data paths recorded; the summary from rank 0.
+    Exit status 130 when interrupted (--max-minutes or a signal), else 0."""
+    from .train import describe_result, is_main_process, train
+
+    result = train(model, task, config, args.out, resume_from=resume_from, max_minutes=args.max_minutes,
+                   progress=not args.no_progress,
+                   extra={"data": {"train": str(Path(train_path).resolve()), "dev": str(Path(dev_path).resolve())}})
+    if is_main_process():
+        print(describe_result(result, args.out))
+    return 130 if result.status == "interrupted" else 0
+
+
 def _tagger_config(args):
     from .encoders import EncoderConfig
     from .features import FeatureConfig
@@ -122,40 +174,24 @@ def cmd_train(args) -> int:
     from .data.conllu import check_tags, read_conllu
     from .tasks.tagging import Tagger, TaggerVocabs, TaggingTask, load_tagger
     from .tasks import commands
-    from .train import TrainConfig, describe_result, is_main_process, latest_checkpoint, read_checkpoint_state, train
+    from .train import is_main_process
 
     if commands.handles_train(args):
         return commands.cmd_train(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    out: Path = args.out
     if args.resume:
-        checkpoint = latest_checkpoint(out)
-        record = read_checkpoint_state(checkpoint)
+        checkpoint, config = _resume_point(args)
         loaded = load_tagger(checkpoint)
         model, vocabs = loaded.model, loaded.vocabs
-        config = TrainConfig.from_json(record["train_config"])
-        data = loaded.record.get("data") or {}
-        if args.train or args.dev or args.treebank:
-            train_path, dev_path = _data_paths(args)
-        elif data.get("train") and data.get("dev"):
-            train_path, dev_path = Path(data["train"]), Path(data["dev"])
-        else:
-            raise UserError(f"{checkpoint}: no data paths recorded; give --train/--dev or --treebank")
+        train_path, dev_path = _resume_data_paths(args, checkpoint, loaded.record)
         train_sents, dev_sents = read_conllu(train_path), read_conllu(dev_path)
         resume_from = checkpoint
     else:
-        if (out / "config.json").exists() or (out / "checkpoints").exists():
-            raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
-        train_path, dev_path = _data_paths(args)
+        train_path, dev_path, config = _new_run(args)
         train_sents, dev_sents = read_conllu(train_path), read_conllu(dev_path)
         if not train_sents:
             raise UserError(f"{train_path}: no sentences")
-        config = TrainConfig(
-            epochs=args.epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
-            warmup=args.warmup, schedule=args.schedule, patience=args.patience, seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-        )
         vocabs = TaggerVocabs.build(train_sents)
         torch.manual_seed(args.seed)
         model = Tagger(_tagger_config(args), vocabs)
@@ -170,12 +206,7 @@ def cmd_train(args) -> int:
               f"({len(train_sents):,} sentences, {n_tokens:,} tokens), dev {dev_path}, {torch.get_num_threads()} threads",
               file=sys.stderr)
     task = TaggingTask(model, vocabs, train_sents, dev_sents)
-    result = train(model, task, config, out, resume_from=resume_from, max_minutes=args.max_minutes,
-                   progress=not args.no_progress,
-                   extra={"data": {"train": str(Path(train_path).resolve()), "dev": str(Path(dev_path).resolve())}})
-    if main:
-        print(describe_result(result, out))
-    return 130 if result.status == "interrupted" else 0
+    return _run_training(args, model, task, config, train_path, dev_path, resume_from)
 
 
 # -- attnlab eval ----------------------------------------------------------------------

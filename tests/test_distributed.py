@@ -17,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from attnlab.checkpoint import read_tensors  # noqa: E402
 from attnlab.train import TrainConfig, latest_checkpoint, rank_share, train  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # the spawned workers set their own threads too
+
 STEPS = 3
 CONFIG = TrainConfig(epochs=2, batch_tokens=90, lr=5e-3, warmup=2, schedule="linear", patience=0, seed=5,
                      checkpoint_every=0)
@@ -89,19 +91,14 @@ def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
     for name in ("WORLD_SIZE", "RANK"):
         monkeypatch.delenv(name, raising=False)
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for kind in ("tagging", "seq2seq"):
-            single = run(kind, tmp_path / f"{kind}-single")
-            fresh, _ = build(kind)
-            ranks = [read_tensors(tmp_path / f"{kind}-rank{r}.safetensors") for r in range(2)]
-            saved = read_tensors(latest_checkpoint(tmp_path / f"{kind}-ddp") / "model.safetensors")
-            moved = 0.0
-            for name, value in single.items():
-                for other in (ranks[0], ranks[1], saved):
-                    torch.testing.assert_close(other[name], value, atol=1e-5, rtol=0, msg=f"{kind} {name}")
-                moved = max(moved, float((value - fresh.state_dict()[name]).abs().max()))
-            assert moved > 1e-3, f"{kind}: {STEPS} steps barely changed the weights ({moved})"
-    finally:
-        torch.set_num_threads(before)
+    for kind in ("tagging", "seq2seq"):
+        single = run(kind, tmp_path / f"{kind}-single")
+        fresh, _ = build(kind)
+        ranks = [read_tensors(tmp_path / f"{kind}-rank{r}.safetensors") for r in range(2)]
+        saved = read_tensors(latest_checkpoint(tmp_path / f"{kind}-ddp") / "model.safetensors")
+        moved = 0.0
+        for name, value in single.items():
+            for other in (ranks[0], ranks[1], saved):
+                torch.testing.assert_close(other[name], value, atol=1e-5, rtol=0, msg=f"{kind} {name}")
+            moved = max(moved, float((value - fresh.state_dict()[name]).abs().max()))
+        assert moved > 1e-3, f"{kind}: {STEPS} steps barely changed the weights ({moved})"

@@ -22,19 +22,16 @@ from attnlab.modules import MultiHeadSelfAttention  # noqa: E402
 from attnlab.tasks.classification import (  # noqa: E402
     BowBaseline, ClassificationTask, Classifier, ClassifierConfig, ClassifierVocabs, genre, score_labels,
 )
+import attnlab.tasks.seq2seq as s2s  # noqa: E402
+from attnlab.checkpoint import CheckpointError  # noqa: E402
 from attnlab.tasks.seq2seq import (  # noqa: E402
-    BOS, EOS, LemmaBaseline, LemmaVocab, Lemmatizer, Seq2seqConfig, Seq2seqTask, beam_decode, greedy_decode,
-    lemma_triples, score_lemmas,
+    BOS, EOS, LOOKUP, LemmaBaseline, LemmaTable, LemmaVocab, Lemmatizer, Seq2seqConfig, Seq2seqTask, add_lookup_table,
+    beam_decode, greedy_decode, lemma_triples, load_lemmatizer, predict_lemmas, save_lemmatizer, score_lemmas,
 )
 from attnlab.train import TrainConfig, train  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def quiet(**kw):
@@ -128,7 +125,70 @@ def test_lemma_vocab_and_baseline():
     pairs = [("saw", "NOUN"), ("Walks", "VERB"), ("runs", "VERB")]
     assert base.predict(pairs) == ["see", "walk", "runs"]  # most frequent lemma of the form; else the form
     score = score_lemmas(["saw", "walk", "run"], base.predict(pairs), [False, False, True])
-    assert score == {"tokens": 3, "accuracy": pytest.approx(1 / 3), "unknown_tokens": 1, "unknown_accuracy": 0.0}
+    assert score == {"tokens": 3, "accuracy": pytest.approx(1 / 3), "known_tokens": 2, "known_accuracy": 0.5,
+                     "unknown_tokens": 1, "unknown_accuracy": 0.0}
+
+
+TABLE_TRIPLES = [("saw", "VERB", "see"), ("saw", "NOUN", "saw"), ("saw", "VERB", "see"), ("saw", "VERB", "saw"),
+                 ("Walks", "VERB", "walk"), ("left", "VERB", "leave"), ("left", "ADJ", "left"), ("left", "ADJ", "left")]
+
+
+def test_lemma_table_lookup_and_round_trip(tmp_path):
+    table = LemmaTable.build(TABLE_TRIPLES)
+    # the pair's most frequent lemma; an unseen pair: None (a question for the model)
+    assert [table.lookup(*p) for p in [("saw", "VERB"), ("saw", "NOUN"), ("left", "VERB"), ("left", "ADJ"),
+                                       ("saw", "ADJ"), ("walks", "VERB")]] == ["see", "saw", "leave", "left", None, None]
+    assert table.forms["saw"] == "see" and table.forms["left"] == "left"  # the form's, under any UPOS
+    assert "Walks" in table and "walks" not in table
+    back = LemmaTable.from_json(json.loads(json.dumps(table.to_json())))
+    assert back.pairs == table.pairs and back.forms == table.forms and len(back.pairs) == 5
+    with pytest.raises(ValueError, match="not a lemma table"):
+        LemmaTable.from_json({"pairs": {}, "forms": {}})
+    with pytest.raises(ValueError, match="a lemma table holds"):
+        LemmaTable.from_json({**table.to_json(), "forms": {"saw": 3}})
+
+    # through a model directory: stored in lookup.json, its checksum in config.json
+    vocab = LemmaVocab.build(TABLE_TRIPLES)
+    model = tiny_lemmatizer(len(vocab))
+    save_lemmatizer(tmp_path / "m", model, vocab, {"data": {}}, table)
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert set(config["files"]) == {"model.safetensors", "vocab.json", LOOKUP}
+    loaded = load_lemmatizer(tmp_path / "m")
+    assert loaded.table.pairs == table.pairs and loaded.table.forms == table.forms
+    (tmp_path / "m" / LOOKUP).write_text((tmp_path / "m" / LOOKUP).read_text().replace('"see"', '"sea"'))
+    with pytest.raises(CheckpointError, match=r"lookup.json: checksum mismatch"):
+        load_lemmatizer(tmp_path / "m")
+
+
+def test_hybrid_uses_the_table_for_seen_pairs_and_the_model_for_the_rest(monkeypatch):
+    table = LemmaTable.build(TABLE_TRIPLES)
+    vocab = LemmaVocab.build([*TABLE_TRIPLES, ("runs", "VERB", "run"), ("Saw", "VERB", "z")])  # every character
+    torch.manual_seed(0)
+    model = Lemmatizer(Seq2seqConfig(d_model=16, heads=2, encoder_layers=1, decoder_layers=1, d_ff=32, dropout=0.0,
+                                     max_chars=4), len(vocab)).eval()  # reads forms of up to 4 characters
+    decoded = []
+
+    def fake_decode(model, src, lengths, **kw):
+        # the "model" answers z for every word it is asked about
+        decoded.extend(vocab.text(row[1:n]) for row, n in zip(src.tolist(), lengths.tolist()))
+        return [vocab.target("z")] * src.shape[0]
+
+    monkeypatch.setattr(s2s, "greedy_decode", fake_decode)
+    pairs = [("saw", "VERB"), ("runs", "VERB"), ("saw", "NOUN"), ("left", "NOUN"), ("runs", "VERB"), ("Saw", "VERB"),
+             ("Walks", "NOUN"), ("leaves", "VERB")]
+    # the model alone: its answer, the form itself for forms longer than it reads
+    assert predict_lemmas(model, vocab, pairs) == ["z"] * 6 + ["Walks", "leaves"]
+    decoded.clear()
+    # seen pairs: the table (the model would say z); unseen pairs, a seen form with another UPOS included: the model;
+    # too long for the model: the form's lemma in the table, else the form
+    hybrid = ["see", "z", "saw", "z", "z", "z", "walk", "leaves"]
+    assert predict_lemmas(model, vocab, pairs, table=table) == hybrid
+    assert sorted(decoded) == ["Saw", "left", "runs"]  # only unseen pairs are decoded, each distinct pair once
+    loaded = s2s.LoadedLemmatizer(model, vocab, {}, table)
+    assert loaded.lemmatize(pairs) == hybrid
+    assert loaded.lemmatize(pairs, lookup=False) == ["z"] * 6 + ["Walks", "leaves"]
+    with pytest.raises(CheckpointError, match="no lookup table"):
+        s2s.LoadedLemmatizer(model, vocab, {}, None).lemmatize(pairs)
 
 
 def test_seq2seq_learns_to_lemmatize(tmp_path):
@@ -219,9 +279,41 @@ def test_cli_trains_and_evaluates_both_tasks(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "lemma"), str(tmp_path / "l-dev.conllu"), "--json", "--beam", "2"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["beam"] == 2 and out["score"]["tokens"] == out["baseline"]["score"]["tokens"] > 0
-    assert out["baseline"]["score"]["accuracy"] > 0.9  # every dev form was seen in training
+    assert out["baseline"]["score"]["accuracy"] > 0.9  # 49 of the 54 dev forms were seen in training
+    # the main score: the table for the seen pairs, the model for the others; the model alone is scored too
+    table = LemmaTable.build(lemma_triples(lemma_corpus(60, 1, stems)))
+    dev = lemma_triples(lemma_corpus(10, 2, stems))
+    answered = [(f, u, l) for f, u, l in dev if table.lookup(f, u) is not None]
+    assert out["lookup"] and out["table"]["tokens_answered"] == len(answered) == 48
+    assert out["score"]["known_tokens"] == sum(f in table for f, _, _ in dev) == 49
+    right = sum(table.lookup(f, u) == l for f, u, l in answered)
+    assert right == 48 and out["score"]["known_accuracy"] >= right / 49 > 0.9
+    assert out["score"]["unknown_accuracy"] == out["model_only"]["unknown_accuracy"]  # unseen forms: the model
+    assert out["model_only"]["known_accuracy"] < out["score"]["known_accuracy"]  # 2 epochs of training
+    assert main(["eval", "--model", str(tmp_path / "lemma"), str(tmp_path / "l-dev.conllu"), "--json", "--no-lookup"]) == 0
+    pure = json.loads(capsys.readouterr().out)
+    assert "model_only" not in pure and "table" not in pure and pure["score"] == out["model_only"]
     assert main(["eval", "--model", str(tmp_path / "lemma"), str(tmp_path / "l-dev.conllu")]) == 0
-    assert "exact match" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "exact match" in text and "alone" in text and "lookup table for seen (form, UPOS) pairs" in text
+
+    # a model saved before tables were stored: built from the recorded training file, or added with --store-lookup
+    old = tmp_path / "old-lemma"
+    loaded = load_lemmatizer(tmp_path / "lemma")
+    save_lemmatizer(old, loaded.model, loaded.vocab, {"data": loaded.record["data"]})
+    assert load_lemmatizer(old).table is None
+    assert main(["eval", "--model", str(old), str(tmp_path / "l-dev.conllu"), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["score"] == out["score"] and "no lookup table stored" in captured.err
+    assert not (old / LOOKUP).exists()
+    assert main(["eval", "--model", str(old), str(tmp_path / "l-dev.conllu"), "--json", "--store-lookup"]) == 0
+    assert json.loads(capsys.readouterr().out)["score"] == out["score"]
+    assert load_lemmatizer(old).table.pairs == table.pairs
+    (tmp_path / "l-train.conllu").rename(tmp_path / "moved.conllu")
+    save_lemmatizer(old, loaded.model, loaded.vocab, {"data": loaded.record["data"]})  # without a table again
+    with pytest.raises(FileNotFoundError, match="l-train.conllu: training file"):
+        add_lookup_table(old)
+    (tmp_path / "moved.conllu").rename(tmp_path / "l-train.conllu")
 
     # resume of a finished run goes to the same task; a sentence without a genre is a one-line error
     assert main(["train", "--resume", "--out", str(tmp_path / "lemma"), "--no-progress"]) == 0

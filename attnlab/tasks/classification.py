@@ -20,15 +20,14 @@ regression: one weight per (word, class), L2-regularized, fitted with L-BFGS.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, load_model_dir, load_state_into, save_model_dir
+from ..checkpoint import load_task_model, save_task_model
 from ..data.vocab import Vocab
 from ..encoders import EncoderConfig, build_encoder
 from ..features import FeatureBatch, FeatureConfig, FeatureEncoder, FeatureVocabs, TokenFeatures
@@ -258,23 +257,12 @@ class LoadedClassifier:
 
 
 def save_classifier(directory, model: Classifier, vocabs: ClassifierVocabs, extra: dict | None = None) -> None:
-    record = {"task": TASK, "model": model.config.to_json(), **(extra or {})}
-    save_model_dir(directory, model.state_dict(), record, vocabs.to_json())
+    save_task_model(directory, TASK, model, vocabs.to_json(), extra)
 
 
 def load_classifier(directory) -> LoadedClassifier:
-    files = load_model_dir(directory)
-    source = Path(directory) / "config.json"
-    if files.config.get("task") != TASK:
-        raise CheckpointError(f"{source}: not a sentence classifier (task {files.config.get('task')!r})")
-    try:
-        config = ClassifierConfig.from_json(files.config["model"])
-        vocabs = ClassifierVocabs.from_json(files.vocab)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: malformed model description ({exc})") from None
-    model = Classifier(config, vocabs)
-    load_state_into(model, files.state, Path(directory) / "model.safetensors")
-    model.eval()
+    model, config, vocabs, files = load_task_model(directory, TASK, "sentence classifier", ClassifierConfig.from_json,
+                                                   ClassifierVocabs.from_json, Classifier)
     return LoadedClassifier(model, vocabs, config, files.config)
 
 

@@ -3,14 +3,16 @@
     attnlab train --task classify --treebank DIR --pooling attention --out models/ewt-genre
     attnlab train --task seq2seq  --treebank DIR --out models/ewt-lemma
     attnlab eval --model models/ewt-genre DIR/en_ewt-ud-test.conllu [--json]
-    attnlab eval --model models/ewt-lemma DIR/en_ewt-ud-test.conllu --beam 4 [--json]
+    attnlab eval --model models/ewt-lemma DIR/en_ewt-ud-test.conllu --beam 4 [--json] [--no-lookup]
 
 The training options are those of the tagger's `attnlab train` (data, epochs, learning
 rate, sizes); these commands add the task-specific ones. Both tasks go through the same
 ``attnlab.train.train`` loop as the tagger (checkpoints, --resume, progress, torchrun).
 `attnlab eval` also fits the task's baseline on the training file recorded in the model
 directory (a bag-of-words logistic regression; the most frequent lemma of the form) and
-prints it next to the model.
+prints it next to the model. For a lemmatizer the main score is that of the lookup table
+(stored in the model directory) for (form, UPOS) pairs seen in training and the model for
+the others; the model alone is scored too (``--no-lookup``: only it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def add_train_arguments(p) -> None:
 def add_eval_arguments(p) -> None:
     p.add_argument("--beam", type=int, default=1, help="seq2seq models: beam size (default 1: greedy)")
     p.add_argument("--no-baseline", action="store_true", help="classify/seq2seq models: skip the baseline")
+    p.add_argument("--no-lookup", action="store_true",
+                   help="seq2seq models: the model alone, without the training lookup table for seen (form, UPOS) pairs")
+    p.add_argument("--store-lookup", action="store_true",
+                   help="seq2seq models saved without a lookup table: build it from the recorded training file "
+                        "and add it to the model directory (otherwise it is built for this run only)")
 
 
 def model_task(directory: Path) -> str | None:
@@ -80,44 +87,27 @@ def cmd_train(args) -> int:
 
     from ..cli import UserError
     from ..data.conllu import read_conllu
-    from ..tagger_cli import _data_paths
-    from ..train import TrainConfig, describe_result, is_main_process, latest_checkpoint, read_checkpoint_state, train
+    from ..tagger_cli import _new_run, _resume_data_paths, _resume_point, _run_training
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    out: Path = args.out
     if args.resume:
-        checkpoint = latest_checkpoint(out)
-        record = read_checkpoint_state(checkpoint)
+        checkpoint, config = _resume_point(args)
         task_name = model_task(checkpoint)
         if args.task != "tag" and TASKS[args.task] != task_name:
             raise UserError(f"{checkpoint}: holds a {task_name} model, not --task {args.task}")
-        config = TrainConfig.from_json(record["train_config"])
         loaded = _load(task_name, checkpoint)
-        data = loaded.record.get("data") or {}
-        if args.train or args.dev or args.treebank:
-            train_path, dev_path = _data_paths(args)
-        elif data.get("train") and data.get("dev"):
-            train_path, dev_path = Path(data["train"]), Path(data["dev"])
-        else:
-            raise UserError(f"{checkpoint}: no data paths recorded; give --train/--dev or --treebank")
+        train_path, dev_path = _resume_data_paths(args, checkpoint, loaded.record)
         train_sents, dev_sents = read_conllu(train_path), read_conllu(dev_path)
         model = loaded.model
         model.train()
         resume_from = checkpoint
     else:
-        if (out / "config.json").exists() or (out / "checkpoints").exists():
-            raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
         task_name = TASKS[args.task]
-        train_path, dev_path = _data_paths(args)
+        train_path, dev_path, config = _new_run(args)
         train_sents, dev_sents = read_conllu(train_path), read_conllu(dev_path)
         if not train_sents:
             raise UserError(f"{train_path}: no sentences")
-        config = TrainConfig(
-            epochs=args.epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
-            warmup=args.warmup, schedule=args.schedule, patience=args.patience, seed=args.seed,
-            checkpoint_every=args.checkpoint_every,
-        )
         torch.manual_seed(args.seed)
         loaded = None
         model = None
@@ -161,12 +151,7 @@ def cmd_train(args) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     _say(f"training {what} ({n_params / 1e6:.2f}M parameters) on {train_path} ({n_examples}), dev {dev_path}, "
          f"{torch.get_num_threads()} threads")
-    result = train(model, task, config, out, resume_from=resume_from, max_minutes=args.max_minutes,
-                   progress=not args.no_progress,
-                   extra={"data": {"train": str(Path(train_path).resolve()), "dev": str(Path(dev_path).resolve())}})
-    if is_main_process():
-        print(describe_result(result, out))
-    return 130 if result.status == "interrupted" else 0
+    return _run_training(args, model, task, config, train_path, dev_path, resume_from)
 
 
 def _load(task_name: str, directory: Path):
@@ -201,30 +186,46 @@ def evaluate_classifier(model_dir: Path, path: Path, *, baseline: bool = True) -
     return result
 
 
-def evaluate_lemmatizer(model_dir: Path, path: Path, *, beam: int = 1, baseline: bool = True) -> dict:
+def evaluate_lemmatizer(model_dir: Path, path: Path, *, beam: int = 1, baseline: bool = True, lookup: bool = True,
+                        store_lookup: bool = False) -> dict:
+    """Exact match overall / on known / on unknown forms of: the lookup table for seen
+    (form, UPOS) pairs + the model for the others (the main ``score``, unless ``lookup`` is
+    False), the model alone (``model_only``; the main score with ``lookup`` False) and the
+    baseline. Known = the form occurs in training."""
     from ..data.conllu import read_conllu
-    from .seq2seq import LemmaBaseline, lemma_triples, predict_lemmas, score_lemmas
+    from .seq2seq import LemmaBaseline, LemmaTable, add_lookup_table, lemma_triples, predict_lemmas, score_lemmas
 
     loaded = _load("seq2seq", model_dir)
+    table, table_source = loaded.table, "stored in the model directory"
+    if table is None and store_lookup:
+        table, table_source = add_lookup_table(model_dir), "built from the training file, now stored"
+    elif table is None:
+        train_path, _ = _recorded_data(loaded.record, model_dir, "the lookup table of a model saved without one")
+        table = LemmaTable.build(lemma_triples(read_conllu(train_path)))
+        table_source = f"not stored; built from {train_path} for this run (--store-lookup keeps it)"
+        _say(f"{model_dir}: no lookup table stored (saved before tables were); built it from {train_path}")
     triples = lemma_triples(read_conllu(path))
     pairs = [(f, u) for f, u, _ in triples]
     gold = [l for _, _, l in triples]
-    train_path, _ = _recorded_data(loaded.record, model_dir)
-    seen = LemmaBaseline(lemma_triples(read_conllu(train_path)))
-    unknown = [f not in seen for f, _ in pairs]
-    result = {"model": str(model_dir), "file": str(path), "task": "seq2seq", "beam": beam,
-              "score": score_lemmas(gold, predict_lemmas(loaded.model, loaded.vocab, pairs, beam=beam), unknown)}
+    unknown = [f not in table for f, _ in pairs]
+    result = {"model": str(model_dir), "file": str(path), "task": "seq2seq", "beam": beam, "lookup": lookup}
+    if lookup:
+        hybrid = predict_lemmas(loaded.model, loaded.vocab, pairs, beam=beam, table=table)
+        result["score"] = score_lemmas(gold, hybrid, unknown)
+        result["table"] = {"source": table_source, "pairs": len(table.pairs), "forms": len(table.forms),
+                           "tokens_answered": sum(table.lookup(f, u) is not None for f, u in pairs)}
+    alone = predict_lemmas(loaded.model, loaded.vocab, pairs, beam=beam)
+    result["model_only" if lookup else "score"] = score_lemmas(gold, alone, unknown)
     if baseline:
         result["baseline"] = {"name": "most frequent lemma of the form in training, else the form",
-                              "score": score_lemmas(gold, seen.predict(pairs), unknown)}
+                              "score": score_lemmas(gold, LemmaBaseline(table=table).predict(pairs), unknown)}
     return result
 
 
-def _recorded_data(record: dict, model_dir: Path) -> tuple[Path, Path]:
+def _recorded_data(record: dict, model_dir: Path, needed_for: str = "the baseline; use --no-baseline") -> tuple[Path, Path]:
     data = record.get("data") or {}
     if not (data.get("train") and data.get("dev")):
-        raise ValueError(f"{Path(model_dir) / 'config.json'}: no training data recorded (needed for the baseline; "
-                         "use --no-baseline)")
+        raise ValueError(f"{Path(model_dir) / 'config.json'}: no training data recorded (needed for {needed_for})")
     return Path(data["train"]), Path(data["dev"])
 
 
@@ -237,12 +238,22 @@ def cmd_eval(args) -> int:
     if task == "classification":
         result = evaluate_classifier(args.model, args.file, baseline=not args.no_baseline)
     else:
-        result = evaluate_lemmatizer(args.model, args.file, beam=args.beam, baseline=not args.no_baseline)
+        result = evaluate_lemmatizer(args.model, args.file, beam=args.beam, baseline=not args.no_baseline,
+                                     lookup=not args.no_lookup, store_lookup=args.store_lookup)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['file']}  (model {result['model']})")
-    rows = [("model" + (f" (beam {args.beam})" if task == "seq2seq" and args.beam > 1 else ""), result["score"])]
+    if task == "seq2seq":
+        name = "model" + (f" (beam {args.beam})" if args.beam > 1 else "")
+        if result["lookup"]:
+            t = result["table"]
+            rows = [(f"lookup table for seen (form, UPOS) pairs ({t['tokens_answered']:,} tokens) + {name} for the others",
+                     result["score"]), (f"{name} alone", result["model_only"])]
+        else:
+            rows = [(f"{name} alone (--no-lookup)", result["score"])]
+    else:
+        rows = [("model", result["score"])]
     if "baseline" in result:
         rows.append((f"baseline: {result['baseline']['name']}", result["baseline"]["score"]))
     for name, score in rows:
@@ -250,8 +261,12 @@ def cmd_eval(args) -> int:
             print(f"{100 * score['accuracy']:6.2f}% accuracy  {100 * score['macro_f1']:6.2f}% macro-F1  "
                   f"({score['sentences']:,} sentences)  {name}")
         else:
-            print(f"{100 * score['accuracy']:6.2f}% exact match  {100 * score['unknown_accuracy']:6.2f}% on unknown forms  "
+            print(f"{100 * score['accuracy']:6.2f}% exact match  {100 * score['known_accuracy']:6.2f}% known  "
+                  f"{100 * score['unknown_accuracy']:6.2f}% unknown forms  "
                   f"({score['tokens']:,} tokens, {score['unknown_tokens']:,} unknown)  {name}")
+    if task == "seq2seq" and result["lookup"]:
+        print(f"lookup table: {result['table']['pairs']:,} (form, UPOS) pairs, {result['table']['forms']:,} forms; "
+              f"{result['table']['source']}")
     if task == "classification":
         print("\nper class (model):   precision  recall     F1  support")
         for c, v in result["score"]["per_class"].items():

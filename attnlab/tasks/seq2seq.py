@@ -11,8 +11,16 @@ step at a time with cached keys and values.
 
 The training set is the distinct (form, UPOS, lemma) triples of the training treebank;
 the score is exact-match accuracy over the tokens of the evaluation file, also on the
-unknown tokens (forms absent from the training file). The baseline (``LemmaBaseline``)
-answers the lemma seen most often with the form in training, else the form itself.
+known and the unknown tokens (forms present in / absent from the training file). The
+baseline (``LemmaBaseline``) answers the lemma seen most often with the form in training,
+else the form itself.
+
+A model directory also stores the training lookup table (``LemmaTable``, in lookup.json):
+the lemma seen most often with each (form, UPOS) pair, and with each form. Prediction
+answers from the table the (form, UPOS) pairs seen in training and asks the model only
+about the others (``LoadedLemmatizer.lemmatize``; ``lookup=False`` for the model alone), as
+dictionary-backed lemmatizers do: the table is right on frequent irregular words, the
+model generalizes to unseen ones.
 """
 
 from __future__ import annotations
@@ -26,12 +34,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, load_model_dir, load_state_into, save_model_dir
+from ..checkpoint import (
+    CheckpointError, add_model_json, load_task_model, read_model_json, save_task_model,
+)
 from ..data.vocab import Vocab
 from ..decoder import KVCache, TransformerDecoder
 from ..modules import TransformerEncoder
 
 TASK = "seq2seq"
+LOOKUP = "lookup.json"
+LOOKUP_FORMAT = "attnlab-lemma-table/1"
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
@@ -240,13 +252,27 @@ def beam_decode(model: Lemmatizer, src: torch.Tensor, src_lengths: torch.Tensor,
 
 
 def predict_lemmas(model: Lemmatizer, vocab: LemmaVocab, pairs: Sequence[tuple[str, str]], *,
-                   beam: int = 1, batch_size: int = 512) -> list[str]:
-    """The lemma of each (form, UPOS) pair; each distinct pair is decoded once. Forms longer
-    than ``max_chars`` and empty predictions give the form itself."""
+                   beam: int = 1, batch_size: int = 512, table: "LemmaTable | None" = None) -> list[str]:
+    """The lemma of each (form, UPOS) pair, each distinct pair decoded once.
+
+    Without a ``table``: the model's lemma; forms longer than ``max_chars`` (not read) and
+    empty predictions give the form itself. With a ``table``: pairs seen in training take
+    the table's lemma and are not decoded; the others take the model's; where the model
+    gives none, the lemma of the form in the table (when the form was seen), else the form.
+    """
+    seen = table.pairs if table is not None else {}
+    forms = table.forms if table is not None else {}
+    todo = {p for p in pairs if p not in seen and len(p[0]) <= model.config.max_chars}
+    decoded = _decode_pairs(model, vocab, todo, beam, batch_size)
+    return [seen.get(p) or decoded.get(p) or forms.get(p[0]) or p[0] for p in pairs]
+
+
+def _decode_pairs(model: Lemmatizer, vocab: LemmaVocab, pairs, beam: int, batch_size: int) -> dict[tuple[str, str], str]:
+    """{(form, UPOS): decoded lemma (may be empty)} for distinct pairs of forms of at most max_chars."""
     was_training = model.training
     model.eval()
     max_chars = model.config.max_chars
-    distinct = sorted({p for p in pairs if len(p[0]) <= max_chars}, key=lambda p: (len(p[0]), p))
+    distinct = sorted(pairs, key=lambda p: (len(p[0]), p))
     found: dict[tuple[str, str], str] = {}
     try:
         for start in range(0, len(distinct), batch_size):
@@ -257,19 +283,69 @@ def predict_lemmas(model: Lemmatizer, vocab: LemmaVocab, pairs: Sequence[tuple[s
                 found[p] = vocab.text(row)
     finally:
         model.train(was_training)
-    return [found.get(p) or p[0] for p in pairs]
+    return found
 
 
 # -- baseline and scores ---------------------------------------------------------------
 
+def _most_frequent(items) -> dict:
+    """key -> the value seen most often with it (ties: the value seen first)."""
+    counts: dict = defaultdict(Counter)
+    for key, value in items:
+        counts[key][value] += 1
+    return {key: c.most_common(1)[0][0] for key, c in counts.items()}
+
+
+class LemmaTable:
+    """The lemmas of the training file: (form, UPOS) -> the lemma seen most often with the
+    pair (``pairs``: what the hybrid answers without the model), and form -> the lemma seen
+    most often with the form under any UPOS (``forms``: the fallback where the model gives
+    no answer, and the baseline).
+
+    ``lookup(form, upos)`` gives the pair's lemma, or None (a question for the model). A
+    form seen only with other tags goes to the model too: on EWT dev the model is right on
+    85.2% of those 311 tokens, the form's most frequent lemma on 52.1%.
+    """
+
+    def __init__(self, pairs: dict[tuple[str, str], str], forms: dict[str, str]):
+        self.pairs, self.forms = pairs, forms
+
+    @classmethod
+    def build(cls, triples: Sequence[tuple[str, str, str]]) -> "LemmaTable":
+        return cls(_most_frequent(((f, u), l) for f, u, l in triples), _most_frequent((f, l) for f, _, l in triples))
+
+    def __contains__(self, form: str) -> bool:
+        """Whether the form occurs in the training file."""
+        return form in self.forms
+
+    def lookup(self, form: str, upos: str) -> str | None:
+        return self.pairs.get((form, upos))
+
+    def to_json(self) -> dict:
+        """{"pairs": {UPOS: {form: lemma}}, "forms": {form: lemma}}, sorted (one line per entry)."""
+        by_tag: dict[str, dict[str, str]] = defaultdict(dict)
+        for (form, upos), lemma in sorted(self.pairs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+            by_tag[upos][form] = lemma
+        return {"format": LOOKUP_FORMAT, "pairs": dict(by_tag), "forms": dict(sorted(self.forms.items()))}
+
+    @classmethod
+    def from_json(cls, obj: dict) -> "LemmaTable":
+        if obj.get("format") != LOOKUP_FORMAT:
+            raise ValueError(f"not a lemma table (format {obj.get('format')!r}, expected {LOOKUP_FORMAT!r})")
+        pairs, forms = obj.get("pairs"), obj.get("forms")
+        ok = (isinstance(pairs, dict) and isinstance(forms, dict)
+              and all(isinstance(m, dict) and all(isinstance(v, str) for v in m.values()) for m in pairs.values())
+              and all(isinstance(v, str) for v in forms.values()))
+        if not ok:
+            raise ValueError("a lemma table holds {\"pairs\": {UPOS: {form: lemma}}, \"forms\": {form: lemma}}")
+        return cls({(f, u): l for u, m in pairs.items() for f, l in m.items()}, dict(forms))
+
+
 class LemmaBaseline:
     """The lemma seen most often with this exact form in training, else the form itself."""
 
-    def __init__(self, triples: Sequence[tuple[str, str, str]]):
-        counts: dict[str, Counter] = defaultdict(Counter)
-        for form, _, lemma in triples:
-            counts[form][lemma] += 1
-        self.table = {form: c.most_common(1)[0][0] for form, c in counts.items()}
+    def __init__(self, triples: Sequence[tuple[str, str, str]] = (), *, table: LemmaTable | None = None):
+        self.table = (table if table is not None else LemmaTable.build(triples)).forms
 
     def __contains__(self, form: str) -> bool:
         return form in self.table
@@ -279,14 +355,17 @@ class LemmaBaseline:
 
 
 def score_lemmas(gold: Sequence[str], predicted: Sequence[str], unknown: Sequence[bool]) -> dict:
-    """Exact-match accuracy over all tokens and over the unknown ones."""
+    """Exact-match accuracy over all tokens, the known ones and the unknown ones."""
     if not (len(gold) == len(predicted) == len(unknown)):
         raise ValueError("gold, predicted and unknown must have the same length")
     right = [g == p for g, p in zip(gold, predicted)]
     n_unk = sum(unknown)
+    n_known = len(gold) - n_unk
     return {
         "tokens": len(gold),
         "accuracy": sum(right) / len(gold) if gold else 0.0,
+        "known_tokens": n_known,
+        "known_accuracy": sum(r for r, u in zip(right, unknown) if not u) / n_known if n_known else 0.0,
         "unknown_tokens": n_unk,
         "unknown_accuracy": sum(r for r, u in zip(right, unknown) if u) / n_unk if n_unk else 0.0,
     }
@@ -299,27 +378,48 @@ class LoadedLemmatizer:
     model: Lemmatizer
     vocab: LemmaVocab
     record: dict
+    table: LemmaTable | None  # None: a directory saved before lookup tables were stored
+
+    def lemmatize(self, pairs: Sequence[tuple[str, str]], *, beam: int = 1, lookup: bool = True) -> list[str]:
+        """The lemma of each (form, UPOS) pair: the lookup table's for pairs seen in training and
+        the model's for the others (``predict_lemmas``); ``lookup=False``: the model's for all."""
+        if lookup and self.table is None:
+            raise CheckpointError("this model directory has no lookup table (saved before tables were stored): "
+                                  "add it with add_lookup_table(directory) or use lookup=False")
+        return predict_lemmas(self.model, self.vocab, pairs, beam=beam, table=self.table if lookup else None)
 
 
-def save_lemmatizer(directory, model: Lemmatizer, vocab: LemmaVocab, extra: dict | None = None) -> None:
-    record = {"task": TASK, "model": model.config.to_json(), **(extra or {})}
-    save_model_dir(directory, model.state_dict(), record, vocab.to_json())
+def save_lemmatizer(directory, model: Lemmatizer, vocab: LemmaVocab, extra: dict | None = None,
+                    table: LemmaTable | None = None) -> None:
+    save_task_model(directory, TASK, model, vocab.to_json(), extra,
+                    {LOOKUP: table.to_json()} if table is not None else None)
 
 
 def load_lemmatizer(directory) -> LoadedLemmatizer:
-    files = load_model_dir(directory)
-    source = Path(directory) / "config.json"
-    if files.config.get("task") != TASK:
-        raise CheckpointError(f"{source}: not a seq2seq lemmatizer (task {files.config.get('task')!r})")
+    model, _, vocab, files = load_task_model(directory, TASK, "seq2seq lemmatizer", Seq2seqConfig.from_json,
+                                             LemmaVocab.from_json, lambda c, v: Lemmatizer(c, len(v)))
+    stored = read_model_json(directory, files.config, LOOKUP, "lemma lookup table")
     try:
-        config = Seq2seqConfig.from_json(files.config["model"])
-        vocab = LemmaVocab.from_json(files.vocab)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: malformed model description ({exc})") from None
-    model = Lemmatizer(config, len(vocab))
-    load_state_into(model, files.state, Path(directory) / "model.safetensors")
-    model.eval()
-    return LoadedLemmatizer(model, vocab, files.config)
+        table = LemmaTable.from_json(stored) if stored is not None else None
+    except ValueError as exc:
+        raise CheckpointError(f"{Path(directory) / LOOKUP}: {exc}") from None
+    return LoadedLemmatizer(model, vocab, files.config, table)
+
+
+def add_lookup_table(directory, train_path=None) -> LemmaTable:
+    """Store the lookup table in a model directory saved without one, built from ``train_path``
+    or else from the training file its config.json records."""
+    from ..data.conllu import read_conllu
+
+    loaded = load_lemmatizer(directory)
+    train_path = train_path or (loaded.record.get("data") or {}).get("train")
+    if not train_path:
+        raise CheckpointError(f"{Path(directory) / 'config.json'}: no training file recorded to build the lookup table from")
+    if not Path(train_path).is_file():
+        raise FileNotFoundError(f"{train_path}: training file of {directory} not found (needed for its lookup table)")
+    table = LemmaTable.build(lemma_triples(read_conllu(train_path)))
+    add_model_json(directory, LOOKUP, table.to_json())
+    return table
 
 
 # -- training --------------------------------------------------------------------------
@@ -345,6 +445,7 @@ class Seq2seqTask:
         self.src = [vocab.source(f, u, max_chars) for f, u, _ in distinct]
         self.tgt = [vocab.target(l) for _, _, l in distinct]
         self.dev = lemma_triples(dev)
+        self.table = LemmaTable.build(triples)  # all of them, long forms included
 
     def lengths(self) -> list[int]:
         return [len(s) + len(t) + 1 for s, t in zip(self.src, self.tgt)]
@@ -362,9 +463,9 @@ class Seq2seqTask:
                                label_smoothing=model.config.label_smoothing)
 
     def evaluate(self, model: Lemmatizer) -> float:
-        """Exact-match accuracy over the dev tokens."""
+        """Exact-match accuracy of the model alone (no lookup table) over the dev tokens."""
         pred = predict_lemmas(model, self.vocab, [(f, u) for f, u, _ in self.dev], beam=self.beam)
         return sum(p == l for p, (_, _, l) in zip(pred, self.dev)) / max(len(self.dev), 1)
 
     def save_model(self, directory, model: Lemmatizer, extra: dict) -> None:
-        save_lemmatizer(directory, model, self.vocab, extra)
+        save_lemmatizer(directory, model, self.vocab, extra, self.table)

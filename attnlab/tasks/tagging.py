@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checkpoint import CheckpointError, load_model_dir, load_state_into, save_model_dir
+from ..checkpoint import load_task_model, save_task_model
 from ..data.vocab import Vocab
 from ..encoders import EncoderConfig, build_encoder
 from ..features import PAD, UNK, FeatureBatch, FeatureConfig, FeatureEncoder, FeatureVocabs, TokenFeatures
@@ -191,24 +191,13 @@ class LoadedTagger:
 
 
 def save_tagger(directory: str | Path, model: Tagger, vocabs: TaggerVocabs, extra: dict | None = None) -> None:
-    record = {"task": TASK, "model": model.config.to_json(), **(extra or {})}
-    save_model_dir(directory, model.state_dict(), record, vocabs.to_json())
+    save_task_model(directory, TASK, model, vocabs.to_json(), extra)
 
 
 def load_tagger(directory: str | Path) -> LoadedTagger:
     """Read a tagger model directory; every problem is a one-line CheckpointError."""
-    files = load_model_dir(directory)
-    source = Path(directory) / "config.json"
-    if files.config.get("task") != TASK:
-        raise CheckpointError(f"{source}: not a tagger (task {files.config.get('task')!r})")
-    try:
-        config = TaggerConfig.from_json(files.config["model"])
-        vocabs = TaggerVocabs.from_json(files.vocab)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{source}: malformed model description ({exc})") from None
-    model = Tagger(config, vocabs)
-    load_state_into(model, files.state, Path(directory) / "model.safetensors")
-    model.eval()
+    model, config, vocabs, files = load_task_model(directory, TASK, "tagger", TaggerConfig.from_json,
+                                                   TaggerVocabs.from_json, Tagger)
     return LoadedTagger(model, vocabs, config, files.config)
 
 
