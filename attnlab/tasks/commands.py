@@ -201,6 +201,9 @@ def evaluate_lemmatizer(model_dir: Path, path: Path, *, beam: int = 1, baseline:
         table, table_source = add_lookup_table(model_dir), "built from the training file, now stored"
     elif table is None:
         train_path, _ = _recorded_data(loaded.record, model_dir, "the lookup table of a model saved without one")
+        if not train_path.is_file():
+            raise FileNotFoundError(f"{train_path}: training file of {model_dir} not found (the model directory has "
+                                    "no lookup table, so it is built from this file)")
         table = LemmaTable.build(lemma_triples(read_conllu(train_path)))
         table_source = f"not stored; built from {train_path} for this run (--store-lookup keeps it)"
         _say(f"{model_dir}: no lookup table stored (saved before tables were); built it from {train_path}")
