@@ -213,9 +213,11 @@ def cmd_train(args) -> int:
 
 def _add_eval(subparsers) -> None:
     p = subparsers.add_parser(
-        "eval", help="score a tagger on a CoNLL-U file",
-        description="UPOS accuracy, accuracy on unknown words (lowercased form not in the training data), "
-                    "per-tag precision/recall/F1 and the most confused tag pairs.",
+        "eval", help="score a model (tagger, classifier or lemmatizer) on a CoNLL-U file",
+        description="Score a model directory on a gold CoNLL-U file. Taggers: UPOS accuracy, accuracy on unknown "
+                    "words (lowercased form not in the training data), per-tag precision/recall/F1 and the most "
+                    "confused tag pairs. Classifiers: accuracy and macro-F1 beside a bag-of-words baseline. "
+                    "Lemmatizers: exact match (all, known and unknown forms) beside the most-frequent-lemma baseline.",
     )
     p.add_argument("--model", type=Path, required=True, help="model directory (from attnlab train)")
     p.add_argument("file", type=Path, help="gold CoNLL-U file")
