@@ -129,6 +129,7 @@ def run(settings: Settings) -> dict:
     dev_n = int(settings.get("dev_sequences", 48, 24))
     test_n = int(settings.get("test_sequences", 200, 48))
     epochs = int(settings.get("epochs", 30, 3))
+    patience = int(settings.get("patience", 8, 8))
     batch_tokens = int(settings.get("batch_tokens", 1200, 600))
     max_minutes = settings.get("max_minutes", 1.0, 0.08)
     scale = float(settings.get("scale", 1.0, 0.5))
@@ -153,7 +154,7 @@ def run(settings: Settings) -> dict:
                                   encoder_config=EncoderConfig(**sizes, dropout=0.0, positions="rotary"),
                                   xpos_weight=0.0)
             tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=3e-3, warmup=30, schedule="cosine",
-                             patience=8, seed=settings.seed, checkpoint_every=0)
+                             patience=patience, seed=settings.seed, checkpoint_every=0)
             r = train_tagger(config, train, dev, test, tc, max_minutes=max_minutes, progress=settings.progress,
                              task_class=_task_class(), score=query_accuracy, label=f"{enc} k={k}")
             runs.append({"encoder": enc, "k": k, "train_sequences": n_train, **r})
@@ -181,7 +182,7 @@ def run(settings: Settings) -> dict:
 
 Accuracy (%) on the query token of {test_n} test sequences per k (chance {chance:.0f}%, {classes} classes);
 {train_tokens:,} training tokens per k (at least {min_train} sequences), {dev_n} dev sequences for early stopping,
-at most {epochs} epochs and {max_minutes} min per run. Receptive fields: window +-{reach['window']}, cnn
+at most {epochs} epochs (patience {patience}) and {max_minutes} min per run. Receptive fields: window +-{reach['window']}, cnn
 +-{reach['cnn']} tokens; bilstm and attention see the whole sequence. Sizes: {SIZES}.
 
 {markdown_table(header, rows)}
@@ -190,7 +191,7 @@ at most {epochs} epochs and {max_minutes} min per run. Receptive fields: window 
 """
     result = {
         "experiment": NAME, "distances": ks, "encoders": list(encoders), "classes": classes, "sizes": SIZES,
-        "scale": scale, "train_tokens": train_tokens, "epochs": epochs, "max_minutes": max_minutes,
+        "scale": scale, "train_tokens": train_tokens, "epochs": epochs, "patience": patience, "max_minutes": max_minutes,
         "receptive_field": reach, "accuracy": acc, "runs": runs, "machine": info, "seconds": seconds,
         "command": settings.command,
     }
