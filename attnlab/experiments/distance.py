@@ -123,15 +123,15 @@ def run(settings: Settings) -> dict:
     ks = [int(k) for k in settings.get("distances", DISTANCES, (1, 4, 16, 64))]
     encoders = tuple(settings.get("encoders", ENCODERS, ENCODERS))
     classes = int(settings.get("classes", 4, 4))
-    train_tokens = int(settings.get("train_tokens", 60_000, 6_000))
+    train_tokens = int(settings.get("train_tokens", 60_000, 12_000))
     max_train = int(settings.get("max_train_sequences", 2000, 300))
     min_train = int(settings.get("min_train_sequences", 48, 16))
     dev_n = int(settings.get("dev_sequences", 48, 24))
     test_n = int(settings.get("test_sequences", 200, 48))
-    epochs = int(settings.get("epochs", 30, 3))
+    epochs = int(settings.get("epochs", 30, 8))
     patience = int(settings.get("patience", 8, 8))
     batch_tokens = int(settings.get("batch_tokens", 1200, 600))
-    max_minutes = settings.get("max_minutes", 1.0, 0.08)
+    max_minutes = settings.get("max_minutes", 1.0, 0.15)
     scale = float(settings.get("scale", 1.0, 0.5))
     features = FeatureConfig(word_dim=32, shape_dim=4, char_dim=8, char_filters=8, char_widths=(2,),
                              word_dropout=0.0, dropout=0.0)
