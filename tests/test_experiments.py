@@ -253,3 +253,16 @@ def test_bad_input_is_one_line(tmp_path, no_treebank, capsys):
     assert "needs a treebank" in err and len(err.splitlines()) == 1
     assert main(["experiment", "speed", "--out", str(tmp_path), "--set", "oops"]) == 2
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["experiment", "speed", "--out", str(tmp_path), "--set", "lenghts=[8]"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown setting lenghts for speed" in err and "lengths" in err
+    assert not (tmp_path / "speed.json").exists()
+
+
+def test_setting_names_are_read_from_the_experiments():
+    from attnlab.experiments.report import setting_names
+
+    assert {"lengths", "width", "repeats"} <= setting_names("speed")
+    assert {"fractions", "seeds", "seeds_large", "steps"} <= setting_names("data-size")
+    for name in EXPERIMENTS:
+        assert set(k.replace("-", "_") for item in TINY[name] for k in [item.split("=")[0]]) <= setting_names(name)

@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                                                          "stands in for a treebank when none is given)")
     p.add_argument("--treebank", type=Path, help="UD treebank directory for data-size and positions (default: $ATTNLAB_DATA)")
     p.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: the machine is shared)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: timings and results do not depend on the core count)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one experiment setting (VALUE as JSON, e.g. --set seeds=2 --set 'fractions=[0.1,1]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")

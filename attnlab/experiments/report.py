@@ -7,7 +7,10 @@ experiment wrote (``<name>.md``) under a short header, with a table of wall time
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
+import re
 import time
 from pathlib import Path
 
@@ -15,9 +18,25 @@ from . import EXPERIMENTS
 from .common import Settings, log, machine, markdown_table, write_text
 
 
+def setting_names(name: str) -> set[str]:
+    """The settings an experiment reads (the names it passes to ``Settings.get``)."""
+    source = inspect.getsource(importlib.import_module(EXPERIMENTS[name]))
+    return set(re.findall(r'settings\.get\("([a-z_]+)"', source))
+
+
+def check_overrides(names, overrides: dict) -> None:
+    """A --set key no experiment in ``names`` reads is a typo: say so before anything runs."""
+    known = set().union(*(setting_names(n) for n in names))
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown setting {', '.join(unknown)} for {' / '.join(names)}; "
+                         f"known: {', '.join(sorted(known))}")
+
+
 def run_one(name: str, settings: Settings) -> dict:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
+    check_overrides([name], settings.overrides)
     Path(settings.out).mkdir(parents=True, exist_ok=True)
     module = importlib.import_module(EXPERIMENTS[name])
     return module.run(settings)
@@ -42,12 +61,16 @@ def assemble(out: Path, names=tuple(EXPERIMENTS), times: dict | None = None, tit
 
 
 def run_all(settings: Settings) -> dict:
+    check_overrides(list(EXPERIMENTS), settings.overrides)
+    settings_for = {n: setting_names(n) for n in EXPERIMENTS}
     times = {}
     failed = []
     for name in EXPERIMENTS:
         started = time.monotonic()
         try:
-            run_one(name, settings)
+            # each experiment gets the --set values it reads (the others belong to other experiments)
+            own = {k: v for k, v in settings.overrides.items() if k in settings_for[name]}
+            run_one(name, dataclasses.replace(settings, overrides=own))
             status = "ok"
         except (ValueError, FileNotFoundError, RuntimeError) as exc:
             status = f"failed: {exc}"
