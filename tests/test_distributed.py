@@ -62,15 +62,14 @@ def run(kind: str, out: Path) -> dict:
     return model.state_dict()
 
 
-def _worker(rank: int, world: int, port: int, root: str) -> None:
+def _worker(rank: int, world: int, port: int, root: str, kind: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), RANK=str(rank),
                       LOCAL_RANK=str(rank), OMP_NUM_THREADS="1")
     torch.set_num_threads(1)
     from attnlab.checkpoint import atomic_write_bytes, tensors_bytes
 
-    for kind in ("tagging", "seq2seq"):
-        state = run(kind, Path(root) / f"{kind}-ddp")
-        atomic_write_bytes(Path(root) / f"{kind}-rank{rank}.safetensors", tensors_bytes(state))
+    state = run(kind, Path(root) / f"{kind}-ddp")
+    atomic_write_bytes(Path(root) / f"{kind}-rank{rank}.safetensors", tensors_bytes(state))
 
 
 def _free_port() -> int:
@@ -90,7 +89,10 @@ def test_rank_share_splits_a_batch():
 def test_two_gloo_processes_match_one_process(tmp_path, monkeypatch):
     for name in ("WORLD_SIZE", "RANK"):
         monkeypatch.delenv(name, raising=False)
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for kind in ("tagging", "seq2seq"):
+        # one launch (one process group, one rendezvous port) per run, as torchrun does;
+        # re-creating a group on a port the previous group just released can stall
+        mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), kind), nprocs=2, join=True)
     for kind in ("tagging", "seq2seq"):
         single = run(kind, tmp_path / f"{kind}-single")
         fresh, _ = build(kind)
