@@ -24,7 +24,7 @@ ENCODER_DEFAULTS = {
     "window": {"hidden": 256, "layers": 1, "window": 2},
     "cnn": {"hidden": 256, "layers": 3, "kernel": 3},
     "bilstm": {"hidden": 256, "layers": 2},
-    "attention": {"hidden": 256, "layers": 4, "heads": 8, "d_ff": 1024},
+    "attention": {"hidden": 256, "layers": 2, "heads": 8, "d_ff": 512},
 }
 
 
@@ -55,11 +55,11 @@ def _add_train(subparsers) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--epochs", type=int, default=24, help="epochs (default 24; the learning rate schedule spans them)")
     t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--batch-tokens", type=int, default=2500, help="tokens per batch (default 2500)")
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--warmup", type=int, default=300, help="warm-up steps (default 300)")
+    t.add_argument("--batch-tokens", type=int, default=1000, help="tokens per batch (default 1000)")
+    t.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
+    t.add_argument("--warmup", type=int, default=200, help="warm-up steps (default 200)")
     t.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="cosine")
     t.add_argument("--weight-decay", type=float, default=0.01)
     t.add_argument("--patience", type=int, default=6, help="stop after this many epochs without dev improvement (0 = never)")
