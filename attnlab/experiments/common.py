@@ -61,25 +61,27 @@ def log(msg: str) -> None:
 
 
 def machine() -> dict:
-    """What the numbers were measured on."""
+    """What the numbers were measured on: the benchmarks' description plus threads and platform."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    from ..bench.attention import machine_info
+
+    return {**machine_info(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform()}
+
+
+def scaled_tagger_config(encoder: str, sizes: dict, scale: float, features, *, dropout: float):
+    """A tagger config with ``sizes`` (EncoderConfig fields) scaled by ``scale``: width and
+    feed-forward width shrink or grow, the number of layers and heads stays."""
+    from ..encoders import EncoderConfig
+    from ..tasks.tagging import TaggerConfig
+
+    sizes = dict(sizes)
+    sizes["hidden"] = max(8, int(sizes["hidden"] * scale)) // 4 * 4
+    if "d_ff" in sizes:
+        sizes["d_ff"] = max(8, int(sizes["d_ff"] * scale))
+    return TaggerConfig(encoder=encoder, features=features,
+                        encoder_config=EncoderConfig(**sizes, dropout=dropout, positions="rotary"), xpos_weight=0.0)
 
 
 def mean_and_spread(values: Sequence[float]) -> dict:

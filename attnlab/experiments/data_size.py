@@ -16,7 +16,8 @@ import random
 import time
 
 from .common import (
-    Settings, fmt_pct, finish, footer, log, machine, markdown_table, mean_and_spread, plot_spec, series, train_tagger,
+    Settings, fmt_pct, finish, footer, log, machine, markdown_table, mean_and_spread, plot_spec, scaled_tagger_config,
+    series, train_tagger,
 )
 from .data import load_tagging_data
 
@@ -67,9 +68,7 @@ def crossings(xs: list[float], curves: dict[str, list[float]]) -> list[dict]:
 def run(settings: Settings) -> dict:
     import torch
 
-    from ..encoders import EncoderConfig
     from ..features import FeatureConfig
-    from ..tasks.tagging import TaggerConfig
     from ..train import TrainConfig
 
     started = time.monotonic()
@@ -109,13 +108,7 @@ def run(settings: Settings) -> dict:
         tokens = sum(len(s.forms) for s in train)
         n_seeds = seeds_small if f < 0.3 else seeds_large
         for enc in encoders:
-            sizes = dict(SIZES[enc])
-            sizes["hidden"] = max(8, int(sizes["hidden"] * scale)) // 4 * 4
-            if "d_ff" in sizes:
-                sizes["d_ff"] = max(8, int(sizes["d_ff"] * scale))
-            config = TaggerConfig(encoder=enc, features=features,
-                                  encoder_config=EncoderConfig(**sizes, dropout=0.2, positions="rotary"),
-                                  xpos_weight=0.0)
+            config = scaled_tagger_config(enc, SIZES[enc], scale, features, dropout=0.2)
             batches_per_epoch = max(1, math.ceil(tokens / batch_tokens))
             run_steps, run_minutes = (steps, max_minutes) if f < 0.3 else (steps_large, max_minutes_large)
             epochs = max(1, min(max_epochs, math.ceil(run_steps / batches_per_epoch)))

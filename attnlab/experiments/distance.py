@@ -25,8 +25,8 @@ import time
 from typing import Sequence
 
 from .common import (
-    GeneratedSentence, Settings, fmt_pct, finish, footer, log, machine, markdown_table, plot_spec, series,
-    train_tagger,
+    GeneratedSentence, Settings, fmt_pct, finish, footer, log, machine, markdown_table, plot_spec,
+    scaled_tagger_config, series, train_tagger,
 )
 
 NAME = "distance"
@@ -113,9 +113,7 @@ def _task_class():
 def run(settings: Settings) -> dict:
     import torch
 
-    from ..encoders import EncoderConfig
     from ..features import FeatureConfig
-    from ..tasks.tagging import TaggerConfig
     from ..train import TrainConfig
 
     started = time.monotonic()
@@ -146,13 +144,7 @@ def run(settings: Settings) -> dict:
         dev = make_dataset(k, dev_n, settings.seed + 1000, classes=classes)
         test = make_dataset(k, test_n, settings.seed + 2000, classes=classes)
         for enc in encoders:
-            sizes = dict(SIZES[enc])
-            sizes["hidden"] = max(8, int(sizes["hidden"] * scale)) // 4 * 4
-            if "d_ff" in sizes:
-                sizes["d_ff"] = max(8, int(sizes["d_ff"] * scale))
-            config = TaggerConfig(encoder=enc, features=features,
-                                  encoder_config=EncoderConfig(**sizes, dropout=0.0, positions="rotary"),
-                                  xpos_weight=0.0)
+            config = scaled_tagger_config(enc, SIZES[enc], scale, features, dropout=0.0)
             tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=3e-3, warmup=30, schedule="cosine",
                              patience=patience, seed=settings.seed, checkpoint_every=0)
             r = train_tagger(config, train, dev, test, tc, max_minutes=max_minutes, progress=settings.progress,
