@@ -168,13 +168,20 @@ def test_treebank_lookup(tmp_path, monkeypatch):
         resolve_treebank(tmp_path / "missing")
 
 
-# -- the bundled demo corpus -----------------------------------------------------------
+# -- the demo corpus -----------------------------------------------------------
 
-def test_bundled_demo_corpus_is_what_the_generator_writes():
-    paths = demo_paths()
+def test_demo_corpus_is_written_on_first_use_and_mended(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path))
     generated = generate()
+    paths = demo_paths()
     for split, path in paths.items():
-        assert path.read_text(encoding="utf-8") == generated[split], f"{path} differs: python -m attnlab.data.demo --out {path.parent}"
+        assert path.parent == tmp_path / "demo-corpus"
+        assert path.read_text(encoding="utf-8") == generated[split]
+    paths["dev"].write_text("1\tbroken\n", encoding="utf-8")  # a damaged file is rewritten
+    before = paths["train"].stat().st_mtime_ns
+    assert demo_paths()["dev"].read_text(encoding="utf-8") == generated["dev"]
+    assert paths["train"].stat().st_mtime_ns == before  # an intact file is left alone
+    assert generate(seed=7) != generated  # the seed matters: the text is not a constant
 
 
 def test_demo_corpus_makes_context_decide_and_never_holds_the_probe():

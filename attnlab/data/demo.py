@@ -10,16 +10,17 @@ adjective, verbs after a subject or an auxiliary ("can" is also the auxiliary it
 a tagger that looks at each word alone cannot get them all right. The exact sentence
 "I saw a saw" never occurs in the corpus: the demo asks for it, unseen.
 
-The bundled files (``attnlab/data/bundled/demo-{train,dev,test}.conllu``) are the output
-of ``generate(seed=DEFAULT_SEED)``; ``python -m attnlab.data.demo --out DIR`` writes them
-again, and a test checks the shipped files are exactly what the generator gives.
+The corpus ships as this generator: ``demo_paths()`` writes ``generate(seed=DEFAULT_SEED)``
+into ``$ATTNLAB_CACHE/demo-corpus`` (default ``~/.cache/attnlab``) the first time it is asked
+for, and rewrites any file that differs from what the generator gives (about 30 ms), so
+every machine trains on the same bytes. ``python -m attnlab.data.demo --out DIR`` writes
+the three files anywhere.
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-from importlib import resources
 from pathlib import Path
 
 DEFAULT_SEED = 2024
@@ -146,15 +147,35 @@ def generate(seed: int = DEFAULT_SEED, sizes: dict[str, int] | None = None) -> d
     return out
 
 
-def demo_paths() -> dict[str, Path]:
-    """The bundled demo corpus: {"train": path, "dev": path, "test": path}."""
-    root = resources.files("attnlab.data") / "bundled"
-    paths = {split: Path(str(root / f"demo-{split}.conllu")) for split in SIZES}
-    for split, path in paths.items():
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: the bundled demo corpus is missing (reinstall attnlab, or run "
-                                    f"python -m attnlab.data.demo --out {path.parent})")
+def write_corpus(directory: str | Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
+    """Write demo-{train,dev,test}.conllu into ``directory`` (atomically; files already
+    holding exactly the generator's output are left alone)."""
+    from ..checkpoint import atomic_write_bytes
+
+    directory = Path(directory)
+    paths = {}
+    for split, text in generate(seed).items():
+        path = paths[split] = directory / f"demo-{split}.conllu"
+        data = text.encode("utf-8")
+        try:
+            same = path.read_bytes() == data
+        except OSError:
+            same = False
+        if not same:
+            atomic_write_bytes(path, data)
     return paths
+
+
+def demo_paths() -> dict[str, Path]:
+    """The demo corpus: {"train": path, "dev": path, "test": path}, written on first use."""
+    from ..kernels import cache_dir
+
+    directory = cache_dir() / "demo-corpus"
+    try:
+        return write_corpus(directory)
+    except OSError as exc:
+        raise OSError(f"{directory}: cannot write the demo corpus ({exc.strerror or exc}); "
+                      "set ATTNLAB_CACHE to a writable directory") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,11 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="directory for demo-{train,dev,test}.conllu")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     args = parser.parse_args(argv)
-    from ..checkpoint import atomic_write_bytes
-
-    for split, text in generate(args.seed).items():
-        atomic_write_bytes(args.out / f"demo-{split}.conllu", text.encode("utf-8"))
-        print(args.out / f"demo-{split}.conllu")
+    for path in write_corpus(args.out, args.seed).values():
+        print(path)
     return 0
 
 

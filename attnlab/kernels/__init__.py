@@ -54,7 +54,8 @@ _why_not: str | None = None
 _loaded = False
 
 
-def _cache_dir() -> Path:
+def cache_dir() -> Path:
+    """Where attnlab keeps what it builds on first use: ``$ATTNLAB_CACHE`` or ``~/.cache/attnlab``."""
     return Path(os.environ.get("ATTNLAB_CACHE") or Path.home() / ".cache" / "attnlab")
 
 
@@ -71,7 +72,7 @@ def _machine_tag() -> str:
 def _build(compiler: str) -> Path:
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(source + " ".join(_FLAGS).encode() + compiler.encode() + _machine_tag().encode())
-    target = _cache_dir() / f"attnlab_kernels_{key.hexdigest()[:16]}.so"
+    target = cache_dir() / f"attnlab_kernels_{key.hexdigest()[:16]}.so"
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """`attnlab demo`: the seed's example end to end, and a tiny generated tagging corpus.
 
 ``run_demo`` trains the attention tagger and the context-free ``none`` tagger on the
-corpus bundled with attnlab, tags "I saw a saw", and draws the attention weights.
+demo corpus attnlab generates, tags "I saw a saw", and draws the attention weights.
 ``toy_corpus`` generates a few dozen sentences in which the same words are nouns in
 one place and verbs in another, small enough for tests to train on in seconds.
 """
