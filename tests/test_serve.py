@@ -215,7 +215,9 @@ def test_wrong_paths_methods_and_hosts(server):
     assert status == 404 and body == {"error": "no such page: /api/nothing"}
     status, _, body = call(server, "POST", "/api/tag", {"text": "I saw"}, headers={"Host": "attacker.example:80"})
     assert status == 400 and "host" in str(body).lower()
-    status, _, body = call(server, "POST", "/api/tag", {"text": "I saw"}, headers={"Content-Length": "abc"})
+    # no body after the bad header: the server answers and closes, and unread bytes would
+    # make the kernel reset the connection before the client reads that answer
+    status, _, body = call(server, "POST", "/api/tag", headers={"Content-Length": "abc"})
     assert status == 400
 
 
