@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from .data.tokenize import tokenize
 from .encoders import ENCODERS
 
 # Sizes per encoder when the command line does not give them.
@@ -86,7 +87,7 @@ def _add_train(subparsers) -> None:
 
 
 def _data_paths(args) -> tuple[Path, Path]:
-    from .cli import UserError
+    from .errors import UserError
 
     if args.train or args.dev:
         if not (args.train and args.dev):
@@ -109,7 +110,7 @@ def _resume_point(args):
 def _resume_data_paths(args, checkpoint: Path, record: dict) -> tuple[Path, Path]:
     """The data of a resumed run: the command line's when it names any, else the paths the
     checkpoint's ``record`` (its config.json) holds."""
-    from .cli import UserError
+    from .errors import UserError
 
     if args.train or args.dev or args.treebank:
         return _data_paths(args)
@@ -122,7 +123,7 @@ def _resume_data_paths(args, checkpoint: Path, record: dict) -> tuple[Path, Path
 def _new_run(args):
     """A fresh run of `attnlab train` (any task): --out must not hold a model yet. Returns the
     data paths and the training settings from the command line."""
-    from .cli import UserError
+    from .errors import UserError
     from .train import TrainConfig
 
     out: Path = args.out
@@ -170,7 +171,7 @@ def _tagger_config(args):
 def cmd_train(args) -> int:
     import torch
 
-    from .cli import UserError
+    from .errors import UserError
     from .data.conllu import check_tags, read_conllu
     from .tasks.tagging import Tagger, TaggerVocabs, TaggingTask, load_tagger
     from .tasks import commands
@@ -277,27 +278,6 @@ def cmd_eval(args) -> int:
 
 # -- attnlab tag -----------------------------------------------------------------------
 
-# A small English tokenizer in the style of UD: clitics split off (do|n't, it|'s),
-# punctuation separate, abbreviations, numbers, URLs and e-mail addresses kept whole.
-_TOKEN = re.compile(
-    r"""
-      https?://\S+ | www\.\S+ | [\w.+-]+@[\w-]+\.[\w.-]+   # URLs, e-mail
-    | (?:[A-Za-z]\.){2,}                                      # U.S., e.g.
-    | \w+(?=n't\b) | n't\b                                   # do n't, ca n't
-    | '(?:s|re|ve|ll|d|m)\b                                   # clitics
-    | \d+(?:[.,:/]\d+)*                                       # 1,000  3.5  12:30
-    | \w+(?:-\w+)*                                            # words, hyphenated words
-    | \.\.\. | -- | \S                                        # punctuation, anything else
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-
-
-def tokenize(text: str, how: str = "simple") -> list[str]:
-    """Split a sentence into words: ``whitespace`` or the ``simple`` UD-style tokenizer."""
-    if how == "whitespace":
-        return text.split()
-    return _TOKEN.findall(text)
 
 
 def _add_tag(subparsers) -> None:

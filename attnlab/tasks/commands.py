@@ -85,7 +85,7 @@ def _say(msg: str) -> None:
 def cmd_train(args) -> int:
     import torch
 
-    from ..cli import UserError
+    from ..errors import UserError
     from ..data.conllu import read_conllu
     from ..tagger_cli import _new_run, _resume_data_paths, _resume_point, _run_training
 

@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..tagger_cli import tokenize
+    from ..data.tokenize import tokenize
     from .heatmap import plot_attention_grid
     from .model import load_explainable
     from .steps import render_steps

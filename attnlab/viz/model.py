@@ -27,13 +27,7 @@ import torch
 
 from .. import reference as R
 from ..attention import masks
-
-
-def tokenize(text: str) -> list[str]:
-    """Words of a sentence, split the way ``attnlab tag`` splits raw text."""
-    from ..tagger_cli import tokenize as split
-
-    return split(text)
+from ..data.tokenize import tokenize  # noqa: F401  (re-exported for serve)
 
 
 class Explainable:

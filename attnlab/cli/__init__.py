@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from ..errors import UserError
+
 # Module paths of the commands, in the order `attnlab --help` lists them.
 COMMANDS = [
     "attnlab.walkthrough",  # steps
@@ -22,10 +24,6 @@ COMMANDS = [
     "attnlab.serve.cli",  # serve
     "attnlab.experiments.cli",  # experiment
 ]
-
-
-class UserError(Exception):
-    """A problem with what the user asked for: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _version() -> str:
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

@@ -1,0 +1,27 @@
+"""Splitting raw text into words, as ``attnlab tag``, ``explain`` and ``serve`` do."""
+
+from __future__ import annotations
+
+import re
+
+# A small English tokenizer in the style of UD: clitics split off (do|n't, it|'s),
+# punctuation separate, abbreviations, numbers, URLs and e-mail addresses kept whole.
+_TOKEN = re.compile(
+    r"""
+      https?://\S+ | www\.\S+ | [\w.+-]+@[\w-]+\.[\w.-]+   # URLs, e-mail
+    | (?:[A-Za-z]\.){2,}                                      # U.S., e.g.
+    | \w+(?=n't\b) | n't\b                                   # do n't, ca n't
+    | '(?:s|re|ve|ll|d|m)\b                                   # clitics
+    | \d+(?:[.,:/]\d+)*                                       # 1,000  3.5  12:30
+    | \w+(?:-\w+)*                                            # words, hyphenated words
+    | \.\.\. | -- | \S                                        # punctuation, anything else
+    """,
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def tokenize(text: str, how: str = "simple") -> list[str]:
+    """Split a sentence into words: ``whitespace`` or the ``simple`` UD-style tokenizer."""
+    if how == "whitespace":
+        return text.split()
+    return _TOKEN.findall(text)
