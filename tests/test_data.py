@@ -68,7 +68,7 @@ def test_round_trip_is_byte_identical_and_only_tags_change(tmp_path):
     ("# c\n1\ta" + "\t_" * 8 + "\n# late\n", r"bad.conllu:3: comment line inside"),
     ("1\ta" + "\t_" * 8 + "\n   \n", r"bad.conllu:2: line of only whitespace"),
     ("# only a comment\n\n", r"bad.conllu:1: sentence without words"),
-    ("1-3\tab" + "\t_" * 8 + "\n1\ta" + "\t_" * 8 + "\n2\tb" + "\t_" * 8 + "\n", r"bad.conllu:1: a multiword token covers word 3"),
+    ("1-3\tab" + "\t_" * 8 + "\n1\ta" + "\t_" * 8 + "\n2\tb" + "\t_" * 8 + "\n", r"bad.conllu:1: multiword token 1-3 covers word 3"),
     ("1\t" + "\t_" * 8 + "\n", r"bad.conllu:1: empty FORM"),
 ])
 def test_malformed_input_names_file_and_line(tmp_path, text, message):
@@ -83,13 +83,13 @@ def test_unreadable_files(tmp_path):
         read_conllu(tmp_path / "nope.conllu")
     bad = tmp_path / "latin1.conllu"
     bad.write_bytes(b"1\tcaf\xe9" + b"\t_" * 8 + b"\n")
-    with pytest.raises(ConlluError, match="latin1.conllu: not UTF-8"):
+    with pytest.raises(ConlluError, match=r"latin1.conllu:1: not valid UTF-8 \(byte 0xe9 at column 6\)"):
         read_conllu(bad)
 
 
 def test_missing_tags_are_reported_with_their_line():
     sents = parse_conllu("1\ta\ta\tDET\t_\t_\t_\t_\t_\t_\n2\tb\tb\t_\t_\t_\t_\t_\t_\t_\n", "t.conllu")
-    with pytest.raises(ConlluError, match=r"t.conllu:2: word 'b' has no UPOS tag"):
+    with pytest.raises(ConlluError, match=r"t.conllu:2: UPOS is '_' \(no gold tag\)"):
         check_tags(sents)
 
 
@@ -188,6 +188,9 @@ def test_demo_corpus_makes_context_decide_and_never_holds_the_probe():
     paths = demo_paths()
     sents = {k: read_conllu(p) for k, p in paths.items()}
     assert [len(sents[k]) for k in ("train", "dev", "test")] == [2400, 300, 300]
+    for k in sents:
+        check_tags(sents[k])  # gold UPOS from UD's 17 tags on every word
+        check_tags(sents[k], "xpos")
     keys = [tuple(s.forms) for k in sents for s in sents[k]]
     assert len(set(keys)) == len(keys)  # no sentence repeated, within or across splits
     probe = [w.lower() for w in PROBE]

@@ -107,7 +107,7 @@ def test_malformed_conllu_is_one_line_with_file_and_line(tmp_path, data, capsys)
     untagged = tmp_path / "untagged.conllu"
     untagged.write_text("1\tI\tI\t_\tPRP\t_\t0\troot\t_\t_\n\n", encoding="utf-8")
     rc = main(["train", "--train", str(untagged), "--dev", str(data / "tiny-dev.conllu"), "--out", str(tmp_path / "m2"), *TINY])
-    assert rc == 2 and f"{untagged}:1: word 'I' has no UPOS tag" in capsys.readouterr().err
+    assert rc == 2 and f"{untagged}:1: UPOS is '_' (no gold tag)" in capsys.readouterr().err
 
 
 def test_no_data_and_an_existing_model_are_clear_errors(model, tmp_path, capsys, monkeypatch):

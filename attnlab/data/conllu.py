@@ -9,27 +9,40 @@ ID is an integer for a *syntactic word* (1, 2, ...), a range ``3-4`` for a multi
 token (the surface token "don't" over the words "do" and "n't") or a decimal ``8.1``
 for an empty node of the enhanced graph. Taggers label the syntactic words only, so
 ``Sentence.forms`` / ``upos`` / ``xpos`` list those; range lines and empty nodes are kept
-as they are and written back unchanged.
+as they are and written back unchanged. IDs must come in UD's order: words 1, 2, ...;
+a range right before its first word, not overlapping another; empty nodes ``n.1``,
+``n.2``, ... right after word ``n``.
+
+Lines end at "\\n" only (``split_lines``): U+2028, NEL or a form feed inside a field is
+text, not a line end. Bytes, from a file or standard input, become text by one rule
+(``decode_text``, ``read_text``): UTF-8 without NUL bytes.
 
 Each ``Sentence`` keeps its original lines, so writing a file back is byte-identical
 to the input (for files in UD's layout: LF line ends, one blank line after each
 sentence); ``format_conllu(..., upos=, xpos=)`` replaces only column 4 (and 5) of the
 word lines, which is what the official evaluation script expects of a tagger.
 
-Malformed input raises ``ConlluError`` (a ``ValueError``) as ``path:line: reason``.
+Malformed input raises ``ConlluError`` (a ``ValueError``) as ``path:line: reason``; so
+does a file without sentences (``path: no sentences``) unless ``require_sentences=False``,
+and, through ``check_tags``, a gold file whose UPOS is ``_`` or not one of ``UPOS_TAGS``.
 """
 
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import BinaryIO, Iterable, Iterator, Sequence
 
 _WORD_ID = re.compile(r"[1-9][0-9]*\Z")
 _RANGE_ID = re.compile(r"([1-9][0-9]*)-([1-9][0-9]*)\Z")
 _EMPTY_ID = re.compile(r"(0|[1-9][0-9]*)\.([1-9][0-9]*)\Z")
 _COMMENT_KV = re.compile(r"#\s*([^=]+?)\s*=\s?(.*)\Z")
+
+# The 17 universal part-of-speech tags (https://universaldependencies.org/u/pos/).
+UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN", "PUNCT",
+             "SCONJ", "SYM", "VERB", "X")
 
 
 class ConlluError(ValueError):
@@ -119,63 +132,91 @@ class Sentence:
         return cls(lines, tokens, 0, "<memory>", comments)
 
 
+class _IdOrder:
+    """The order UD requires of the IDs in a sentence: words 1, 2, 3, ...; a multiword token
+    ``a-b`` right before its first word ``a``, never overlapping the previous one; empty nodes
+    ``n.1``, ``n.2``, ... right after word ``n`` (``0.1`` before word 1)."""
+
+    def __init__(self) -> None:
+        self.words = 0  # syntactic words so far
+        self.next_word = "1"  # the ID the next word must have
+        self.range = ""  # the latest multiword token ("a-b"), "" before the first one
+        self.range_end = 0  # its last word
+        self.range_where = ""  # its "path:line"
+        self.range_waiting = False  # its line was read, its first word not yet
+        self.next_empty = 1  # the next empty node after word ``words`` is ``words.next_empty``
+
+    def word(self) -> None:
+        self.words += 1
+        self.next_word = str(self.words + 1)
+        self.range_waiting = False
+        self.next_empty = 1
+
+    def other(self, ident: str, where: str) -> None:
+        """Check a line whose ID is not the next word's."""
+        if self.range_waiting:
+            raise ConlluError(f"{where}: multiword token {self.range} must be followed by its first word {self.words + 1}")
+        if m := _RANGE_ID.match(ident):
+            a, b = int(m.group(1)), int(m.group(2))
+            if a <= self.range_end:
+                raise ConlluError(f"{where}: multiword token {ident} overlaps {self.range}")
+            if a != self.words + 1 or b <= a:
+                raise ConlluError(f"{where}: bad multiword token range {ident} (next word is {self.words + 1})")
+            self.range, self.range_end, self.range_where, self.range_waiting = ident, b, where, True
+        elif m := _EMPTY_ID.match(ident):
+            if int(m.group(1)) != self.words:
+                raise ConlluError(f"{where}: empty node {ident} out of place (after word {self.words})")
+            if int(m.group(2)) != self.next_empty:
+                raise ConlluError(f"{where}: empty node {ident} out of order (expected {self.words}.{self.next_empty})")
+            self.next_empty += 1
+        elif _WORD_ID.match(ident):
+            raise ConlluError(f"{where}: word ID {ident} out of order (expected {self.next_word})")
+        else:
+            raise ConlluError(f"{where}: bad token ID {ident!r}")
+
+    def end(self) -> None:
+        """Check that the last multiword token ends within the sentence."""
+        if self.range_end > self.words:
+            raise ConlluError(f"{self.range_where}: multiword token {self.range} covers word {self.range_end}, "
+                              f"but the sentence has {self.words} words")
+
+
 def _parse_sentence(lines: list[str], start: int, source: str) -> Sentence:
+    """One sentence from its lines (no blank line among them); ``start`` is the first one's number."""
     tokens: list[Token] = []
     comments: dict[str, str] = {}
-    expected = 1  # the next syntactic word ID
-    range_end = 0  # last word covered by the latest multiword token
+    ids = _IdOrder()
     seen_token = False
     for k, line in enumerate(lines):
-        lineno = start + k
-        where = f"{source}:{lineno}"
         if line.startswith("#"):
             if seen_token:
-                raise ConlluError(f"{where}: comment line inside a sentence's token lines")
-            m = _COMMENT_KV.match(line)
-            if m:
+                raise ConlluError(f"{source}:{start + k}: comment line inside a sentence's token lines")
+            if m := _COMMENT_KV.match(line):
                 comments.setdefault(m.group(1), m.group(2))
             continue
         seen_token = True
         cols = line.split("\t")
         if len(cols) != 10:
-            raise ConlluError(f"{where}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
-        ident = cols[0]
-        if _WORD_ID.match(ident):
-            n = int(ident)
-            if n != expected:
-                raise ConlluError(f"{where}: word ID {n} out of order (expected {expected})")
-            expected += 1
-            if not cols[1]:
-                raise ConlluError(f"{where}: empty FORM")
-            tokens.append(Token(n, *cols[1:], line=lineno, index=k))
-        elif m := _RANGE_ID.match(ident):
-            a, b = int(m.group(1)), int(m.group(2))
-            if a != expected or b <= a:
-                raise ConlluError(f"{where}: bad multiword token range {ident} (next word is {expected})")
-            range_end = b
-        elif m := _EMPTY_ID.match(ident):
-            if int(m.group(1)) != expected - 1:
-                raise ConlluError(f"{where}: empty node {ident} out of place (after word {expected - 1})")
-        else:
-            raise ConlluError(f"{where}: bad token ID {ident!r}")
+            raise ConlluError(f"{source}:{start + k}: expected 10 tab-separated CoNLL-U columns, found {len(cols)}")
+        if cols[0] != ids.next_word:
+            ids.other(cols[0], f"{source}:{start + k}")
+            continue
+        if not cols[1]:
+            raise ConlluError(f"{source}:{start + k}: empty FORM")
+        ids.word()
+        tokens.append(Token(ids.words, *cols[1:], line=start + k, index=k))
     if not tokens:
         raise ConlluError(f"{source}:{start}: sentence without words")
-    if range_end >= expected:
-        raise ConlluError(f"{source}:{start}: a multiword token covers word {range_end}, but the sentence has {expected - 1} words")
+    ids.end()
     return Sentence(lines, tokens, start, source, comments)
 
 
-def _iter_lines(lines: Iterable[str], source: str) -> Iterator[Sentence]:
+def _sentences(lines: Iterable[str], source: str) -> Iterator[Sentence]:
+    """Sentences from lines without line ends: blank lines end them."""
     block: list[str] = []
     start = 0
-    lineno = 0
-    for lineno, raw in enumerate(lines, 1):
-        line = raw.rstrip("\n")
-        if line.endswith("\r"):
-            line = line[:-1]
-        if lineno == 1 and line.startswith("\ufeff"):
-            line = line[1:]
-        if line.strip():
+    for lineno, line in enumerate(lines, 1):
+        if line and not line.isspace():
             if not block:
                 start = lineno
             block.append(line)
@@ -188,28 +229,103 @@ def _iter_lines(lines: Iterable[str], source: str) -> Iterator[Sentence]:
         yield _parse_sentence(block, start, source)
 
 
-def parse_conllu(text: str, source: str = "<string>") -> list[Sentence]:
-    """The sentences of CoNLL-U text; ``source`` names it in error messages."""
-    return list(_iter_lines(text.splitlines(), source))
+def split_lines(text: str) -> list[str]:
+    """The lines of ``text``, split at "\\n" only, without their line ends.
+
+    Unlike ``str.splitlines``, which also splits at U+2028, U+2029, NEL (U+0085), form feed,
+    vertical tab and \\x1c-\\x1e, characters a CoNLL-U field (or a line of text) may hold.
+    A CR before the LF is dropped, as is a byte-order mark at the start; a final line end
+    does not open another line.
+    """
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    if "\r" in text:
+        lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    return lines
 
 
-def iter_conllu(path: str | Path) -> Iterator[Sentence]:
-    """Sentences of a CoNLL-U file, one at a time."""
-    path = Path(path)
+def _line_and_column(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and character column of byte ``offset`` (the bytes before it are valid UTF-8)."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[line_start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """``data`` (a file's or standard input's bytes) as text: UTF-8 without NUL bytes.
+
+    Anything else is refused as ``name:line: reason``, e.g. ``x.conllu:3: not valid UTF-8
+    (byte 0xe9 at column 7)``; a NUL byte marks binary data (a model file, an image),
+    which is refused the same way even when it happens to be valid UTF-8.
+    """
+    nul = data.find(b"\0")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            yield from _iter_lines(f, str(path))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConlluError(f"{path}: is a directory, not a CoNLL-U file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConlluError(f"{path}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
+        if nul < 0 or exc.start < nul:
+            line, column = _line_and_column(data, exc.start)
+            raise ConlluError(f"{name}:{line}: not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {column})") from None
+    if nul >= 0:
+        line, column = _line_and_column(data, nul)
+        raise ConlluError(f"{name}:{line}: NUL byte at column {column} (binary data, not text)")
+    return text
 
 
-def read_conllu(path: str | Path) -> list[Sentence]:
-    """Every sentence of a CoNLL-U file."""
-    return list(iter_conllu(path))
+def read_text(source: str | Path, *, stdin: BinaryIO | None = None) -> tuple[str, str]:
+    """(text, name) of a file, or of standard input when ``source`` is "-", by ``decode_text``.
+
+    ``name`` is the path, or ``<stdin>``, for error messages; ``stdin`` defaults to
+    ``sys.stdin.buffer``. Split the text with ``split_lines``.
+    """
+    if str(source) == "-":
+        data, name = (stdin if stdin is not None else sys.stdin.buffer).read(), "<stdin>"
+    else:
+        path, name = Path(source), str(source)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ConlluError(f"{path}: is a directory, not a file") from None
+        except OSError as exc:
+            raise ConlluError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_text(data, name), name
+
+
+def _no_sentences(source: str) -> ConlluError:
+    return ConlluError(f"{source}: no sentences")
+
+
+def parse_conllu(text: str, source: str = "<string>", *, require_sentences: bool = True) -> list[Sentence]:
+    """The sentences of CoNLL-U text; ``source`` names it in error messages.
+
+    Text without a sentence (empty, or only blank lines) raises ``source: no sentences``
+    unless ``require_sentences`` is false.
+    """
+    sentences = list(_sentences(split_lines(text), source))
+    if require_sentences and not sentences:
+        raise _no_sentences(source)
+    return sentences
+
+
+def iter_conllu(path: str | Path, *, require_sentences: bool = True) -> Iterator[Sentence]:
+    """Sentences of a CoNLL-U file, one at a time (the file is decoded by ``read_text``)."""
+    text, name = read_text(path)
+    found = False
+    for sentence in _sentences(split_lines(text), name):
+        found = True
+        yield sentence
+    if require_sentences and not found:
+        raise _no_sentences(name)
+
+
+def read_conllu(path: str | Path, *, require_sentences: bool = True) -> list[Sentence]:
+    """Every sentence of a CoNLL-U file (``path: no sentences`` when it has none, unless
+    ``require_sentences`` is false)."""
+    return list(iter_conllu(path, require_sentences=require_sentences))
 
 
 def format_conllu(
@@ -245,9 +361,22 @@ def write_conllu(
 
 
 def check_tags(sentences: Sequence[Sentence], column: str = "upos") -> None:
-    """Raise ``ConlluError`` at the first word without a tag in ``column`` (``_`` or empty)."""
-    for sent in sentences:
+    """Check gold tags: raise ``ConlluError`` at the first word whose tag in ``column`` is
+    missing (``_`` or empty) or, for UPOS, not one of UD's 17 tags (``UPOS_TAGS``).
+
+    The message names the word's line: ``path:line: unknown UPOS 'NOUNS' (UD has ADJ ...)``,
+    ``path:line: UPOS is '_' (no gold tag)``.
+    """
+    known = frozenset(UPOS_TAGS) if column == "upos" else None
+    name = column.upper()
+    for s, sent in enumerate(sentences, 1):
         for token in sent.tokens:
             tag = getattr(token, column)
-            if tag in ("", "_"):
-                raise ConlluError(f"{sent.source}:{token.line}: word {token.form!r} has no {column.upper()} tag")
+            if tag not in ("", "_") and (known is None or tag in known):
+                continue
+            where = f"{sent.source}:{token.line}" if token.line else f"{sent.source}: sentence {s}, word {token.id}"
+            if tag == "_":
+                raise ConlluError(f"{where}: {name} is '_' (no gold tag)")
+            if not tag:
+                raise ConlluError(f"{where}: {name} is empty (no gold tag)")
+            raise ConlluError(f"{where}: unknown {name} {tag!r} (UD has {' '.join(UPOS_TAGS)})")
