@@ -12,37 +12,34 @@ H heads of width d, sequence length N:
 
 The layers include the input and output projections, so they are compared with
 each other, never with the kernels. Implementations are interleaved within every
-repetition (A B C ... then B C ... A, ...) and the median of the repetitions is
-reported, so that load from other processes hits every case alike.
+repetition (``timing.interleaved``) and the median of the repetitions is reported,
+so that load from other processes hits every case alike.
 
-FLOPs: attention 4 N^2 d H per sequence (q k^T and weights @ v, 2 N^2 d each per
-head; the normalizer's O(N^2 H) is not counted); layers add the projections,
-2 N D 3D + 2 N D D = 8 N D^2. The matmul reference rate is the best median
-GFLOP/s of ``torch.mm`` on square float32 matrices measured in the same run.
+FLOPs (``flops.py``): attention 4 N^2 d H per sequence (q k^T and weights @ v);
+layers add the projections, 8 N D^2. The matmul reference rate is the best median
+GFLOP/s of ``torch.mm`` on square float32 matrices measured in the same run, at its
+start and end (``matmul.py``).
 
-Peak memory: ``torch.profiler`` with ``profile_memory=True`` records every
-allocation and free of torch's CPU allocator during one call; the peak of their
-running sum is the extra memory the call needs on top of its inputs and weights
-(its output included). Memory outside torch's allocator (e.g. thread stacks)
-is not counted.
+Peak memory (``memory.peak_memory_bytes``): the peak of the running sum of torch's
+CPU allocations minus frees during one call, on top of its inputs and weights (its
+output included).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import platform
-import statistics
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from .flops import attention_flops, projection_flops
+from .machine import machine_info
+from .matmul import matmul_rate
+from .memory import MIB, peak_memory_bytes
+from .timing import Clock, interleaved, loops_for, time_loops
+
 DEFAULT_SIZES = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 QUICK_SIZES = (16, 32)
-MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -87,6 +84,7 @@ class Result:
     repeats: int
     loops: int
     samples_s: list[float] = field(default_factory=list)
+
 
 
 # -- the cases -----------------------------------------------------------------------------
@@ -153,71 +151,67 @@ def make_cases(cfg: BenchConfig) -> list[Case]:
 
 
 def case_flops(case: Case, n: int, cfg: BenchConfig) -> float:
-    flops = 4.0 * n * n * cfg.head_dim * cfg.heads * cfg.batch
+    flops = attention_flops(n, cfg.head_dim, cfg.heads) * cfg.batch
     if case.group == "layer":
-        flops += 8.0 * n * cfg.d_model**2 * cfg.batch
+        flops += projection_flops(n, cfg.d_model) * cfg.batch
     return flops
 
 
 # -- measuring -----------------------------------------------------------------------------
 
-def _time_loops(fn: Callable[[], object], loops: int) -> float:
-    start = time.perf_counter()
-    for _ in range(loops):
-        fn()
-    return (time.perf_counter() - start) / loops
+def matmul_reference(cfg: BenchConfig) -> list[dict]:
+    """``torch.mm`` rates on square float32 matrices, one row per size of ``cfg.matmul_sizes``."""
+    return [matmul_rate(n, cfg.repeats, cfg.min_sample_s) for n in cfg.matmul_sizes]
 
 
-def matmul_rate(sizes: tuple[int, ...], repeats: int, min_sample_s: float) -> list[dict]:
-    """Median GFLOP/s of torch.mm on square float32 matrices, per size."""
-    import torch
-
-    rows = []
-    for n in sizes:
-        g = torch.Generator().manual_seed(n)
-        a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-        fn = lambda: torch.mm(a, b)  # noqa: E731
-        fn()
-        t0 = _time_loops(fn, 1)
-        loops = max(1, math.ceil(min_sample_s / max(t0, 1e-9)))
-        samples = [_time_loops(fn, loops) for _ in range(max(3, repeats))]
-        med = statistics.median(samples)
-        rows.append({"n": n, "median_s": med, "gflops": 2.0 * n**3 / med / 1e9})
-    return rows
+def quadratic_bytes(case: Case, n: int, cfg: BenchConfig) -> int:
+    """Bytes of the (B, H, N, N) float32 buffers ``case`` holds at once."""
+    return case.quadratic_buffers * cfg.batch * cfg.heads * n * n * 4
 
 
-class _QuietStderr:
-    """The profiler prints start/stop lines on file descriptor 2; hide them."""
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-
-    def __exit__(self, *exc):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
+def too_large(case: Case, n: int, cfg: BenchConfig) -> str | None:
+    """Why ``case`` is skipped at this N (its N x N buffers exceed the budget), else None."""
+    need = quadratic_bytes(case, n, cfg)
+    if need <= cfg.memory_budget_gib * 1024**3:
+        return None
+    return (f"{case.quadratic_buffers} (B, H, N, N) float32 buffers = {need / 1024**3:.1f} GiB "
+            f"> budget {cfg.memory_budget_gib:g} GiB")
 
 
-def peak_memory_bytes(fn: Callable[[], object]) -> int:
-    """Peak of the running sum of torch CPU allocations minus frees during one call of ``fn``."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with _QuietStderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        out = fn()
-        del out
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
-    events.sort(key=lambda e: e.start_ns())
-    running = peak = 0
-    for e in events:
-        running += e.nbytes()
-        peak = max(peak, running)
-    return peak
+def measure_size(
+    cases: list[Case], n: int, cfg: BenchConfig, skipped: list[dict], clock: Clock = time.perf_counter
+) -> list[Result]:
+    """Every case that fits at sequence length ``n``, interleaved; appends the others to ``skipped``."""
+    calls: dict[str, Callable[[], object]] = {}
+    loops: dict[str, int] = {}
+    for case in cases:
+        reason = too_large(case, n, cfg)
+        if reason:
+            skipped.append({"case": case.name, "n": n, "reason": reason})
+            continue
+        fn = calls[case.name] = case.build(n)
+        fn()  # first call: allocations, kernel selection
+        loops[case.name] = loops_for(fn, cfg.min_sample_s, clock)
+    if not calls:
+        return []
+    slowest = max(time_loops(fn, 1, clock) * loops[name] for name, fn in calls.items())
+    repeats = max(3, min(cfg.repeats, int(cfg.case_budget_s / max(slowest, 1e-9))))
+    timing = interleaved(calls, repeats, loops, clock=clock)
+    results = []
+    for case in (c for c in cases if c.name in calls):
+        med, base = timing[case.name]["median_s"], timing.get(case.baseline, {}).get("median_s")
+        flops = case_flops(case, n, cfg)
+        results.append(Result(
+            case=case.name, group=case.group, n=n, median_s=med, gflops=flops / med / 1e9,
+            ratio_to_matmul=0.0, rel_to_baseline=(med / base) if base else None,
+            peak_mib=peak_memory_bytes(calls[case.name]) / MIB if cfg.measure_memory else None,
+            flops=flops, repeats=repeats, loops=loops[case.name], samples_s=timing[case.name]["samples_s"],
+        ))
+    return results
 
 
 def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
+    """Every case at every size of ``cfg``; the report ``format_report`` prints."""
     import torch
 
     if cfg.threads:
@@ -227,42 +221,13 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     skipped: list[dict] = []
     started = time.perf_counter()
     with torch.inference_mode():
-        matmul = matmul_rate(cfg.matmul_sizes, cfg.repeats, cfg.min_sample_s)
+        matmul = matmul_reference(cfg)
         for n in cfg.sizes:
-            active: list[tuple[Case, Callable[[], object], int]] = []
-            for case in cases:
-                need = case.quadratic_buffers * cfg.batch * cfg.heads * n * n * 4
-                if need > cfg.memory_budget_gib * 1024**3:
-                    skipped.append({"case": case.name, "n": n, "reason": f"{case.quadratic_buffers} (B, H, N, N) float32 buffers = {need / 1024**3:.1f} GiB > budget {cfg.memory_budget_gib:g} GiB"})
-                    continue
-                fn = case.build(n)
-                fn()  # first call: allocations, kernel selection
-                t0 = _time_loops(fn, 1)
-                loops = max(1, math.ceil(cfg.min_sample_s / max(t0, 1e-9)))
-                active.append((case, fn, loops))
-            if not active:
-                continue
-            slowest = max(_time_loops(fn, 1) * loops for _, fn, loops in active)
-            repeats = max(3, min(cfg.repeats, int(cfg.case_budget_s / max(slowest, 1e-9))))
-            samples: dict[str, list[float]] = {c.name: [] for c, _, _ in active}
-            for r in range(repeats):
-                shift = r % len(active)
-                for case, fn, loops in active[shift:] + active[:shift]:
-                    samples[case.name].append(_time_loops(fn, loops))
-            medians = {name: statistics.median(s) for name, s in samples.items()}
-            for case, fn, loops in active:
-                med = medians[case.name]
-                flops = case_flops(case, n, cfg)
-                peak = peak_memory_bytes(fn) / MIB if cfg.measure_memory else None
-                base = medians.get(case.baseline)
-                results.append(Result(
-                    case=case.name, group=case.group, n=n, median_s=med, gflops=flops / med / 1e9,
-                    ratio_to_matmul=0.0, rel_to_baseline=(med / base) if base else None,
-                    peak_mib=peak, flops=flops, repeats=repeats, loops=loops, samples_s=samples[case.name],
-                ))
-            log(f"  N = {n}: done ({time.perf_counter() - started:.0f} s so far)")
-        # measure the matmul rate again at the end; keep the best of both
-        matmul += matmul_rate(cfg.matmul_sizes, cfg.repeats, cfg.min_sample_s)
+            found = measure_size(cases, n, cfg, skipped)
+            results += found
+            if found:
+                log(f"  N = {n}: done ({time.perf_counter() - started:.0f} s so far)")
+        matmul += matmul_reference(cfg)  # again at the end; the best of both counts
     best = max(row["gflops"] for row in matmul)
     for res in results:
         res.ratio_to_matmul = res.gflops / best
@@ -276,25 +241,6 @@ def run(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         "wall_s": time.perf_counter() - started,
     }
 
-
-def machine_info() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
 
 
 # -- output --------------------------------------------------------------------------------
@@ -340,84 +286,3 @@ def format_report(report: dict) -> str:
         f"wall time {report['wall_s']:.0f} s",
     ]
     return "\n".join(lines)
-
-
-def write_json(path: str, report: dict) -> None:
-    """Atomic write: a temporary file in the same folder, then os.replace."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(report, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-# -- command line --------------------------------------------------------------------------
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"must be >= 1, got {value}")
-    return value
-
-
-def config_from_args(args) -> BenchConfig:
-    sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    for n in sizes:
-        if n < 1:
-            raise ValueError(f"--sizes must be positive, got {n}")
-    if args.heads < 1 or args.head_dim < 1 or args.batch < 1:
-        raise ValueError(f"--heads, --head-dim and --batch must be >= 1, got {args.heads}, {args.head_dim}, {args.batch}")
-    if args.repeats is not None and args.repeats < 1:
-        raise ValueError(f"--repeats must be >= 1, got {args.repeats}")
-    if args.quick:
-        return BenchConfig(
-            sizes=sizes, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
-            repeats=args.repeats or 3, min_sample_s=0.002, case_budget_s=1.0,
-            memory_budget_gib=args.memory_budget_gib, matmul_sizes=(64, 128),
-            measure_memory=not args.no_memory, threads=args.threads,
-        )
-    return BenchConfig(
-        sizes=sizes, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
-        repeats=args.repeats or BenchConfig.repeats, memory_budget_gib=args.memory_budget_gib,
-        measure_memory=not args.no_memory, threads=args.threads,
-    )
-
-
-def main(args) -> int:
-    cfg = config_from_args(args)
-    print(f"attnlab bench attention: sizes {', '.join(map(str, cfg.sizes))} ...", flush=True)
-    report = run(cfg, log=lambda s: print(s, flush=True))
-    print(format_report(report))
-    if args.json:
-        write_json(args.json, report)
-        print(f"wrote {args.json}")
-    return 0
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser(
-        "attention",
-        help="attention kernels and layers vs PyTorch: time, GFLOP/s, share of matmul, memory",
-        description=(
-            "attnlab fused / readable attention, torch SDPA and plain matmul-softmax-matmul on (B, H, N, d); "
-            "torch.nn.MultiheadAttention and attnlab.MultiHeadSelfAttention (with projections) on (B, N, H*d). "
-            "Prints median time, GFLOP/s, the ratio to the best torch.mm rate of the same run and peak memory."
-        ),
-    )
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N", help=f"sequence lengths (default {' '.join(map(str, DEFAULT_SIZES))})")
-    p.add_argument("--repeats", type=int, default=None, metavar="R", help="interleaved repetitions per size (default 7; slow sizes use fewer, at least 3)")
-    p.add_argument("--heads", type=int, default=8, help="heads H (default 8)")
-    p.add_argument("--head-dim", type=int, default=64, help="head width d (default 64)")
-    p.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--memory-budget-gib", type=float, default=8.0, help="skip cases whose N x N buffers exceed this (default 8)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
-    p.add_argument("--quick", action="store_true", help="tiny sizes and short samples (a smoke test, not a measurement)")
-    p.set_defaults(func=main)

@@ -10,6 +10,7 @@ tagging them one at a time.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import select
@@ -21,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .timing import time_loops
 
 MAX_CLIENTS = 64
 MAX_REQUESTS = 2000  # per client
@@ -120,12 +123,7 @@ def model_alone_ms(model_dir: Path, repeats: int = 5, threads: int = 1) -> float
     model = load_explainable(model_dir)
     sentences = [tokenize(s) for s in SENTENCES]
     model.tag(sentences[:2])  # warm up
-    times = []
-    for _ in range(repeats):
-        for s in sentences:
-            t0 = time.perf_counter()
-            model.tag([s])
-            times.append((time.perf_counter() - t0) * 1000.0)
+    times = [time_loops(functools.partial(model.tag, [s]), 1) * 1000.0 for _ in range(repeats) for s in sentences]
     return statistics.median(times)
 
 
@@ -168,29 +166,33 @@ class ServerProcess:
 VARIANTS = {"batched": 32, "one at a time": 1}  # name -> the server's --max-batch
 
 
-def add_parser(bsub) -> None:
-    p = bsub.add_parser(
-        "serve",
-        help="load test of the explorer's POST /api/tag on loopback",
-        description=(
-            "Start `attnlab serve` for MODEL on 127.0.0.1 twice, batching concurrent requests (--max-batch 32) "
-            "and tagging them one at a time (--max-batch 1); send CLIENTS concurrent clients x REQUESTS "
-            "requests to POST /api/tag of each, alternating, REPEAT times; print errors, p50/p90/p99 latency "
-            "and throughput (medians over the repetitions) and their ratios. Exit status 1 if any request "
-            "failed. Also times the model alone (no HTTP) on the same sentences."
-        ),
-    )
-    p.add_argument("--model", type=Path, required=True, help="model directory of an attention tagger")
-    p.add_argument("--clients", type=int, default=20, help=f"concurrent clients (default 20, at most {MAX_CLIENTS})")
-    p.add_argument("--requests", type=int, default=100, help="requests per client (default 100)")
-    p.add_argument("--repeat", type=int, default=3, help="repetitions of each variant, alternating (default 3)")
-    p.add_argument("--url", default=None, help="only load a server already running at this loopback URL")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the servers and of the model-alone timing (default 1)")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
-    p.set_defaults(func=run)
+def start_servers(model_dir: Path, threads: int) -> dict[str, ServerProcess]:
+    """One server per variant of VARIANTS; none left running if one fails to start."""
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for name, max_batch in VARIANTS.items():
+            servers[name] = ServerProcess(model_dir, max_batch=max_batch, threads=threads)
+    except BaseException:
+        for server in servers.values():
+            server.stop()
+        raise
+    return servers
 
 
-def _median_of(runs: list[dict]) -> dict:
+def load_alternating(urls: dict[str, str], clients: int, requests: int, repeat: int) -> dict[str, list[dict]]:
+    """``repeat`` load runs against every server, alternating, so that the machine's other load
+    hits them alike (after a short warm-up of each)."""
+    for url in urls.values():
+        run_load(url, clients=2, requests=5)  # warm up each server's first calls
+    runs: dict[str, list[dict]] = {name: [] for name in urls}
+    for _ in range(repeat):
+        for name, url in urls.items():
+            runs[name].append(run_load(url, clients=clients, requests=requests))
+    return runs
+
+
+def median_of(runs: list[dict]) -> dict:
+    """Medians of the figures of several load runs; errors and requests summed."""
     keys = ("wall_s", "throughput_rps", "p50_ms", "p90_ms", "p99_ms", "max_ms", "mean_ms")
     out = {k: statistics.median(r[k] for r in runs) for k in keys}
     out["errors"] = sum(r["errors"] for r in runs)
@@ -200,62 +202,47 @@ def _median_of(runs: list[dict]) -> dict:
     return out
 
 
-def _print_variant(name: str, m: dict, clients: int, requests: int) -> None:
-    print(f"  {name:<14} {m['errors']:>6} {m['p50_ms']:>8.1f} {m['p90_ms']:>8.1f} {m['p99_ms']:>8.1f} "
-          f"{m['max_ms']:>8.1f} {m['throughput_rps']:>10.0f}")
-    for e in m["error_examples"]:
-        print(f"      {e}")
-
-
-def run(args) -> int:
-    if args.repeat < 1:
-        raise ValueError(f"--repeat must be >= 1, got {args.repeat}")
-    if args.url:
-        check_loopback(args.url)
-        servers = {"given server": None}
-        urls = {"given server": args.url.rstrip("/")}
+def compare_servers(model_dir: Path, *, clients: int = 20, requests: int = 100, repeat: int = 3,
+                    url: str | None = None, threads: int = 1) -> dict:
+    """The load test of `attnlab bench serve`: both VARIANTS started for ``model_dir`` (or only the
+    server already running at ``url``), their medians, ratios and the model alone."""
+    if url:
+        check_loopback(url)
+        servers, urls = {}, {"given server": url.rstrip("/")}
     else:
-        if args.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {args.threads}")
-        servers = {}
-        try:
-            for name, max_batch in VARIANTS.items():
-                servers[name] = ServerProcess(args.model, max_batch=max_batch, threads=args.threads)
-        except BaseException:
-            for server in servers.values():
-                server.stop()
-            raise
+        servers = start_servers(model_dir, threads)
         urls = {name: s.url for name, s in servers.items()}
-    runs: dict[str, list[dict]] = {name: [] for name in urls}
     try:
-        for url in urls.values():
-            run_load(url, clients=2, requests=5)  # warm up each server's first calls
-        for _ in range(args.repeat):
-            for name, url in urls.items():  # alternate, so that the machine's other load hits both alike
-                runs[name].append(run_load(url, clients=args.clients, requests=args.requests))
+        runs = load_alternating(urls, clients, requests, repeat)
     finally:
         for server in servers.values():
-            if server is not None:
-                server.stop()
-    alone = model_alone_ms(args.model, threads=args.threads)
-    result = {"clients": args.clients, "requests_per_client": args.requests, "repeat": args.repeat,
-              "variants": {name: _median_of(r) for name, r in runs.items()}, "model_alone_ms": alone}
-
-    print(f"POST /api/tag on 127.0.0.1: {args.clients} clients x {args.requests} requests, "
-          f"{args.repeat} runs per server (medians over the runs; errors summed)")
-    print(f"  {'server':<14} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests/s':>10}")
-    for name, m in result["variants"].items():
-        _print_variant(name, m, args.clients, args.requests)
+            server.stop()
+    result = {"clients": clients, "requests_per_client": requests, "repeat": repeat,
+              "variants": {name: median_of(r) for name, r in runs.items()},
+              "model_alone_ms": model_alone_ms(model_dir, threads=threads)}
     if len(result["variants"]) == 2:
         a, b = (result["variants"][name] for name in VARIANTS)
         result["ratios"] = {"throughput": a["throughput_rps"] / b["throughput_rps"],
                             "p50": a["p50_ms"] / b["p50_ms"], "p99": a["p99_ms"] / b["p99_ms"]}
-        r = result["ratios"]
-        print(f"  batched / one at a time: throughput x{r['throughput']:.2f}, p50 x{r['p50']:.2f}, p99 x{r['p99']:.2f}")
-    print(f"  the model alone (tag one sentence, no HTTP, median): {alone:.2f} ms")
-    if args.json:
-        from ..checkpoint import atomic_write_bytes
+    return result
 
-        atomic_write_bytes(args.json, (json.dumps(result, indent=2) + "\n").encode())
-        print(f"wrote {args.json}")
-    return 1 if any(m["errors"] for m in result["variants"].values()) else 0
+
+def format_result(result: dict) -> str:
+    lines = [
+        f"POST /api/tag on 127.0.0.1: {result['clients']} clients x {result['requests_per_client']} requests, "
+        f"{result['repeat']} runs per server (medians over the runs; errors summed)",
+        f"  {'server':<14} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'requests/s':>10}",
+    ]
+    for name, m in result["variants"].items():
+        lines.append(f"  {name:<14} {m['errors']:>6} {m['p50_ms']:>8.1f} {m['p90_ms']:>8.1f} {m['p99_ms']:>8.1f} "
+                     f"{m['max_ms']:>8.1f} {m['throughput_rps']:>10.0f}")
+        lines += [f"      {e}" for e in m["error_examples"]]
+    if "ratios" in result:
+        r = result["ratios"]
+        lines.append(f"  batched / one at a time: throughput x{r['throughput']:.2f}, p50 x{r['p50']:.2f}, p99 x{r['p99']:.2f}")
+    lines.append(f"  the model alone (tag one sentence, no HTTP, median): {result['model_alone_ms']:.2f} ms")
+    return "\n".join(lines)
+
+
+def any_errors(result: dict) -> bool:
+    return any(m["errors"] for m in result["variants"].values())

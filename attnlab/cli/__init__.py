@@ -17,7 +17,7 @@ from ..errors import UserError
 # Module paths of the commands, in the order `attnlab --help` lists them.
 COMMANDS = [
     "attnlab.walkthrough",  # steps
-    "attnlab.bench.cli",  # bench
+    "attnlab.cli.bench",  # bench
     "attnlab.tagger_cli",  # train, eval, tag, demo
     "attnlab.data.cli",  # data get
     "attnlab.viz.cli",  # explain

@@ -1,0 +1,178 @@
+"""`attnlab bench <benchmark>`: attention, encoder and serve.
+
+Parses the options into the benchmark's config, runs it (``attnlab.bench``), prints its report
+and writes the JSON if asked. The benchmarks import torch when they run, not here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..bench.attention import DEFAULT_SIZES
+from ..bench.serve_load import MAX_CLIENTS
+from ..errors import UserError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks with side-by-side ratios", description="Benchmarks that measure attnlab beside PyTorch in the same run and print medians and ratios.")
+    bsub = p.add_subparsers(dest="bench", metavar="<benchmark>", required=True)
+    _add_attention(bsub)
+    _add_encoder(bsub)
+    _add_serve(bsub)
+
+
+def _at_least(low: int, **options) -> None:
+    """UserError naming the first option (``head_dim`` = --head-dim) whose value is below ``low``."""
+    for name, value in options.items():
+        if value is not None and value < low:
+            raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+
+
+def _write_json(path, report: dict) -> None:
+    from ..checkpoint import atomic_write_bytes, json_bytes
+
+    atomic_write_bytes(path, json_bytes(report))
+    print(f"wrote {path}")
+
+
+# -- attention -----------------------------------------------------------------------------
+
+def _add_attention(bsub) -> None:
+    p = bsub.add_parser(
+        "attention",
+        help="attention kernels and layers vs PyTorch: time, GFLOP/s, share of matmul, memory",
+        description=(
+            "attnlab fused / readable attention, torch SDPA and plain matmul-softmax-matmul on (B, H, N, d); "
+            "torch.nn.MultiheadAttention and attnlab.MultiHeadSelfAttention (with projections) on (B, N, H*d). "
+            "Prints median time, GFLOP/s, the ratio to the best torch.mm rate of the same run and peak memory."
+        ),
+    )
+    p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
+    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N", help=f"sequence lengths (default {' '.join(map(str, DEFAULT_SIZES))})")
+    p.add_argument("--repeats", type=int, default=None, metavar="R", help="interleaved repetitions per size (default 7; slow sizes use fewer, at least 3)")
+    p.add_argument("--heads", type=int, default=8, help="heads H (default 8)")
+    p.add_argument("--head-dim", type=int, default=64, help="head width d (default 64)")
+    p.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
+    p.add_argument("--memory-budget-gib", type=float, default=8.0, help="skip cases whose N x N buffers exceed this (default 8)")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and short samples (a smoke test, not a measurement)")
+    p.set_defaults(func=_run_attention)
+
+
+def attention_config(args):
+    """The ``BenchConfig`` of `attnlab bench attention` with these options."""
+    from ..bench.attention import QUICK_SIZES, BenchConfig
+
+    sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    for n in sizes:
+        _at_least(1, sizes=n)
+    _at_least(1, heads=args.heads, head_dim=args.head_dim, batch=args.batch, repeats=args.repeats)
+    _at_least(0, threads=args.threads)
+    common = dict(
+        sizes=sizes, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
+        memory_budget_gib=args.memory_budget_gib, measure_memory=not args.no_memory, threads=args.threads,
+    )
+    if args.quick:
+        return BenchConfig(**common, repeats=args.repeats or 3, min_sample_s=0.002, case_budget_s=1.0, matmul_sizes=(64, 128))
+    return BenchConfig(**common, repeats=args.repeats or BenchConfig.repeats)
+
+
+def _run_attention(args) -> int:
+    from ..bench.attention import format_report, run
+
+    cfg = attention_config(args)
+    print(f"attnlab bench attention: sizes {', '.join(map(str, cfg.sizes))} ...", flush=True)
+    report = run(cfg, log=lambda s: print(s, flush=True))
+    print(format_report(report))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+# -- encoder -------------------------------------------------------------------------------
+
+def _add_encoder(bsub) -> None:
+    p = bsub.add_parser(
+        "encoder",
+        help="packed TransformerEncoder vs torch.nn.TransformerEncoder; long sequences vs SDPA",
+        description=(
+            "Batches of sentences with treebank lengths through attnlab's packed encoder and "
+            "torch.nn.TransformerEncoder (inference and training), interleaved, medians; then long "
+            "single sequences through attnlab.varlen_attention and torch SDPA (time, peak memory)."
+        ),
+    )
+    p.add_argument("--treebank", default=None, help="directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)")
+    p.add_argument("--json", default=None, help="also write the full report to this file")
+    p.add_argument("--quick", action="store_true", help="a short run: fewer batches and repeats, N up to 4096, norm_first=True only")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved repetitions per setting")
+    p.add_argument("--no-memory", action="store_true", help="skip the subprocess memory probes")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one pass")
+    p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds alone")
+    p.set_defaults(func=_run_encoder)
+
+
+def encoder_config(args):
+    """The ``EncoderBenchConfig`` of `attnlab bench encoder` with these options."""
+    from ..bench.encoder import QUICK, EncoderBenchConfig
+
+    _at_least(1, repeats=args.repeats)
+    _at_least(0, threads=args.threads)
+    kw = dict(QUICK) if args.quick else {}
+    if args.repeats is not None:
+        kw["repeats"] = args.repeats
+    return EncoderBenchConfig(
+        treebank=args.treebank, measure_memory=not args.no_memory, profile=args.profile,
+        malloc_tuning=not args.no_malloc_tuning, threads=args.threads, **kw,
+    )
+
+
+def _run_encoder(args) -> int:
+    from ..bench.encoder import format_report, run
+
+    report = run(encoder_config(args))
+    print(format_report(report))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+def _add_serve(bsub) -> None:
+    p = bsub.add_parser(
+        "serve",
+        help="load test of the explorer's POST /api/tag on loopback",
+        description=(
+            "Start `attnlab serve` for MODEL on 127.0.0.1 twice, batching concurrent requests (--max-batch 32) "
+            "and tagging them one at a time (--max-batch 1); send CLIENTS concurrent clients x REQUESTS "
+            "requests to POST /api/tag of each, alternating, REPEAT times; print errors, p50/p90/p99 latency "
+            "and throughput (medians over the repetitions) and their ratios. Exit status 1 if any request "
+            "failed. Also times the model alone (no HTTP) on the same sentences."
+        ),
+    )
+    p.add_argument("--model", type=Path, required=True, help="model directory of an attention tagger")
+    p.add_argument("--clients", type=int, default=20, help=f"concurrent clients (default 20, at most {MAX_CLIENTS})")
+    p.add_argument("--requests", type=int, default=100, help="requests per client (default 100)")
+    p.add_argument("--repeat", type=int, default=3, help="repetitions of each variant, alternating (default 3)")
+    p.add_argument("--url", default=None, help="only load a server already running at this loopback URL")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the servers and of the model-alone timing (default 1)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_run_serve)
+
+
+def _run_serve(args) -> int:
+    from ..bench.serve_load import any_errors, check_loopback, compare_servers, format_result
+
+    _at_least(1, repeat=args.repeat)
+    if args.url:
+        check_loopback(args.url)
+    else:
+        _at_least(1, threads=args.threads)
+    result = compare_servers(args.model, clients=args.clients, requests=args.requests, repeat=args.repeat,
+                             url=args.url, threads=args.threads)
+    print(format_result(result))
+    if args.json:
+        _write_json(args.json, result)
+    return 1 if any_errors(result) else 0
