@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
+import select
+import socket
 import subprocess
 import sys
 import threading
@@ -15,8 +18,8 @@ import numpy as np
 import pytest
 
 from attnlab.bench.serve_load import percentile, run_load
-from attnlab.serve.app import Limits, create_app
-from attnlab.serve.server import ServerThread
+from attnlab.serve.app import LOOPBACK, Limits, create_app, host_name
+from attnlab.serve.server import ServerThread, Timeouts
 from attnlab.viz.model import load_explainable, tokenize
 
 from tiny_models import HEADS, LAYERS, tiny_tagger_dir
@@ -45,7 +48,7 @@ def call(url, method, path, body=None, *, headers=None, raw=None, chunks=None):
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        h = {"Content-Type": "application/json", **(headers or {})}
+        h = {k: v for k, v in {"Content-Type": "application/json", **(headers or {})}.items() if v is not None}
         if chunks is not None:  # a chunked body: no Content-Length to check up front
             conn.putrequest(method, path)
             for k, v in {**h, "Transfer-Encoding": "chunked"}.items():
@@ -64,6 +67,12 @@ def call(url, method, path, body=None, *, headers=None, raw=None, chunks=None):
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed
     finally:
         conn.close()
+
+
+def assert_secured(headers):
+    """The headers every response carries (SecurityHeaders)."""
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
 
 
 # -- the endpoints -----------------------------------------------------------------------
@@ -118,23 +127,34 @@ def test_page_and_assets_are_served_from_the_package(server):
         assert "@import" not in text and "import(" not in text
 
 
+def _wrong(answer, expected) -> bool:
+    """Whether ``answer`` (from ``call``) is not the 200 with ``expected`` (tags, probabilities)."""
+    status, _, body = answer
+    return (status != 200 or body["tags"] != expected[0]
+            or not np.allclose(body["probabilities"], expected[1], atol=1e-5))
+
+
 def _hammer(url, sentences, expected, clients=6, requests=6):
+    """Each of ``clients`` threads sends ``requests`` requests; the answers that were wrong (or
+    the exceptions raised), for the test's own thread to assert on."""
     failures = []
 
     def client(k):
         for r in range(requests):
             i = (k + r) % len(sentences)
-            status, _, body = call(url, "POST", "/api/tag", {"tokens": sentences[i]})
-            if status != 200 or body["tags"] != expected[i][0]:
-                failures.append((status, body))
-            else:
-                np.testing.assert_allclose(body["probabilities"], expected[i][1], atol=1e-5)
+            try:
+                answer = call(url, "POST", "/api/tag", {"tokens": sentences[i]})
+                if _wrong(answer, expected[i]):
+                    failures.append(answer)
+            except Exception as exc:  # noqa: BLE001  (reported by the test, not lost in the thread)
+                failures.append(exc)
 
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(60)
+    assert not any(t.is_alive() for t in threads), "a client thread is still waiting"
     return failures
 
 
@@ -154,7 +174,7 @@ class Slowed:
         return self.model.tag(sentences)
 
 
-def test_concurrent_requests_share_passes_and_get_the_serial_answers(model):
+def test_concurrent_requests_get_the_serial_answers(model):
     sentences = [tokenize(s) for s in SENTENCES]
     expected = model.tag(sentences)
     for max_batch in (4, 1):
@@ -163,9 +183,58 @@ def test_concurrent_requests_share_passes_and_get_the_serial_answers(model):
         with ServerThread(app) as url:
             assert _hammer(url, sentences, expected) == []
         assert sum(slowed.sizes) == 36 and app.state.batcher.passes == len(slowed.sizes)
-        assert max(slowed.sizes) == max_batch  # 6 clients: while one pass runs, the others queue up
-        if max_batch > 1:
-            assert len(slowed.sizes) <= 18
+        assert 1 <= max(slowed.sizes) <= max_batch
+
+
+class Gated:
+    """The real model, whose first forward pass waits for ``release``: the requests that arrive
+    meanwhile queue up, so the passes that follow are known in advance."""
+
+    def __init__(self, model):
+        self.model, self.normalize, self.describe = model, model.normalize, model.describe
+        self.sizes, self.entered, self.release = [], threading.Event(), threading.Event()
+
+    def tag(self, sentences):
+        self.sizes.append(len(sentences))
+        self.entered.set()
+        if not self.release.wait(30):
+            raise RuntimeError("the first forward pass was never released")
+        return self.model.tag(sentences)
+
+
+@pytest.mark.parametrize("max_batch, sizes", [(4, [1, 4, 1]), (1, [1] * 6), (32, [1, 5])])
+def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch, sizes):
+    sentences = [tokenize(s) for s in SENTENCES]
+    expected = model.tag(sentences)
+    gated = Gated(model)
+    app = create_app(gated, max_batch=max_batch)
+    batcher, answers = app.state.batcher, [None] * 6
+
+    def client(k):
+        try:
+            answers[k] = call(url, "POST", "/api/tag", {"tokens": sentences[k % len(sentences)]})
+        except Exception as exc:  # noqa: BLE001  (asserted below, in the test's thread)
+            answers[k] = exc
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    with ServerThread(app) as url:
+        try:
+            threads[0].start()
+            assert gated.entered.wait(30)  # the first request's pass runs alone, and is held
+            for t in threads[1:]:
+                t.start()
+            deadline = time.monotonic() + 30
+            while len(batcher.pending) < 5 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            queued = len(batcher.pending)
+        finally:
+            gated.release.set()
+            for t in threads:
+                t.join(30)
+    assert queued == 5
+    assert gated.sizes == sizes and batcher.passes == len(sizes)
+    for k, answer in enumerate(answers):
+        assert not isinstance(answer, Exception) and not _wrong(answer, expected[k % len(sentences)]), answer
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -186,6 +255,8 @@ def test_concurrent_requests_share_passes_and_get_the_serial_answers(model):
     (b'{"tokens": ["I", ""]}', 422, '"tokens"[1] must be a non-empty string'),
     (b'{"tokens": ["I", null]}', 422, '"tokens"[1] must be a non-empty string, got null'),
     (b'{"tokens": []}', 422, "the sentence has no words"),
+    (b'{"text": "I \\ud800 saw"}', 400, '"text" holds \'\\ud800\', a lone surrogate, which is not a character'),
+    (b'{"tokens": ["I", "\\udfffx"]}', 400, '"tokens"[1] holds \'\\udfff\', a lone surrogate'),
     (b'{"text": "   "}', 422, "the sentence has no words"),
     (json.dumps({"tokens": ["w"] * 21}).encode(), 413, "the sentence has 21 tokens; this server tags at most 20"),
     (json.dumps({"text": "w " * 21}).encode(), 413, "the sentence has 21 tokens"),
@@ -199,6 +270,40 @@ def test_bad_requests_get_a_clear_message(server, path, raw, status, message):
     assert headers["content-type"] == "application/json"
     assert list(body) == ["error"] and message in body["error"]
     assert "Traceback" not in body["error"] and "\n" not in body["error"]
+    assert_secured(headers)
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b'{"text": ' + b"9" * 5000 + b"}", "request body holds a number with too many digits to read"),
+    (b'{"tokens": [' + b"1" * 4301 + b"]}", "request body holds a number with too many digits to read"),
+])
+def test_numbers_python_cannot_read_are_bad_requests(model, raw, message):
+    with ServerThread(create_app(model)) as url:  # the default cap (64 KiB) lets the number through
+        for path in ("/api/tag", "/api/attention"):
+            status, headers, body = call(url, "POST", path, raw=raw)
+            assert (status, body) == (400, {"error": message})
+            assert_secured(headers)
+
+
+def test_a_surrogate_pair_is_one_character(server):
+    status, _, body = call(server, "POST", "/api/tag", raw=b'{"tokens": ["I", "\\ud83d\\ude00"]}')
+    assert status == 200 and body["tokens"] == ["I", "\U0001F600"]
+
+
+@pytest.mark.parametrize("content_type, status", [
+    ("text/plain", 415), ("application/x-www-form-urlencoded", 415), ("multipart/form-data; boundary=x", 415),
+    ("text/json", 415), (None, 415), ("application/json; charset=utf-8", 200), ("Application/JSON", 200),
+])
+def test_a_post_must_say_it_is_json(server, content_type, status):
+    """A page on another site can send text/plain, form and multipart bodies without asking
+    (a "simple" request): those never reach the model."""
+    for path in ("/api/tag", "/api/attention"):
+        got, headers, body = call(server, "POST", path, {"text": "I saw"}, headers={"Content-Type": content_type})
+        assert got == status, body
+        if status == 415:
+            shown = repr(content_type) if content_type else "none"
+            assert body == {"error": f"send the body with Content-Type: application/json (got {shown})"}
+            assert_secured(headers)
 
 
 def test_a_chunked_body_over_the_cap_is_refused_while_reading(server):
@@ -209,16 +314,51 @@ def test_a_chunked_body_over_the_cap_is_refused_while_reading(server):
 
 
 def test_wrong_paths_methods_and_hosts(server):
-    status, _, body = call(server, "GET", "/api/tag")
+    status, headers, body = call(server, "GET", "/api/tag")
     assert status == 405 and body == {"error": "GET is not allowed on /api/tag"}
-    status, _, body = call(server, "GET", "/api/nothing")
+    assert_secured(headers)
+    status, headers, body = call(server, "GET", "/api/nothing")
     assert status == 404 and body == {"error": "no such page: /api/nothing"}
-    status, _, body = call(server, "POST", "/api/tag", {"text": "I saw"}, headers={"Host": "attacker.example:80"})
-    assert status == 400 and "host" in str(body).lower()
+    assert_secured(headers)
+    status, headers, body = call(server, "POST", "/api/tag", {"text": "I saw"}, headers={"Host": "attacker.example:80"})
+    assert status == 400 and body["error"].startswith("this server does not answer Host 'attacker.example:80'")
+    assert_secured(headers)
     # no body after the bad header: the server answers and closes, and unread bytes would
     # make the kernel reset the connection before the client reads that answer
-    status, _, body = call(server, "POST", "/api/tag", headers={"Content-Length": "abc"})
-    assert status == 400
+    status, headers, body = call(server, "POST", "/api/tag", headers={"Content-Length": "abc"})
+    assert status == 400 and body == {"error": "the request is not valid HTTP/1.1"}
+    assert_secured(headers)
+
+
+@pytest.mark.parametrize("path", ["/static", "/static/"])
+def test_the_assets_folder_is_no_page(server, path):
+    status, headers, body = call(server, "GET", path)
+    assert (status, body) == (404, {"error": f"no such page: {path}"}) and "location" not in headers
+    assert_secured(headers)
+
+
+def test_the_host_check_answers_only_the_names_it_was_given(model):
+    app = create_app(model, allowed_hosts=[*LOOPBACK, "0.0.0.0", "Lab.Example"])
+    with ServerThread(app) as url:
+        port = url.rsplit(":", 1)[1]
+        for host, status in [(f"lab.example:{port}", 200), ("LAB.EXAMPLE", 200), (f"[::1]:{port}", 200),
+                             ("localhost", 200), (f"0.0.0.0:{port}", 200), ("lab.example.evil", 400),
+                             ("evil.example", 400), ("", 400)]:
+            got, headers, body = call(url, "POST", "/api/tag", {"text": "I saw"}, headers={"Host": host})
+            assert got == status, (host, body)
+            assert_secured(headers)
+    assert "lab.example" in body["error"] and "a request without a Host header" in body["error"]
+
+
+@pytest.mark.parametrize("name", ["*", "*.example", "lab.example:8000", "http://lab.example", "", "a b"])
+def test_allowed_hosts_are_names_not_patterns(model, name):
+    with pytest.raises(ValueError, match="is not a host name or an IP address"):
+        create_app(model, allowed_hosts=[*LOOPBACK, name])
+
+
+def test_host_names_are_compared_in_lower_case_and_without_brackets():
+    assert [host_name(n) for n in ("Lab.Example", "[::1]", "0.0.0.0", "::", "my_box")] == [
+        "lab.example", "::1", "0.0.0.0", "::", "my_box"]
 
 
 def test_an_internal_failure_is_a_500_without_a_traceback(model):
@@ -236,13 +376,165 @@ def test_an_internal_failure_is_a_500_without_a_traceback(model):
             status, headers, body = call(url, "POST", path, {"text": "I saw"})
             assert status == 500 and headers["content-type"] == "application/json"
             assert body == {"error": "internal error while answering the request (details are in the server's log)"}
+            assert_secured(headers)
+
+
+# -- slow clients and clients that go away --------------------------------------------------
+
+SHORT = Timeouts(headers=0.5, body=0.9, idle=0.3)  # a trickle every 0.2 s misses each deadline by 0.1 s
+REQUEST_HEAD = b"POST /api/tag HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+@pytest.fixture(scope="module")
+def short_server(model):
+    with ServerThread(create_app(model), timeouts=SHORT) as url:
+        yield url
+
+
+def exchange(url, chunks=(), every=0.0):
+    """Send ``chunks`` over one raw connection, ``every`` seconds apart (stopping once the server
+    answers or closes), then read until the server closes: (seconds from the connect to the
+    close, bytes received, whether the connection was reset). At most ~10 s."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        start = time.monotonic()
+        for chunk in chunks:
+            if select.select([sock], [], [], every)[0]:
+                break
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+        received, reset = b"", False
+        while True:
+            try:
+                data = sock.recv(65536)
+            except ConnectionResetError:
+                reset = True
+                break
+            if not data:
+                break
+            received += data
+        return time.monotonic() - start, received, reset
+
+
+def assert_timed_out(received, what, seconds):
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 "), received
+    assert json.loads(body) == {"error": f"the request {what} did not arrive within {seconds:g} s"}
+    headers = dict(line.split(": ", 1) for line in head.decode().lower().split("\r\n")[1:])
+    assert headers["connection"] == "close"
+    assert_secured(headers)
+
+
+def test_an_idle_connection_is_closed(short_server):
+    elapsed, received, _ = exchange(short_server)
+    assert SHORT.idle - 0.05 <= elapsed < SHORT.idle + 3 and received == b""
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_its_answer(short_server):
+    elapsed, received, _ = exchange(short_server, [b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"])
+    assert received.startswith(b"HTTP/1.1 200 ") and received.count(b"HTTP/1.1") == 1
+    assert SHORT.idle - 0.05 <= elapsed < SHORT.idle + 3
+
+
+def test_headers_that_stop_coming_time_out(short_server):
+    elapsed, received, _ = exchange(short_server, [REQUEST_HEAD])
+    assert SHORT.headers - 0.05 <= elapsed < SHORT.headers + 3
+    assert_timed_out(received, "headers", SHORT.headers)
+
+
+def test_headers_that_trickle_time_out(short_server):
+    trickle = [bytes([b]) for b in REQUEST_HEAD + b"X-Padding: " + b"p" * 100]  # ~30 s at 0.2 s a byte
+    elapsed, received, reset = exchange(short_server, trickle, every=0.2)
+    assert SHORT.headers - 0.05 <= elapsed < SHORT.headers + 3  # not reset by each byte, nor the idle deadline
+    if not reset:  # a byte sent just as the server closed makes the kernel drop its answer
+        assert_timed_out(received, "headers", SHORT.headers)
+
+
+def test_a_short_body_times_out(short_server):
+    elapsed, received, _ = exchange(short_server, [REQUEST_HEAD + b"Content-Length: 50\r\n\r\n" + b'{"text": "I'])
+    assert SHORT.body - 0.05 <= elapsed < SHORT.body + 3
+    assert_timed_out(received, "body", SHORT.body)
+
+
+def test_a_body_that_trickles_times_out(short_server):
+    body = b'{"text": "' + b"a " * 100 + b'"}'
+    chunks = [REQUEST_HEAD + b"Content-Length: %d\r\n\r\n" % len(body), *(bytes([b]) for b in body)]
+    elapsed, received, reset = exchange(short_server, chunks, every=0.2)
+    assert SHORT.body - 0.05 <= elapsed < SHORT.body + 3  # the body's deadline, not the headers'
+    if not reset:
+        assert_timed_out(received, "body", SHORT.body)
+
+
+def test_requests_within_the_deadlines_are_answered(short_server):
+    body = b'{"text": "I saw a saw"}'
+    chunks = [REQUEST_HEAD, b"Content-Length: %d\r\n\r\n" % len(body), body[:10], body[10:]]
+    elapsed, received, _ = exchange(short_server, chunks, every=0.2)
+    assert received.startswith(b"HTTP/1.1 200 ") and b'"tags"' in received
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+class Ended:
+    """ASGI wrapper: ``ended`` is set once the app has finished a request, however it ended."""
+
+    def __init__(self, app):
+        self.app, self.ended = app, threading.Event()
+
+    async def __call__(self, scope, receive, send):
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.ended.set()
+
+
+@pytest.mark.parametrize("hang_up", [True, False])
+def test_a_client_that_goes_away_is_not_an_error(model, hang_up):
+    """The client hangs up in the middle of its body, or its body's deadline runs out while the
+    app reads it: either way the request ends without an error in the server's log."""
+    app = Ended(create_app(model))
+    thread = ServerThread(app, timeouts=SHORT)
+    log, records = logging.getLogger("uvicorn.error"), Records()
+    url = thread.start()
+    log.addHandler(records)
+    try:
+        partial = REQUEST_HEAD + b"Content-Length: 100\r\n\r\n" + b'{"text": '
+        if hang_up:
+            host, port = url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port)), timeout=10) as sock:
+                sock.sendall(partial)
+        else:
+            assert_timed_out(exchange(url, [partial])[1], "body", SHORT.body)
+        assert app.ended.wait(10)
+        state, deadline = thread.server.server_state, time.monotonic() + 10
+        while state.tasks and time.monotonic() < deadline:  # uvicorn logs before it lets go of the task
+            time.sleep(0.01)
+        assert not state.tasks
+    finally:
+        log.removeHandler(records)
+        thread.stop()
+    assert [r.getMessage() for r in records.records if r.levelno >= logging.WARNING] == []
+
+
+def test_timeouts_must_be_positive():
+    with pytest.raises(ValueError, match="the body timeout must be > 0 seconds, got 0"):
+        Timeouts(body=0)
 
 
 # -- the command and the load test ----------------------------------------------------------
 
 def test_attnlab_serve_listens_on_loopback_and_answers():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "attnlab", "serve", "--model", str(tiny_tagger_dir()), "--port", "0", "--quiet"],
+        [sys.executable, "-m", "attnlab", "serve", "--model", str(tiny_tagger_dir()), "--port", "0", "--quiet",
+         "--allow-host", "lab.example", "--allow-host", "10.1.2.3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -252,9 +544,41 @@ def test_attnlab_serve_listens_on_loopback_and_answers():
         status, _, body = call(m.group(1), "POST", "/api/tag", {"text": "I saw a saw"})
         assert status == 200 and len(body["tags"]) == 4
         assert f"({LAYERS} layers x {HEADS} heads)" in line
+        for host, status in (("lab.example", 200), ("10.1.2.3:8000", 200), ("lab.example.evil", 400)):
+            assert call(m.group(1), "POST", "/api/tag", {"text": "I saw"}, headers={"Host": host})[0] == status, host
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_the_hosts_attnlab_serve_answers():
+    """Listening on every address does not turn the Host check off: the loopback names, the bound
+    address and the --allow-host names, nothing else."""
+    import argparse
+
+    from attnlab.cli.serve import _allowed_hosts
+
+    args = argparse.Namespace(host="0.0.0.0", allow_host=["Lab.Example", "[fe80::1]", "lab.example"])
+    assert _allowed_hosts(args) == ["127.0.0.1", "localhost", "::1", "0.0.0.0", "lab.example", "fe80::1"]
+
+
+@pytest.mark.parametrize("option", [["--allow-host", "*"], ["--allow-host", "lab.example:80"], ["--host", "*"]])
+def test_attnlab_serve_refuses_host_patterns_before_loading(tmp_path, capsys, option):
+    from attnlab.cli import main
+
+    assert main(["serve", "--model", str(tmp_path / "no-such-model"), *option]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"attnlab serve: error: {option[0]} {option[1]!r} is not a host name or an IP address "
+                   "(patterns such as '*' and ports are not accepted)\n")
+
+
+@pytest.mark.parametrize("missing", ["uvicorn", "starlette"])
+def test_attnlab_serve_names_the_extra_it_needs_before_any_work(tmp_path, capsys, monkeypatch, missing):
+    from attnlab.cli import main
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if it were not installed
+    assert main(["serve", "--model", str(tmp_path)]) == 2  # an empty directory: no model is loaded
+    assert capsys.readouterr().err == "attnlab serve: needs the 'serve' extra: pip install 'attnlab[serve]'\n"
 
 
 def test_attnlab_serve_with_a_bad_model_directory(tmp_path):

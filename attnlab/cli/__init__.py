@@ -21,7 +21,7 @@ COMMANDS = [
     "attnlab.tagger_cli",  # train, eval, tag, demo
     "attnlab.data.cli",  # data get
     "attnlab.viz.cli",  # explain
-    "attnlab.serve.cli",  # serve
+    "attnlab.cli.serve",  # serve
     "attnlab.experiments.cli",  # experiment
 ]
 

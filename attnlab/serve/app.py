@@ -11,22 +11,29 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
     GET  /                the explorer page; its script and styles are under /static/
 
 Limits: a body over ``max_body_bytes`` or a sentence over ``max_tokens`` tokens is refused with
-413; a body that is not JSON with 400; JSON of the wrong shape with 422. Unexpected failures
-are logged by the server (uvicorn) and answered with a plain 500 message, never a traceback.
-Requests whose Host header is not a loopback name are refused with 400 unless the server was
-started for another address (DNS rebinding). ``/api/tag`` requests that arrive together are
-tagged in shared forward passes (``TagBatcher``).
+413; a POST whose Content-Type is not ``application/json`` with 415 (so that a page on another
+site cannot reach the model with a form or a "simple" request); a body that is not JSON, or
+holds what JSON cannot carry as text (a lone surrogate, a number too long to read), with 400;
+JSON of the wrong shape with 422. Unexpected failures are logged by the server (uvicorn) and
+answered with a plain 500 message, never a traceback; a client that goes away before its
+request is read is a normal end, not an error. Requests whose Host header is not one of
+``allowed_hosts`` (the loopback names unless told otherwise; never a pattern) are refused with
+400 (DNS rebinding). Every response carries the headers of ``SecurityHeaders``. ``/api/tag``
+requests that arrive together are tagged in shared forward passes (``TagBatcher``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 STATIC = Path(__file__).parent / "static"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,14 @@ class ApiError(Exception):
 
 
 # -- reading requests ------------------------------------------------------------------
+
+def require_json(content_type: str | None) -> None:
+    """Refuse (415) a body not declared as ``application/json`` (parameters such as charset aside)."""
+    kind = (content_type or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        got = f"got {content_type[:60]!r}" if content_type else "got none"
+        raise ApiError(415, f"send the body with Content-Type: application/json ({got})")
+
 
 async def read_body(request, limit: int) -> bytes:
     """The request body, refusing (413) anything over ``limit`` bytes before reading it all."""
@@ -83,6 +98,16 @@ def parse_json(body: bytes):
         raise ApiError(400, f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise ApiError(400, "request body is nested too deeply") from None
+    except ValueError:  # an integer over Python's limit on digits (sys.get_int_max_str_digits)
+        raise ApiError(400, "request body holds a number with too many digits to read") from None
+
+
+def _check_text(value: str, where: str) -> None:
+    """Refuse (400) a string that is not Unicode text: a lone surrogate that JSON's \\uXXXX allows."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, f"{where} holds {ascii(value[exc.start])}, a lone surrogate, which is not a character") from None
 
 
 def sentence_tokens(obj, limits: Limits) -> list[str]:
@@ -102,6 +127,7 @@ def sentence_tokens(obj, limits: Limits) -> list[str]:
             raise ApiError(422, f'"text" must be a string, got a JSON {_json_type(text)}')
         if len(text) > limits.max_tokens * (limits.max_token_chars + 1):
             raise ApiError(413, f'"text" is {len(text)} characters long; send at most {limits.max_tokens} words')
+        _check_text(text, '"text"')
         tokens = tokenize(text)
     else:
         tokens = obj["tokens"]
@@ -110,6 +136,7 @@ def sentence_tokens(obj, limits: Limits) -> list[str]:
         for i, t in enumerate(tokens[: limits.max_tokens + 1]):
             if not isinstance(t, str) or not t.strip():
                 raise ApiError(422, f'"tokens"[{i}] must be a non-empty string, got {json.dumps(t)[:40]}')
+            _check_text(t, f'"tokens"[{i}]')
     if not tokens:
         raise ApiError(422, "the sentence has no words")
     if len(tokens) > limits.max_tokens:
@@ -182,26 +209,32 @@ def _rounded(x: float) -> float:
     return round(float(x), 6)
 
 
-def create_app(model, *, limits: Limits = Limits(), allowed_hosts: list[str] | None = None, max_batch: int = 32):
+def error_response(status: int, message: str):
+    """``{"error": message}`` with ``status``: how the explorer answers whatever it refuses."""
+    from starlette.responses import JSONResponse
+
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32):
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
-    ``tag``, ``attention`` and ``describe`` methods). ``allowed_hosts``: the Host header values
-    to answer (default: the loopback names); ``["*"]`` answers any. ``max_batch``: most
-    ``/api/tag`` requests tagged in one forward pass (1 = one at a time)."""
+    ``tag``, ``attention`` and ``describe`` methods). ``allowed_hosts``: the names and addresses
+    a request's Host header may give (default: the loopback names; see ``host_name``; no
+    patterns, so the check is never off). ``max_batch``: most ``/api/tag`` requests tagged in
+    one forward pass (1 = one at a time)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
-    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
+    hosts = frozenset(host_name(h) for h in allowed_hosts)
     batcher = TagBatcher(model.tag, max_batch)
 
     async def sentence(request) -> list[str]:
+        require_json(request.headers.get("content-type"))
         return sentence_tokens(parse_json(await read_body(request, limits.max_body_bytes)), limits)
 
     async def health(request):
@@ -225,31 +258,87 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts: list[str] | N
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
-    async def api_error(request, exc: ApiError):
-        return error(exc.status, exc.message)
-
-    async def http_error(request, exc: HTTPException):
-        messages = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
-        return error(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
-
-    async def server_error(request, exc: Exception):  # uvicorn logs the traceback
-        return error(500, "internal error while answering the request (details are in the server's log)")
+    async def no_page(request):
+        raise HTTPException(404)
 
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
         Route("/api/tag", tag, methods=["POST"]),
         Route("/api/attention", attention, methods=["POST"]),
+        Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
-    hosts = allowed_hosts if allowed_hosts is not None else ["127.0.0.1", "localhost", "::1", "[::1]"]
-    app = Starlette(
-        routes=routes,
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=hosts), Middleware(SecurityHeaders)],
-        exception_handlers={ApiError: api_error, HTTPException: http_error, Exception: server_error},
-    )
+    app = Starlette(routes=routes, middleware=[Middleware(HostCheck, hosts=hosts)], exception_handlers=_error_handlers())
+    # outside Starlette's own error handling, so that its 500 answers carry the headers too
+    app.middleware_stack = SecurityHeaders(app.build_middleware_stack())
     app.state.batcher = batcher
     return app
+
+
+def _error_handlers() -> dict:
+    """How the app answers what it raises, by exception class."""
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
+
+    async def api_error(request, exc: ApiError):
+        return error_response(exc.status, exc.message)
+
+    async def http_error(request, exc: HTTPException):
+        messages = {404: f"no such page: {request.url.path}", 405: f"{request.method} is not allowed on {request.url.path}"}
+        return error_response(exc.status_code, messages.get(exc.status_code, str(exc.detail)))
+
+    async def client_gone(request, exc: ClientDisconnect):  # a normal end: nobody reads this answer
+        return error_response(400, "the connection closed before the whole request arrived")
+
+    async def server_error(request, exc: Exception):  # uvicorn logs the traceback
+        return error_response(500, "internal error while answering the request (details are in the server's log)")
+
+    return {ApiError: api_error, HTTPException: http_error, ClientDisconnect: client_gone, Exception: server_error}
+
+
+# -- what every request and response goes through ----------------------------------------
+
+def host_name(name: str) -> str:
+    """``name`` (a host name or an IP address, as given to ``allowed_hosts``) the way the Host
+    check compares it: lower case, an IPv6 address without brackets. ValueError for anything
+    else: a pattern such as ``*``, a port, a URL."""
+    bare = name.strip().lower().removeprefix("[").removesuffix("]")
+    if ":" in bare:
+        try:
+            ipaddress.IPv6Address(bare)
+            return bare
+        except ValueError:
+            pass
+    elif re.fullmatch(r"[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?", bare):
+        return bare
+    raise ValueError(f"{name!r} is not a host name or an IP address (patterns such as '*' and ports are not accepted)")
+
+
+def _host_of(header: str) -> str:
+    """The name or address in a Host header, without the port: ``[::1]:8000`` -> ``::1``."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.partition(":")[0]
+
+
+class HostCheck:
+    """ASGI middleware: refuse (400) a request whose Host header is not one of ``hosts``, so that
+    a page on another site whose name is pointed at this machine (DNS rebinding) gets nothing."""
+
+    def __init__(self, app, hosts: frozenset[str]):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            if _host_of(host) not in self.hosts:
+                shown = f"Host {host[:80]!r}" if host else "a request without a Host header"
+                response = error_response(400, f"this server does not answer {shown}; it answers "
+                                               f"{', '.join(sorted(self.hosts))}")
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ..errors import UserError
+
+NEEDS_EXTRA = "attnlab serve: needs the 'serve' extra: pip install 'attnlab[serve]'"
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -14,11 +18,18 @@ def add_parser(sub) -> None:
             "Serve a trained attention tagger locally: a page to type a sentence, see its tags and "
             "explore the attention of every layer and head (heatmap and line view), and the JSON API "
             "behind it: POST /api/tag, POST /api/attention, GET /api/health. Listens on 127.0.0.1 "
-            "unless --host says otherwise; everything the page needs ships with attnlab."
+            "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
+            "answered only when their Host header names this server: the loopback names, the --host "
+            "address and every --allow-host name. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
     p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only); with another address, "
+                        "name the server as other machines reach it with --allow-host")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests whose Host header is NAME (a host name or IP address, no patterns; "
+                        "repeatable), e.g. the machine's name when --host is 0.0.0.0")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--max-tokens", type=int, default=128, help="most tokens in one request's sentence (default 128)")
     p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
@@ -30,25 +41,51 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _has_serve_extra() -> bool:
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _allowed_hosts(args) -> list[str]:
+    """The Host header values to answer: the loopback names, the --host address, the --allow-host names."""
+    from ..serve.app import LOOPBACK, host_name
+
+    hosts = list(LOOPBACK)
+    for option, names in (("--host", [args.host]), ("--allow-host", args.allow_host)):
+        for name in names:
+            try:
+                hosts.append(host_name(name))
+            except ValueError as exc:
+                raise UserError(f"{option} {exc}") from None
+    return list(dict.fromkeys(hosts))
+
+
 def run(args) -> int:
+    if not _has_serve_extra():
+        print(NEEDS_EXTRA, file=sys.stderr)
+        return 2
+    from ..serve.app import LOOPBACK, Limits, create_app
+    from ..serve.server import bind_socket, make_server, url_of
     from ..viz.model import load_explainable
-    from .app import Limits, create_app
-    from .server import LOOPBACK, bind_socket, make_server, url_of
 
     import torch
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    hosts = _allowed_hosts(args)
     limits = Limits(max_body_bytes=args.max_body, max_tokens=args.max_tokens)
+    torch.set_num_threads(args.threads)
     model = load_explainable(args.model)
-    local = args.host in LOOPBACK
-    hosts = None if local else ["*"]
     app = create_app(model, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch)
     sock = bind_socket(args.host, args.port)
     url = url_of(sock)
-    if not local:
-        print(f"attnlab serve: warning: listening on {args.host}: other machines can reach this server", file=sys.stderr)
+    if args.host not in LOOPBACK:
+        print(f"attnlab serve: warning: listening on {args.host}: other machines can reach this server; it answers "
+              f"requests for Host {', '.join(hosts)} (add names with --allow-host)", file=sys.stderr)
     print(f"attnlab explorer for {args.model} ({model.layers} layers x {model.heads} heads) at {url}/  (Ctrl-C stops it)",
           flush=True)
     server = make_server(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet)
