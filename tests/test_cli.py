@@ -74,7 +74,7 @@ def test_steps_prints_the_oracle_numbers(capsys, normalize, seed):
 
 
 def test_steps_multi_head_numbers_equal_the_oracle(capsys):
-    from attnlab import walkthrough
+    from attnlab.viz import steps as walkthrough
 
     main(["steps"])
     out = capsys.readouterr().out

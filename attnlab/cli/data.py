@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .download import DATASETS, DEFAULT_TIMEOUT
+from ..data.download import DATASETS, DEFAULT_TIMEOUT
 
 
 def add_parser(subparsers) -> None:
@@ -49,7 +49,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_get(args) -> int:
-    from .download import get_dataset
+    from ..data.download import get_dataset
 
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")
