@@ -15,7 +15,10 @@ from ..data.download import DATASETS, DEFAULT_TIMEOUT
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "data", help="download datasets (the UD English-EWT treebank)",
-        description="Download the datasets attnlab trains and evaluates on.",
+        description=(
+            "Download the datasets attnlab trains and evaluates on: `attnlab data get NAME --dest DIR` fetches "
+            "every file of a dataset, resumes an interrupted download and checks each file's SHA-256."
+        ),
     )
     sub = p.add_subparsers(dest="data_command", metavar="<subcommand>")
     p.set_defaults(func=lambda args: _usage(p))
