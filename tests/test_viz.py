@@ -233,8 +233,8 @@ def test_explain_bad_choices_are_one_line_errors(args, message, tmp_path, capsys
 
 @pytest.mark.parametrize("out, message", [
     ("x.jpg", "unknown image format '.jpg'"),
-    ("no-such-dir/x.png", "no-such-dir does not exist"),
     ("a-file/x.png", "a-file is not a directory"),
+    ("a-file/sub/x.png", "a-file is not a directory"),
     ("a-dir.png", "a-dir.png is a directory"),
 ])
 def test_explain_checks_out_before_loading_the_model(out, message, tmp_path, capsys, monkeypatch):
@@ -249,6 +249,15 @@ def test_explain_checks_out_before_loading_the_model(out, message, tmp_path, cap
     assert main(["explain", "--model", str(tiny_tagger_dir()), SENTENCE, "--out", str(tmp_path / out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("attnlab explain: error: ") and message in err and err.count("\n") == 1
+
+
+def test_image_format_accepts_directories_still_to_be_created(tmp_path):
+    from attnlab.viz.heatmap import image_format
+
+    assert image_format(tmp_path / "new" / "sub" / "x.PDF") == "pdf"
+    w = torch.softmax(torch.randn(1, 1, 2, 2), -1)
+    plot_attention_grid(["a", "b"], w, path=tmp_path / "new" / "x.png")
+    assert png_size(tmp_path / "new" / "x.png")[0] > 100
 
 
 def test_explain_without_a_model_directory(tmp_path, capsys):

@@ -113,6 +113,3 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print(f"attnlab {args.command}: interrupted", file=sys.stderr)
         return 130
-
-if __name__ == "__main__":
-    sys.exit(main())

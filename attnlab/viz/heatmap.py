@@ -33,17 +33,17 @@ def _pick(count: int, index: int | None, what: str) -> list[int]:
 
 def image_format(path: str | Path) -> str:
     """The format ``path`` asks for ("png", "svg" or "pdf"), after checking that an image can be
-    written there: a known suffix, not a directory, in a directory that exists. Cheap: call it
-    before any work."""
+    written there: a known suffix, not a directory, and no regular file where a directory must be
+    (missing directories are created when the image is written). Cheap: call it before any work."""
     path = Path(path)
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise ValueError(f"{path}: unknown image format {path.suffix!r}; use one of .{', .'.join(FORMATS)}")
     if path.is_dir():
         raise ValueError(f"{path} is a directory; name an image file, e.g. {path / 'attn.png'}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise ValueError(f"{path}: {parent} " + ("is not a directory" if parent.exists() else "does not exist"))
+    existing = next(p for p in path.absolute().parents if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{path}: {existing} is not a directory")
     return fmt
 
 
