@@ -80,11 +80,14 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     except (AttributeError, OSError, ValueError):  # stdout is not a file (e.g. captured by a test)
         pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run `attnlab ARGV` and return its exit code: 0, 2 for bad input (one line on stderr),
+    130 when interrupted, 141 when the reader of stdout went away (`attnlab steps | head -1`)."""
     try:
         try:
             return _run(argv)
