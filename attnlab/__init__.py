@@ -3,32 +3,47 @@
     >>> import torch, attnlab
     >>> layer = attnlab.MultiHeadSelfAttention(d_model=64, heads=4)
     >>> y = layer(torch.randn(2, 10, 64), lengths=torch.tensor([10, 7]))
+
+The names below are imported on first use, so that ``import attnlab`` (and
+``attnlab --help``) does not load torch.
 """
 
-from . import reference
-from .attention import masks
-from .attention.functional import NORMALIZERS, scaled_dot_product_attention
-from .attention.varlen import VarlenPlan, varlen_attention, varlen_attention_qkv
-from .modules import MultiHeadSelfAttention, SelfAttention, TransformerEncoder, TransformerEncoderLayer
-from .packing import cu_seqlens_from_lengths, pack, pack_padded, unpack, unpack_padded
+from importlib import import_module
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "NORMALIZERS",
-    "MultiHeadSelfAttention",
-    "SelfAttention",
-    "TransformerEncoder",
-    "TransformerEncoderLayer",
-    "VarlenPlan",
-    "cu_seqlens_from_lengths",
-    "masks",
-    "pack",
-    "pack_padded",
-    "reference",
-    "scaled_dot_product_attention",
-    "unpack",
-    "unpack_padded",
-    "varlen_attention",
-    "varlen_attention_qkv",
-]
+# public name -> (module that defines it, attribute; None = the module itself)
+_EXPORTS = {
+    "NORMALIZERS": (".attention.functional", "NORMALIZERS"),
+    "MultiHeadSelfAttention": (".modules", "MultiHeadSelfAttention"),
+    "SelfAttention": (".modules", "SelfAttention"),
+    "TransformerEncoder": (".modules", "TransformerEncoder"),
+    "TransformerEncoderLayer": (".modules", "TransformerEncoderLayer"),
+    "VarlenPlan": (".attention.varlen", "VarlenPlan"),
+    "cu_seqlens_from_lengths": (".packing", "cu_seqlens_from_lengths"),
+    "masks": (".attention.masks", None),
+    "pack": (".packing", "pack"),
+    "pack_padded": (".packing", "pack_padded"),
+    "reference": (".reference", None),
+    "scaled_dot_product_attention": (".attention.functional", "scaled_dot_product_attention"),
+    "unpack": (".packing", "unpack"),
+    "unpack_padded": (".packing", "unpack_padded"),
+    "varlen_attention": (".attention.varlen", "varlen_attention"),
+    "varlen_attention_qkv": (".attention.varlen", "varlen_attention_qkv"),
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module_name, attribute = _EXPORTS[name]
+    module = import_module(module_name, __name__)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -231,6 +231,35 @@ def test_explain_bad_choices_are_one_line_errors(args, message, tmp_path, capsys
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("out, message", [
+    ("x.jpg", "unknown image format '.jpg'"),
+    ("a-file/x.png", "a-file is not a directory"),
+    ("a-file/sub/x.png", "a-file is not a directory"),
+    ("a-dir.png", "a-dir.png is a directory"),
+])
+def test_explain_checks_out_before_loading_the_model(out, message, tmp_path, capsys, monkeypatch):
+    import attnlab.viz.model
+
+    def must_not_load(path):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    monkeypatch.setattr(attnlab.viz.model, "load_explainable", must_not_load)
+    (tmp_path / "a-file").write_text("x")
+    (tmp_path / "a-dir.png").mkdir()
+    assert main(["explain", "--model", str(tiny_tagger_dir()), SENTENCE, "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnlab explain: error: ") and message in err and err.count("\n") == 1
+
+
+def test_image_format_accepts_directories_still_to_be_created(tmp_path):
+    from attnlab.viz.heatmap import image_format
+
+    assert image_format(tmp_path / "new" / "sub" / "x.PDF") == "pdf"
+    w = torch.softmax(torch.randn(1, 1, 2, 2), -1)
+    plot_attention_grid(["a", "b"], w, path=tmp_path / "new" / "x.png")
+    assert png_size(tmp_path / "new" / "x.png")[0] > 100
+
+
 def test_explain_without_a_model_directory(tmp_path, capsys):
     assert main(["explain", "--model", str(tmp_path / "missing"), SENTENCE]) == 2
     err = capsys.readouterr().err

@@ -1,29 +1,37 @@
 """`attnlab <command>`: the command-line entry point.
 
 Each command lives in its own module, which exposes ``add_parser(subparsers)``;
-the parser it adds sets ``func(args) -> int`` as its default. Commands import
-their heavy dependencies inside ``func`` so that ``attnlab --help`` stays fast.
+the parser it adds sets ``func(args) -> int`` as its default. A command module
+only parses arguments, calls the library and prints. It imports torch and other
+heavy libraries inside ``func``, so that ``attnlab --help`` and
+``attnlab <command> --help`` answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 
-from ..errors import UserError
+from ..errors import MissingExtra, UserError, require_extra
+
+__all__ = ["COMMANDS", "build_parser", "main", "require_extra"]
 
 # Module paths of the commands, in the order `attnlab --help` lists them.
 COMMANDS = [
-    "attnlab.walkthrough",  # steps
+    "attnlab.cli.steps",  # steps
     "attnlab.cli.bench",  # bench
     "attnlab.tagger_cli",  # train, eval, tag, demo
-    "attnlab.data.cli",  # data get
-    "attnlab.viz.cli",  # explain
+    "attnlab.cli.data",  # data get
+    "attnlab.cli.explain",  # explain
     "attnlab.cli.serve",  # serve
-    "attnlab.experiments.cli",  # experiment
+    "attnlab.cli.experiment",  # experiment
 ]
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
             "fast packed encoders, taggers and benchmarks."
         ),
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages (e.g. why the fused attention path was not used)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log attnlab's debug messages (e.g. why the fused attention path was not used)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMANDS:
@@ -48,22 +57,62 @@ def _version() -> str:
     return __version__
 
 
+@contextlib.contextmanager
+def _attnlab_logging(verbose: bool):
+    """attnlab's own loggers print to stderr: debug messages with -v, else warnings and errors.
+    The root logger is left alone, so other libraries (matplotlib, torch) stay quiet."""
+    logger = logging.getLogger("attnlab")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    level = logger.level
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (`attnlab steps | head -1`), point stdout at /dev/null so that
+    Python's own flush at exit does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (AttributeError, OSError, ValueError):  # stdout is not a file (e.g. captured by a test)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run `attnlab ARGV` and return its exit code: 0, 2 for bad input (one line on stderr),
+    130 when interrupted, 141 when the reader of stdout went away (`attnlab steps | head -1`)."""
+    try:
+        try:
+            return _run(argv)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _run(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with _attnlab_logging(args.verbose):
+            return int(args.func(args) or 0)
+    except MissingExtra as exc:
+        print(f"attnlab {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (UserError, ValueError, FileNotFoundError) as exc:
         print(f"attnlab {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"attnlab {args.command}: interrupted", file=sys.stderr)
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, require_extra
 
-NEEDS_EXTRA = "attnlab serve: needs the 'serve' extra: pip install 'attnlab[serve]'"
 
 
 def add_parser(sub) -> None:
@@ -41,15 +40,6 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _has_serve_extra() -> bool:
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def _allowed_hosts(args) -> list[str]:
     """The Host header values to answer: the loopback names, the --host address, the --allow-host names."""
     from ..serve.app import LOOPBACK, host_name
@@ -65,9 +55,7 @@ def _allowed_hosts(args) -> list[str]:
 
 
 def run(args) -> int:
-    if not _has_serve_extra():
-        print(NEEDS_EXTRA, file=sys.stderr)
-        return 2
+    require_extra("serve", ["starlette", "uvicorn"])
     from ..serve.app import LOOPBACK, Limits, create_app
     from ..serve.server import bind_socket, make_server, url_of
     from ..viz.model import load_explainable

@@ -147,14 +147,12 @@ def plot_spec(title: str, xlabel: str, ylabel: str, lines: list[dict], *, xscale
 
 def draw(panels: dict | list[dict], suptitle: str | None = None):
     """A matplotlib figure with one axis per panel spec (a spec or a list of specs)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+    from ..viz.figure import pyplot
+
     panels = [panels] if isinstance(panels, dict) else list(panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(panels), figsize=(6.4 * len(panels), 4.6), squeeze=False)
     for ax, spec in zip(axes[0], panels):
         if spec.get("kind") == "bar":
             _draw_bars(ax, spec)
@@ -208,21 +206,11 @@ def _draw_bars(ax, spec: dict) -> None:
     ax.legend(fontsize=8, loc="lower right")
 
 
-def save_figure(fig, path: Path, dpi: int = 100) -> None:
-    """PNG, written atomically; closes the figure."""
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def finish(settings: Settings, name: str, result: dict, panels: list[dict], markdown: str,
            suptitle: str | None = None) -> dict:
     """Write <name>.json (with the plot specs), <name>.png and <name>.md; returns the result."""
+    from ..viz.figure import save_figure
+
     result = {**result, "plot": panels, "png": f"{name}.png"}
     out = Path(settings.out)
     save_figure(draw(panels, suptitle), out / f"{name}.png")

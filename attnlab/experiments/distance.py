@@ -21,7 +21,9 @@ Each encoder is trained once per k: ``window`` (sees +-window tokens), ``cnn`` (
 from __future__ import annotations
 
 import random
+import sys
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 from .common import (
@@ -110,54 +112,87 @@ def _task_class():
     return QueryTask
 
 
-def run(settings: Settings) -> dict:
-    import torch
+@dataclass(frozen=True)
+class Plan:
+    """The distances, encoders, data sizes and training budget of one distance run (from the settings)."""
+
+    ks: list
+    encoders: tuple
+    classes: int
+    train_tokens: int  # per k; the number of training sequences follows from it
+    max_train: int
+    min_train: int
+    dev_n: int
+    test_n: int
+    epochs: int
+    patience: int
+    batch_tokens: int
+    max_minutes: float
+    scale: float
+
+    def train_sequences(self, k: int) -> int:
+        return max(self.min_train, min(self.max_train, self.train_tokens // (k + 10)))
+
+
+def plan(settings: Settings) -> Plan:
+    return Plan(
+        ks=[int(k) for k in settings.get("distances", DISTANCES, (1, 4, 16, 64))],
+        encoders=tuple(settings.get("encoders", ENCODERS, ENCODERS)),
+        classes=int(settings.get("classes", 4, 4)),
+        train_tokens=int(settings.get("train_tokens", 60_000, 12_000)),
+        max_train=int(settings.get("max_train_sequences", 2000, 300)),
+        min_train=int(settings.get("min_train_sequences", 48, 16)),
+        dev_n=int(settings.get("dev_sequences", 48, 24)),
+        test_n=int(settings.get("test_sequences", 200, 48)),
+        epochs=int(settings.get("epochs", 30, 8)),
+        patience=int(settings.get("patience", 8, 8)),
+        batch_tokens=int(settings.get("batch_tokens", 1200, 600)),
+        max_minutes=settings.get("max_minutes", 1.0, 0.15),
+        scale=float(settings.get("scale", 1.0, 0.5)),
+    )
+
+
+def train_runs(p: Plan, settings: Settings) -> list[dict]:
+    """One run per (k, encoder): accuracy on the query tokens of the test sequences."""
+    from tqdm import tqdm
 
     from ..features import FeatureConfig
     from ..train import TrainConfig
 
-    started = time.monotonic()
-    torch.set_num_threads(settings.threads)
-    ks = [int(k) for k in settings.get("distances", DISTANCES, (1, 4, 16, 64))]
-    encoders = tuple(settings.get("encoders", ENCODERS, ENCODERS))
-    classes = int(settings.get("classes", 4, 4))
-    train_tokens = int(settings.get("train_tokens", 60_000, 12_000))
-    max_train = int(settings.get("max_train_sequences", 2000, 300))
-    min_train = int(settings.get("min_train_sequences", 48, 16))
-    dev_n = int(settings.get("dev_sequences", 48, 24))
-    test_n = int(settings.get("test_sequences", 200, 48))
-    epochs = int(settings.get("epochs", 30, 8))
-    patience = int(settings.get("patience", 8, 8))
-    batch_tokens = int(settings.get("batch_tokens", 1200, 600))
-    max_minutes = settings.get("max_minutes", 1.0, 0.15)
-    scale = float(settings.get("scale", 1.0, 0.5))
     features = FeatureConfig(word_dim=32, shape_dim=4, char_dim=8, char_filters=8, char_widths=(2,),
                              word_dropout=0.0, dropout=0.0)
     runs = []
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(ks) * len(encoders), desc=NAME, unit="run", disable=not settings.progress,
-               file=__import__("sys").stderr)
-    for k in ks:
-        n_train = max(min_train, min(max_train, train_tokens // (k + 10)))
-        train = make_dataset(k, n_train, settings.seed, classes=classes)
-        dev = make_dataset(k, dev_n, settings.seed + 1000, classes=classes)
-        test = make_dataset(k, test_n, settings.seed + 2000, classes=classes)
-        for enc in encoders:
-            config = scaled_tagger_config(enc, SIZES[enc], scale, features, dropout=0.0)
-            tc = TrainConfig(epochs=epochs, batch_tokens=batch_tokens, lr=3e-3, warmup=30, schedule="cosine",
-                             patience=patience, seed=settings.seed, checkpoint_every=0)
-            r = train_tagger(config, train, dev, test, tc, max_minutes=max_minutes, progress=settings.progress,
+    bar = tqdm(total=len(p.ks) * len(p.encoders), desc=NAME, unit="run", disable=not settings.progress, file=sys.stderr)
+    for k in p.ks:
+        n_train = p.train_sequences(k)
+        train = make_dataset(k, n_train, settings.seed, classes=p.classes)
+        dev = make_dataset(k, p.dev_n, settings.seed + 1000, classes=p.classes)
+        test = make_dataset(k, p.test_n, settings.seed + 2000, classes=p.classes)
+        for enc in p.encoders:
+            config = scaled_tagger_config(enc, SIZES[enc], p.scale, features, dropout=0.0)
+            tc = TrainConfig(epochs=p.epochs, batch_tokens=p.batch_tokens, lr=3e-3, warmup=30, schedule="cosine",
+                             patience=p.patience, seed=settings.seed, checkpoint_every=0)
+            r = train_tagger(config, train, dev, test, tc, max_minutes=p.max_minutes, progress=settings.progress,
                              task_class=_task_class(), score=query_accuracy, label=f"{enc} k={k}")
             runs.append({"encoder": enc, "k": k, "train_sequences": n_train, **r})
             log(f"{NAME}: {enc:9s} k={k:4d} ({n_train} sequences): query accuracy {fmt_pct(r['test'], 1)}% "
                 f"({r['status']}, {r['epochs']} epochs, {r['train_seconds']:.0f} s)")
             bar.update(1)
     bar.close()
+    return runs
 
+
+def run(settings: Settings) -> dict:
+    import torch
+
+    started = time.monotonic()
+    torch.set_num_threads(settings.threads)
+    p = plan(settings)
+    runs = train_runs(p, settings)
+    ks, encoders = p.ks, p.encoders
     acc = {enc: [next(r["test"] for r in runs if r["encoder"] == enc and r["k"] == k) for k in ks] for enc in encoders}
     lines = [series(enc, ks, [100 * a for a in acc[enc]]) for enc in encoders]
-    chance = 100.0 / classes
+    chance = 100.0 / p.classes
     panel = plot_spec("query accuracy vs distance to the deciding token", "distance k (log scale)",
                       "accuracy on the query token (%)", lines, xscale="log", ylim=(0, 102),
                       hline={"y": chance, "label": f"chance ({chance:.0f}%)"})
@@ -166,15 +201,14 @@ def run(settings: Settings) -> dict:
     info = machine()
     seconds = time.monotonic() - started
     header = ["k", "train sequences"] + list(encoders)
-    rows = [[k, next(r["train_sequences"] for r in runs if r["k"] == k)] + [fmt_pct(acc[e][i], 1) for e in encoders]
-            for i, k in enumerate(ks)]
+    rows = [[k, p.train_sequences(k)] + [fmt_pct(acc[e][i], 1) for e in encoders] for i, k in enumerate(ks)]
     md = f"""### distance: label decided by the token k positions away
 
 ![accuracy vs distance]({NAME}.png)
 
-Accuracy (%) on the query token of {test_n} test sequences per k (chance {chance:.0f}%, {classes} classes);
-{train_tokens:,} training tokens per k (at least {min_train} sequences), {dev_n} dev sequences for early stopping,
-at most {epochs} epochs (patience {patience}) and {max_minutes} min per run. Receptive fields: window +-{reach['window']}, cnn
+Accuracy (%) on the query token of {p.test_n} test sequences per k (chance {chance:.0f}%, {p.classes} classes);
+{p.train_tokens:,} training tokens per k (at least {p.min_train} sequences), {p.dev_n} dev sequences for early stopping,
+at most {p.epochs} epochs (patience {p.patience}) and {p.max_minutes} min per run. Receptive fields: window +-{reach['window']}, cnn
 +-{reach['cnn']} tokens; bilstm and attention see the whole sequence. Sizes: {SIZES}.
 
 {markdown_table(header, rows)}
@@ -182,9 +216,9 @@ at most {epochs} epochs (patience {patience}) and {max_minutes} min per run. Rec
 {footer(settings, seconds, info, settings.seed)}
 """
     result = {
-        "experiment": NAME, "distances": ks, "encoders": list(encoders), "classes": classes, "sizes": SIZES,
-        "scale": scale, "train_tokens": train_tokens, "epochs": epochs, "patience": patience, "max_minutes": max_minutes,
-        "receptive_field": reach, "accuracy": acc, "runs": runs, "machine": info, "seconds": seconds,
-        "command": settings.command,
+        "experiment": NAME, "distances": ks, "encoders": list(encoders), "classes": p.classes, "sizes": SIZES,
+        "scale": p.scale, "train_tokens": p.train_tokens, "epochs": p.epochs, "patience": p.patience,
+        "max_minutes": p.max_minutes, "receptive_field": reach, "accuracy": acc, "runs": runs, "machine": info,
+        "seconds": seconds, "command": settings.command,
     }
     return finish(settings, NAME, result, [panel], md)

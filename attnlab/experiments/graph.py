@@ -223,13 +223,63 @@ def token_baseline(train: list[Graph], test: list[Graph]) -> float:
     return sum(p == l for p, l in pairs) / len(pairs)
 
 
-def run(settings: Settings) -> dict:
+def token_vocab(graphs: list[Graph]) -> dict[str, int]:
+    """Input token -> id, in order of first appearance; 0 is padding, 1 an unseen token."""
+    vocab = {"<pad>": 0, "<unk>": 1}
+    for g in graphs:
+        for t in g.tokens():
+            vocab.setdefault(t, len(vocab))
+    return vocab
+
+
+def train_one(variant: str, seed: int, vocab: dict, graphs: tuple[list, list, list], *, width: int, epochs: int,
+              max_minutes, progress: bool) -> dict:
+    """Train one model (masked or unmasked) on ``graphs`` = (train, dev, test); score its best state on test."""
     import shutil
     import tempfile
 
     from ..checkpoint import load_model_dir, load_state_into
     from ..train import TrainConfig, train as run_training
 
+    train, dev, test = graphs
+    torch.manual_seed(seed)
+    model = GraphAttentionModel(len(vocab), len(LABELS), width=width)
+    task = GraphTask(model, vocab, train, dev, use_graph=variant == "masked")
+    tc = TrainConfig(epochs=epochs, batch_tokens=800, lr=2e-3, warmup=50, schedule="cosine", patience=8,
+                     seed=seed, checkpoint_every=0)
+    workdir = Path(tempfile.mkdtemp(prefix="attnlab-graph-"))
+    t0 = time.monotonic()
+    try:
+        result = run_training(model, task, tc, workdir, max_minutes=max_minutes, progress=progress,
+                              log=(lambda m: log(f"  [{variant} seed {seed}] {m}")) if progress else (lambda m: None))
+        files = load_model_dir(workdir)
+        load_state_into(model, files.state, workdir / "model.safetensors")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    acc = task.accuracy(model, test)
+    log(f"{NAME}: {variant:8s} seed {seed}: test accuracy {fmt_pct(acc)}% ({result.status}, {result.epoch} epochs)")
+    return {"variant": variant, "seed": seed, "test": acc, "dev": result.best_score,
+            "epochs": result.epoch, "status": result.status, "train_seconds": round(time.monotonic() - t0, 2),
+            "dev_history": [h["dev"] for h in result.history]}
+
+
+def learning_curves(runs: list[dict], summary: dict, base: float) -> dict:
+    """Dev accuracy per epoch, mean over seeds with the min..max band (up to the shortest run)."""
+    lines = []
+    for v in VARIANTS:
+        hs = [r["dev_history"] for r in runs if r["variant"] == v]
+        length = min(len(h) for h in hs)
+        xs = list(range(1, length + 1))
+        lines.append(series(f"{v} (test {100 * summary[v]['mean']:.1f}%)", xs,
+                            [100 * sum(h[i] for h in hs) / len(hs) for i in range(length)],
+                            low=[100 * min(h[i] for h in hs) for i in range(length)],
+                            high=[100 * max(h[i] for h in hs) for i in range(length)]))
+    return plot_spec("node labels (red neighbours: 0 / 1 / 2+), dev accuracy while training", "epoch",
+                     "dev accuracy (%)", lines, ylim=(0, 102),
+                     hline={"y": 100 * base, "label": f"majority label ({100 * base:.0f}%)"})
+
+
+def run(settings: Settings) -> dict:
     started = time.monotonic()
     torch.set_num_threads(settings.threads)
     n_train = int(settings.get("train_graphs", 3000, 300))
@@ -239,54 +289,16 @@ def run(settings: Settings) -> dict:
     seeds = int(settings.get("seeds", 3, 1))
     width = int(settings.get("width", 64, 32))
     max_minutes = settings.get("max_minutes", 1.0, 0.1)
-    train, dev, test = (make_graphs(n, settings.seed * 7919 + i) for i, n in enumerate((n_train, n_dev, n_test)))
-    vocab = {"<pad>": 0, "<unk>": 1}
-    for g in train:
-        for t in g.tokens():
-            vocab.setdefault(t, len(vocab))
-    runs = []
-    curves = {}
-    for variant in VARIANTS:
-        for s in range(seeds):
-            seed = settings.seed + s
-            torch.manual_seed(seed)
-            model = GraphAttentionModel(len(vocab), len(LABELS), width=width)
-            task = GraphTask(model, vocab, train, dev, use_graph=variant == "masked")
-            tc = TrainConfig(epochs=epochs, batch_tokens=800, lr=2e-3, warmup=50, schedule="cosine", patience=8,
-                             seed=seed, checkpoint_every=0)
-            workdir = Path(tempfile.mkdtemp(prefix="attnlab-graph-"))
-            t0 = time.monotonic()
-            try:
-                result = run_training(model, task, tc, workdir, max_minutes=max_minutes, progress=settings.progress,
-                                      log=(lambda m: log(f"  [{variant} seed {seed}] {m}")) if settings.progress else (lambda m: None))
-                files = load_model_dir(workdir)
-                load_state_into(model, files.state, workdir / "model.safetensors")
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
-            acc = task.accuracy(model, test)
-            history = [h["dev"] for h in result.history]
-            curves.setdefault(variant, []).append(history)
-            runs.append({"variant": variant, "seed": seed, "test": acc, "dev": result.best_score,
-                         "epochs": result.epoch, "status": result.status, "train_seconds": round(time.monotonic() - t0, 2),
-                         "dev_history": history})
-            log(f"{NAME}: {variant:8s} seed {seed}: test accuracy {fmt_pct(acc)}% ({result.status}, {result.epoch} epochs)")
-
+    graphs = tuple(make_graphs(n, settings.seed * 7919 + i) for i, n in enumerate((n_train, n_dev, n_test)))
+    train, _, test = graphs
+    vocab = token_vocab(train)
+    runs = [train_one(v, settings.seed + s, vocab, graphs, width=width, epochs=epochs, max_minutes=max_minutes,
+                      progress=settings.progress)
+            for v in VARIANTS for s in range(seeds)]
     summary = {v: mean_and_spread([r["test"] for r in runs if r["variant"] == v]) for v in VARIANTS}
     base = majority_baseline(test)
     per_token = token_baseline(train, test)
-    # learning curves: dev accuracy per epoch, mean over seeds (runs may stop at different epochs)
-    lines = []
-    for v in VARIANTS:
-        hs = curves[v]
-        length = min(len(h) for h in hs)
-        xs = list(range(1, length + 1))
-        lines.append(series(f"{v} (test {100 * summary[v]['mean']:.1f}%)", xs,
-                            [100 * sum(h[i] for h in hs) / len(hs) for i in range(length)],
-                            low=[100 * min(h[i] for h in hs) for i in range(length)],
-                            high=[100 * max(h[i] for h in hs) for i in range(length)]))
-    panel = plot_spec("node labels (red neighbours: 0 / 1 / 2+), dev accuracy while training", "epoch",
-                      "dev accuracy (%)", lines, ylim=(0, 102),
-                      hline={"y": 100 * base, "label": f"majority label ({100 * base:.0f}%)"})
+    panel = learning_curves(runs, summary, base)
     info = machine()
     seconds = time.monotonic() - started
     rows = [[v, f"{100 * summary[v]['mean']:.2f} ± {100 * summary[v]['std']:.2f}", f"{100 * summary[v]['min']:.2f}",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 
 from .common import Settings, finish, footer, log, machine, markdown_table, plot_spec, series
@@ -72,6 +73,42 @@ def crossover(xs: list[int], slow: list[float], fast: list[float]) -> float | No
     return None
 
 
+def measure(models: dict, lengths_n: list[int], width: int, batch_tokens: int, repeats: int, budget: float,
+            progress: bool) -> tuple[dict, dict]:
+    """Median microseconds per token of every encoder at every length, and the raw timings."""
+    import torch
+    from tqdm import tqdm
+
+    per_token = {e: [] for e in models}  # microseconds per token, median
+    raw = {e: [] for e in models}
+    bar = tqdm(total=len(lengths_n) * len(models), desc=NAME, disable=not progress, file=sys.stderr)
+    for n in lengths_n:
+        b = max(1, batch_tokens // n)
+        x = torch.randn(b, n, width)
+        lens = torch.full((b,), n, dtype=torch.long)
+        for e, model in models.items():
+            times = time_forward_backward(model.train(), x, lens, repeats, budget)
+            med = statistics.median(times)
+            per_token[e].append(1e6 * med / (b * n))
+            raw[e].append({"n": n, "batch": b, "seconds": times, "median_s": med})
+            log(f"{NAME}: {e:9s} N={n:5d} B={b:4d}: {1e6 * med / (b * n):8.2f} us/token ({len(times)} repeats)")
+            bar.update(1)
+    bar.close()
+    return per_token, raw
+
+
+def describe_crossover(other: str, c: float | None, per_token: dict, lengths_n: list[int]) -> str:
+    """One sentence on where attention's time per token overtakes ``other``'s."""
+    att, oth = per_token["attention"], per_token[other]
+    if c is not None:
+        return f"attention becomes slower per token than {other} at N ~ {c:,.0f}"
+    if all(a > o for a, o in zip(att, oth)):
+        return f"attention is slower per token than {other} at every measured length"
+    if all(a <= o for a, o in zip(att, oth)):
+        return f"attention is not slower per token than {other} at any measured length (up to N = {lengths_n[-1]})"
+    return f"attention and {other} change order more than once"
+
+
 def run(settings: Settings) -> dict:
     import torch
 
@@ -89,25 +126,7 @@ def run(settings: Settings) -> dict:
     torch.manual_seed(settings.seed)
     models = {e: build_encoder(e, width, EncoderConfig(**configs[e], dropout=0.0)) for e in encoders}
     params = {e: count(m) for e, m in models.items()}
-    per_token = {e: [] for e in encoders}  # microseconds per token, median
-    raw = {e: [] for e in encoders}
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(lengths_n) * len(encoders), desc=NAME, disable=not settings.progress,
-               file=__import__("sys").stderr)
-    for n in lengths_n:
-        b = max(1, batch_tokens // n)
-        x = torch.randn(b, n, width)
-        lens = torch.full((b,), n, dtype=torch.long)
-        for e in encoders:
-            model = models[e].train()
-            times = time_forward_backward(model, x, lens, repeats, budget)
-            med = statistics.median(times)
-            per_token[e].append(1e6 * med / (b * n))
-            raw[e].append({"n": n, "batch": b, "seconds": times, "median_s": med})
-            log(f"{NAME}: {e:9s} N={n:5d} B={b:4d}: {1e6 * med / (b * n):8.2f} us/token ({len(times)} repeats)")
-            bar.update(1)
-    bar.close()
+    per_token, raw = measure(models, lengths_n, width, batch_tokens, repeats, budget, settings.progress)
 
     cross = {other: crossover(lengths_n, per_token["attention"], per_token[other])
              for other in encoders if other != "attention" and "attention" in encoders}
@@ -119,17 +138,7 @@ def run(settings: Settings) -> dict:
     seconds = time.monotonic() - started
     header = ["N", "batch"] + [f"{e} (us/token)" for e in encoders]
     rows = [[n, max(1, batch_tokens // n)] + [f"{per_token[e][i]:.2f}" for e in encoders] for i, n in enumerate(lengths_n)]
-    def describe(other: str, c: float | None) -> str:
-        att, oth = per_token["attention"], per_token[other]
-        if c is not None:
-            return f"attention becomes slower per token than {other} at N ~ {c:,.0f}"
-        if all(a > o for a, o in zip(att, oth)):
-            return f"attention is slower per token than {other} at every measured length"
-        if all(a <= o for a, o in zip(att, oth)):
-            return f"attention is not slower per token than {other} at any measured length (up to N = {lengths_n[-1]})"
-        return f"attention and {other} change order more than once"
-
-    cross_text = "; ".join(describe(o, c) for o, c in cross.items())
+    cross_text = "; ".join(describe_crossover(o, c, per_token, lengths_n) for o, c in cross.items())
     md = f"""### speed: time per token vs sequence length
 
 ![time per token vs length]({NAME}.png)

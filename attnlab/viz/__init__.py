@@ -1,1 +1,2 @@
-"""Looking inside a trained model: attention heatmaps and the seed's steps for one head."""
+"""Looking at attention: the seed's steps as text (the worked example and one head of a trained
+model), attention heatmaps, and the model wrapper that exposes a tagger's attention."""

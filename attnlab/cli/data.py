@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .download import DATASETS, DEFAULT_TIMEOUT
+from ..data.download import DATASETS, DEFAULT_TIMEOUT
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "data", help="download datasets (the UD English-EWT treebank)",
-        description="Download the datasets attnlab trains and evaluates on.",
+        description=(
+            "Download the datasets attnlab trains and evaluates on: `attnlab data get NAME --dest DIR` fetches "
+            "every file of a dataset, resumes an interrupted download and checks each file's SHA-256."
+        ),
     )
     sub = p.add_subparsers(dest="data_command", metavar="<subcommand>")
     p.set_defaults(func=lambda args: _usage(p))
@@ -49,7 +52,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def run_get(args) -> int:
-    from .download import get_dataset
+    from ..data.download import get_dataset
 
     if not args.timeout > 0:
         raise ValueError(f"--timeout must be > 0, got {args.timeout}")

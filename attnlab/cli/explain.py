@@ -44,10 +44,13 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..data.tokenize import tokenize
-    from .heatmap import plot_attention_grid
-    from .model import load_explainable
-    from .steps import render_steps
+    from ..viz.heatmap import image_format, plot_attention_grid
+    from ..viz.model import load_explainable
+    from ..viz.steps import render_steps
 
+    out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
+    if out is not None:
+        image_format(out)  # a bad --out fails before the model is loaded
     tokens = tokenize(" ".join(args.sentence), args.tokenize)
     if not tokens:
         raise ValueError("the sentence has no words")
@@ -64,7 +67,6 @@ def run(args) -> int:
         print()
         print(render_steps(tokens, steps, layer=layer or 0, head=head or 0, normalize=model.normalize, tags=tags,
                            rotary=model.transformer.rotary is not None))
-    out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
     if out is not None:
         plot_attention_grid(tokens, weights, tags=tags, layer=layer, head=head, path=out,
                             title=f'{model.name}: attention on "{" ".join(tokens)}"')

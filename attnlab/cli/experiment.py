@@ -18,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from . import EXPERIMENTS
+from ..experiments import EXPERIMENTS
 
 
 def add_parser(subparsers) -> None:
@@ -56,8 +56,8 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def run(args) -> int:
-    from .common import Settings
-    from .report import run_all, run_one
+    from ..experiments.common import Settings
+    from ..experiments.report import run_all, run_one
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
