@@ -8,6 +8,15 @@ Shape letters used throughout attnlab:
 A query row with no key it may attend to returns zeros (never NaN), and its
 gradients are zero (never NaN).
 
+Non-finite inputs, the same on every path (readable, fused, and the packed paths of
+``attnlab.attention.varlen``):
+
+* keys a query may not attend to never reach its output, whatever their values: an inf
+  or NaN in a masked-out key or value leaves the row as it would be without it;
+* a NaN or inf in q_i, or in a key or value that query i may attend to, makes output
+  row i NaN (never a silent zero or a finite number). A row that may attend to
+  nothing stays zeros.
+
 Two paths compute the same thing:
 
 * ``impl="readable"``: scores -> normalize -> weighted sum, written out so it can
@@ -27,9 +36,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..reference import NORMALIZERS
+
 log = logging.getLogger("attnlab.attention")
 
-NORMALIZERS = ("softmax", "relu", "sigmoid")
 IMPLS = ("auto", "fused", "readable")
 
 
@@ -83,11 +93,20 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend_mask
         )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same head width d: q {tuple(q.shape)}, k {tuple(k.shape)}")
+    check_dtypes(q=q, k=k, v=v)
     if k.shape[2] != v.shape[2]:
         raise ValueError(f"k and v must have the same number of keys Nk: k {tuple(k.shape)}, v {tuple(v.shape)}")
     if attend_mask is not None:
         target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
         check_mask(attend_mask, target)
+
+
+def check_dtypes(**tensors: torch.Tensor) -> None:
+    """Raise ValueError unless every tensor has one dtype, naming them: check_dtypes(q=q, k=k)."""
+    (first, t0), *rest = tensors.items()
+    for name, t in rest:
+        if t.dtype != t0.dtype:
+            raise ValueError(f"{first} and {name} must have one dtype, got {first} {t0.dtype} and {name} {t.dtype}")
 
 
 def check_mask(attend_mask: torch.Tensor, target: tuple[int, ...]) -> None:
@@ -150,9 +169,37 @@ def scaled_dot_product_attention(
     if impl == "auto" and refusal:
         log.debug("readable attention path: %s", refusal)
 
+    if not all_finite(q, k, v):
+        return _nonfinite(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
     if use_fused:
         return _fused(q, k, v, attend_mask, scale, dropout)
     return _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """True when no tensor holds an inf or NaN (one reduction per tensor, one sync)."""
+    finite = torch.isfinite(tensors[0]).all()
+    for t in tensors[1:]:
+        finite &= torch.isfinite(t).all()
+    return bool(finite)
+
+
+def _nonfinite(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
+    """The readable path on inputs holding inf or NaN, under the module's rules: every
+    non-finite number is replaced by 0, and afterwards the rows that may attend a
+    non-finite key or value, or whose query is non-finite, are set to NaN. (Plain
+    arithmetic would let a masked-out inf through, as 0 * inf = NaN in the weighted sum.)"""
+    bad_q, bad_key = (~torch.isfinite(t).all(-1) for t in (q, k))  # (B, H, Nq), (B, H, Nk)
+    bad_key = bad_key | ~torch.isfinite(v).all(-1)
+    q, k, v = (torch.where(torch.isfinite(t), t, t.new_zeros(())) for t in (q, k, v))
+    may = attend_mask if attend_mask is not None else torch.ones((), dtype=torch.bool, device=q.device)
+    may = may.expand(*q.shape[:3], k.shape[2])  # (B, H, Nq, Nk)
+    poisoned = ((may & bad_key[..., None, :]).any(-1) | (bad_q & may.any(-1)))[..., None]  # (B, H, Nq, 1)
+    out = _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
+    if return_weights:
+        out, weights = out
+        return out.masked_fill(poisoned, float("nan")), weights.masked_fill(poisoned, float("nan"))
+    return out.masked_fill(poisoned, float("nan"))
 
 
 def _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
