@@ -12,10 +12,11 @@ Non-finite inputs, the same on every path (readable, fused, and the packed paths
 ``attnlab.attention.varlen``):
 
 * keys a query may not attend to never reach its output, whatever their values: an inf
-  or NaN in a masked-out key or value leaves the row as it would be without it;
-* a NaN or inf in q_i, or in a key or value that query i may attend to, makes output
-  row i NaN (never a silent zero or a finite number). A row that may attend to
-  nothing stays zeros.
+  or NaN in a masked-out key or value leaves the row as it would be without it (and a
+  row that may attend to nothing stays zeros);
+* the keys and values a query may attend to, and the query itself, go through the
+  formula's plain arithmetic: a NaN there makes the row NaN (never a silent zero); an
+  inf gives what the formula gives (inf or NaN, or a weight of 0 for a score of -inf).
 
 Two paths compute the same thing:
 
@@ -185,21 +186,19 @@ def all_finite(*tensors: torch.Tensor) -> bool:
 
 
 def _nonfinite(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
-    """The readable path on inputs holding inf or NaN, under the module's rules: every
-    non-finite number is replaced by 0, and afterwards the rows that may attend a
-    non-finite key or value, or whose query is non-finite, are set to NaN. (Plain
-    arithmetic would let a masked-out inf through, as 0 * inf = NaN in the weighted sum.)"""
-    bad_q, bad_key = (~torch.isfinite(t).all(-1) for t in (q, k))  # (B, H, Nq), (B, H, Nk)
-    bad_key = bad_key | ~torch.isfinite(v).all(-1)
-    q, k, v = (torch.where(torch.isfinite(t), t, t.new_zeros(())) for t in (q, k, v))
-    may = attend_mask if attend_mask is not None else torch.ones((), dtype=torch.bool, device=q.device)
-    may = may.expand(*q.shape[:3], k.shape[2])  # (B, H, Nq, Nk)
-    poisoned = ((may & bad_key[..., None, :]).any(-1) | (bad_q & may.any(-1)))[..., None]  # (B, H, Nq, 1)
-    out = _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
-    if return_weights:
-        out, weights = out
-        return out.masked_fill(poisoned, float("nan")), weights.masked_fill(poisoned, float("nan"))
-    return out.masked_fill(poisoned, float("nan"))
+    """The readable path for inputs holding inf or NaN: the weighted sum runs over the keys
+    each query may attend to only, as plain arithmetic would let a masked-out inf or NaN
+    value through (0 * inf = NaN). It costs a (B, H, Nq, Nk, dv) product, so it is taken
+    only when an input is not finite."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Nq, Nk)
+    weights = normalize_scores(scores, attend_mask, normalize)  # masked-out scores never enter
+    if dropout > 0.0:
+        weights = F.dropout(weights, p=dropout)
+    terms = weights[..., None] * v[..., None, :, :]  # (B, H, Nq, Nk, dv): alpha'_ij v_j
+    if attend_mask is not None:
+        terms = terms.masked_fill(~attend_mask[..., None], 0.0)
+    out = terms.sum(dim=-2)  # (B, H, Nq, dv)
+    return (out, weights) if return_weights else out
 
 
 def _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
