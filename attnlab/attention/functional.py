@@ -37,17 +37,11 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..reference import NORMALIZERS
+from ..reference import NORMALIZERS, check_normalize
 
 log = logging.getLogger("attnlab.attention")
 
 IMPLS = ("auto", "fused", "readable")
-
-
-def check_normalize(normalize: str) -> str:
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
-    return normalize
 
 
 def normalize_scores(scores: torch.Tensor, attend_mask: torch.Tensor | None, normalize: str) -> torch.Tensor:
