@@ -349,15 +349,15 @@ class TransformerEncoderLayer(nn.Module):
     def forward_packed(self, x, cu_seqlens, *, plan=None, rotary=None, positions=None, causal=False, window=None, return_weights=False):
         """x (T, D) -> (T, D) [, list of B weights (H, n, n)]."""
         p = self.dropout if self.training else 0.0
-        # x + drop(attn(h)), h = norm1(x) (pre-norm) or x (post-norm)
-        x = self.attn.forward_packed(
-            self.norm1(x) if self.norm_first else x, cu_seqlens, residual=x, residual_dropout=p,
+        h = self.norm1(x) if self.norm_first else x
+        x = self.attn.forward_packed(  # x + drop(attn(h))
+            h, cu_seqlens, residual=x, residual_dropout=p,
             causal=causal, window=window, rotary=rotary, positions=positions, plan=plan, return_weights=return_weights,
         )
         x, weights = x if return_weights else (x, None)
-        if self.norm_first:
+        if self.norm_first:  # x + drop(ff(norm2(x)))
             x = self.feed_forward(self.norm2(x), x, p)
-        else:
+        else:  # norm2(y + drop(ff(y))) with y = norm1(x)
             x = self.norm1(x)
             x = self.norm2(self.feed_forward(x, x, p))
         return (x, weights) if return_weights else x

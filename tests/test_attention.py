@@ -348,3 +348,11 @@ def test_non_finite_weights_follow_the_output():
     assert bool(torch.isfinite(out[0, 0, :2]).all()) and bool(w[0, 0, :2, 2].eq(0).all())
     torch.testing.assert_close(out[0, 0, :2], sdpa(q[:, :, :2], k[:, :, :2], v[:, :, :2], attend_mask=masks.causal(2))[0, 0])
     assert bool(out[0, 0, 2].isnan().all()) and bool(w[0, 0, 2].isnan().all())
+
+
+def test_a_one_dimensional_key_mask_serves_both_paths():
+    q, k, v = qkv(seed=19)
+    keys = torch.tensor([True, True, False, True, False])
+    readable = sdpa(q, k, v, attend_mask=keys, impl="readable")
+    torch.testing.assert_close(sdpa(q, k, v, attend_mask=keys, impl="fused"), readable, atol=1e-12, rtol=0)
+    torch.testing.assert_close(readable, sdpa(q, k[:, :, [0, 1, 3]], v[:, :, [0, 1, 3]]), atol=1e-12, rtol=0)

@@ -120,7 +120,7 @@ def check_mask(attend_mask: torch.Tensor, target: tuple[int, ...]) -> None:
         )
 
 
-def _fused_refusal(normalize: str, return_weights: bool, q: torch.Tensor) -> str | None:
+def _fused_unsupported_reason(normalize: str, return_weights: bool) -> str | None:
     if normalize != "softmax":
         return f"normalize={normalize!r} (the fused kernel only does softmax)"
     if return_weights:
@@ -157,7 +157,7 @@ def scaled_dot_product_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
 
-    refusal = _fused_refusal(normalize, return_weights, q)
+    refusal = _fused_unsupported_reason(normalize, return_weights)
     if impl == "fused" and refusal:
         raise ValueError(f"impl='fused' cannot serve this call: {refusal}")
     use_fused = impl == "fused" or (impl == "auto" and refusal is None)
@@ -210,6 +210,8 @@ def _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
 def _fused(q, k, v, attend_mask, scale, dropout):
     if attend_mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    if attend_mask.dim() == 1:  # one row of keys for every query; PyTorch's kernel wants (Nq|1, Nk)
+        attend_mask = attend_mask[None, :]
     row_any = attend_mask.any(dim=-1, keepdim=True)
     if bool(row_any.all()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attend_mask, dropout_p=dropout, scale=scale)
