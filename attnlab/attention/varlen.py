@@ -31,6 +31,11 @@ How it is computed (an implementation detail; the encoder around it never pads):
 
 Normalizers other than softmax, and ``return_weights``, take the readable path
 (scores -> normalize -> weighted sum): per bucket, or per sequence for the weights.
+
+Non-finite inputs follow the rules of ``attnlab.attention.functional`` on both paths:
+the native kernel never reads a key outside a query's range, and the bucketed path,
+whose padding and fused masking could pass an inf on, runs inputs holding an inf or NaN
+through the readable path one sequence at a time.
 """
 
 from __future__ import annotations
