@@ -4,7 +4,7 @@ feed-forward -- and a cache of keys and values for decoding one step at a time.
 Shape letters: B batch, N target steps, M source length, D model width, H heads, d = D / H.
 
 Both attentions of a layer are ``attnlab.MultiHeadSelfAttention``: the self-attention
-with a causal ``attend_mask``, the cross-attention through ``attend(x, context=memory)``
+with a causal ``attend_mask``, the cross-attention with ``context=memory``
 (queries from the target, keys and values from the source, the same W^q, W^k, W^v, W^O
 layout). Positions are the sinusoidal table added to the target embeddings, offset by the
 number of steps already decoded, so the one-step-at-a-time path with a ``KVCache`` gives
@@ -71,9 +71,9 @@ class TransformerDecoderLayer(nn.Module):
         self_cache = cache["self"] if cache is not None else None
         cross_cache = cache["cross"] if cache is not None else None
         h = self.norm1(x)
-        x = x + self.drop(self.self_attn.attend(h, attend_mask=self_mask, cache=self_cache))
+        x = x + self.drop(self.self_attn(h, attend_mask=self_mask, cache=self_cache))
         h = self.norm2(x)
-        x = x + self.drop(self.cross_attn.attend(h, memory, key_lengths=memory_lengths, cache=cross_cache))
+        x = x + self.drop(self.cross_attn(h, memory, lengths=memory_lengths, cache=cross_cache))
         h = self.norm3(x)
         return x + self.drop(self.ff2(self.drop(torch.relu(self.ff1(h)))))
 

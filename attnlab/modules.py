@@ -9,42 +9,50 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from . import kernels
 from .attention.functional import check_mask, check_normalize, scaled_dot_product_attention
 from .attention.masks import from_lengths
-from . import kernels
 from .attention.varlen import VarlenPlan, varlen_attention_qkv
 from .packing import check_cu_seqlens, pack_padded, positions_in_sequence, unpack_padded
 from .positions import check_positions, make_positions
 
 
-def _check_x(x: torch.Tensor, d: int, name: str = "x") -> None:
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, N, D), got {tuple(x.shape)}")
+def check_input(x: torch.Tensor, d: int, dtype: torch.dtype, shape: str = "(B, N, D)", name: str = "x") -> None:
+    """Raise ValueError unless x has rank len(shape), width ``d`` and the layer's ``dtype``."""
+    rank = shape.count(",") + 1
+    if x.dim() != rank:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(x.shape)}")
     if x.shape[-1] != d:
         raise ValueError(f"{name} has width {x.shape[-1]}, expected D = {d} (shape {tuple(x.shape)})")
+    if x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise ValueError(
+            f"{name} has dtype {x.dtype} but the layer's weights are {dtype}: convert one (x.to(...) or layer.to(...))"
+        )
 
 
 def combine_masks(
-    x: torch.Tensor, lengths: torch.Tensor | None, attend_mask: torch.Tensor | None, heads: int = 1
+    lengths: torch.Tensor | None, attend_mask: torch.Tensor | None, shape: tuple[int, int, int, int],
+    device: torch.device | None = None,
 ) -> torch.Tensor | None:
-    """One boolean (B, H|1, N, N)-broadcastable mask from ``lengths`` and/or ``attend_mask``.
+    """One boolean mask broadcastable to ``shape`` = (B, H, N, M) from the keys' ``lengths``
+    (B,) (key j of row b is attended only if j < lengths[b]) and/or ``attend_mask``.
 
-    ``attend_mask`` is (N, N) for every sequence, (B, N, N) per sequence, or (B, H|1, N, N)
-    per sequence and head. A 3-D mask always means (B, N, N): it is never read as (H, N, N).
+    ``attend_mask`` is (N, M) for every sequence, (B, N, M) per sequence, or (B, H|1, N, M)
+    per sequence and head. A 3-D mask always means (B, N, M): it is never read as (H, N, M).
     """
-    b, n = x.shape[0], x.shape[1]
+    b, _, n, m = shape
     mask = None
     if lengths is not None:
-        lengths = torch.as_tensor(lengths, device=x.device)
+        lengths = torch.as_tensor(lengths, device=device)
         if lengths.dim() != 1 or lengths.shape[0] != b:
             raise ValueError(f"lengths must have shape (B,) = ({b},), got {tuple(lengths.shape)}")
-        mask = from_lengths(lengths, n)
+        mask = from_lengths(lengths, m)  # (B, 1, 1, M)
     if attend_mask is not None:
         if attend_mask.dim() == 3:
             if attend_mask.shape[0] not in (1, b):
-                raise ValueError(f"a 3-D attend_mask is (B, N, N) = ({b}, {n}, {n}), got {tuple(attend_mask.shape)}")
-            attend_mask = attend_mask.unsqueeze(1)  # (B, 1, N, N)
-        check_mask(attend_mask, (b, heads, n, n))
+                raise ValueError(f"a 3-D attend_mask is (B, N, N) = ({b}, {n}, {m}), got {tuple(attend_mask.shape)}")
+            attend_mask = attend_mask.unsqueeze(1)  # (B, 1, N, M)
+        check_mask(attend_mask, shape)
         mask = attend_mask if mask is None else mask & attend_mask
     return mask
 
@@ -67,8 +75,9 @@ class SelfAttention(nn.Module):
 
     def forward(self, x, *, lengths=None, attend_mask=None, return_weights=False):
         """x (B, N, d_in) -> b (B, N, d_v) [, weights (B, N, N)]."""
-        _check_x(x, self.d_in)
-        mask = combine_masks(x, lengths, attend_mask)
+        check_input(x, self.d_in, self.Wq.weight.dtype)
+        b, n = x.shape[0], x.shape[1]
+        mask = combine_masks(lengths, attend_mask, (b, 1, n, n), x.device)
         # (B, N, d) -> (B, 1, N, d): one head
         q, k, v = (w(x).unsqueeze(1) for w in (self.Wq, self.Wk, self.Wv))
         out = scaled_dot_product_attention(
@@ -81,10 +90,18 @@ class SelfAttention(nn.Module):
 
 
 class MultiHeadSelfAttention(nn.Module):
-    """Multi-head self-attention with W^q, W^k, W^v (stacked in one projection) and W^O.
+    """Multi-head attention with W^q, W^k, W^v (stacked in one projection) and W^O.
 
     Head h uses rows h*d ... (h+1)*d - 1 of W^q, W^k, W^v (the seed's W^{q,h} W^q
     folded into one matrix); the heads' outputs are concatenated and multiplied by W^O.
+
+    Two ways in, one set of weights:
+
+    * ``forward(x, context=None, ...)``: padded batches (B, N, D). Self-attention, or
+      cross-attention when keys and values come from ``context`` (B, M, D); a ``cache``
+      serves decoding one step at a time;
+    * ``forward_packed(tokens, cu_seqlens, ...)``: packed batches (T, D), every sequence
+      attending to itself (the encoder's working form).
     """
 
     def __init__(
@@ -106,11 +123,12 @@ class MultiHeadSelfAttention(nn.Module):
         self.normalize = check_normalize(normalize)
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W^q; W^k; W^v]
         self.out = nn.Linear(d_model, d_model, bias=bias)  # W^O
+        self._q_rows, self._kv_rows = slice(0, d_model), slice(d_model, 3 * d_model)
 
     # -- the seed's names for the parameters ------------------------------------------
     @property
     def Wq(self) -> torch.Tensor:
-        return self.qkv.weight[: self.d_model]
+        return self.qkv.weight[self._q_rows]
 
     @property
     def Wk(self) -> torch.Tensor:
@@ -124,112 +142,91 @@ class MultiHeadSelfAttention(nn.Module):
     def Wo(self) -> torch.Tensor:
         return self.out.weight
 
+    # -- the three steps: project, attend (in forward / forward_packed), merge ----------
+    def _projected(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """(..., D) -> (..., parts, H, d): [W^q; W^k; W^v] x, or only ``rows`` of it."""
+        weight, bias = self.qkv.weight, self.qkv.bias
+        if rows is not None:
+            weight, bias = weight[rows], None if bias is None else bias[rows]
+        return kernels.linear(x, weight, bias).unflatten(-1, (-1, self.heads, self.d_head))
+
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(..., D) -> q, k, v each (..., H, d)."""
-        qkv = self.qkv(x).unflatten(-1, (3, self.heads, self.d_head))  # (..., 3, H, d)
-        return qkv.unbind(dim=-3)
+        return self._projected(x).unbind(dim=-3)
 
-    def forward(self, x, *, lengths=None, attend_mask=None, return_weights=False, impl="auto", context=None, cache=None):
-        """x (B, N, D) -> y (B, N, D) [, weights (B, H, N, N)].
-
-        ``lengths`` (B,) marks the real tokens (keys beyond a sequence's length are
-        never attended); ``attend_mask`` (broadcastable to (B, H, N, N), True = may
-        attend) is combined with it by ``&``.
-
-        With ``context`` (cross-attention) or ``cache`` (incremental decoding) this is
-        ``attend(x, context, key_lengths=lengths, ...)``: then ``lengths`` are the keys'
-        lengths (the context's, or the cached sequence's).
-        """
-        if context is not None or cache is not None:
-            return self.attend(x, context, key_lengths=lengths, attend_mask=attend_mask, cache=cache,
-                               return_weights=return_weights, impl=impl)
-        _check_x(x, self.d_model)
-        mask = combine_masks(x, lengths, attend_mask, self.heads)
-        # 1) project: (B, N, D) -> 3 x (B, N, H, d) -> (B, H, N, d)
-        q, k, v = (t.transpose(1, 2) for t in self.project(x))
-        # 2) attend in every head
-        out = scaled_dot_product_attention(
-            q, k, v,
-            attend_mask=mask,
-            normalize=self.normalize,
-            dropout=self.dropout if self.training else 0.0,
-            return_weights=return_weights,
-            impl=impl,
+    def _merge(self, heads: torch.Tensor, residual=None, residual_dropout: float = 0.0) -> torch.Tensor:
+        """Concatenate the heads and apply W^O: (..., H, d) -> (..., D) [residual + dropout(.)]."""
+        return kernels.linear(
+            heads.flatten(-2), self.out.weight, self.out.bias, dropout=residual_dropout, residual=residual
         )
-        weights = None
-        if return_weights:
-            out, weights = out
-        # 3) concatenate the heads and apply W^O: (B, H, N, d) -> (B, N, D)
-        y = self.out(out.transpose(1, 2).flatten(2))
-        return (y, weights) if return_weights else y
 
-    def attend(self, x, context=None, *, key_lengths=None, attend_mask=None, cache=None, return_weights=False, impl="auto"):
+    def _weight_dropout(self) -> float:
+        return self.dropout if self.training else 0.0
+
+    # -- padded batches: self- and cross-attention ----------------------------------------
+    def forward(self, x, context=None, *, lengths=None, attend_mask=None, cache=None, return_weights=False, impl="auto"):
         """Queries from x (B, N, D); keys and values from ``context`` (B, M, D), or from x
         itself when ``context`` is None. One set of weights serves both: q = W^q x,
         k = W^k c, v = W^v c, y = W^O [heads] -- cross-attention is self-attention whose
         keys and values come from another sequence.
 
-        ``key_lengths`` (B,): key j of row b is attended only if j < key_lengths[b].
-        ``attend_mask``: broadcastable to (B, H, N, M_keys), True = may attend.
+        ``lengths`` (B,): key j of row b is attended only if j < lengths[b] (the padded
+        sequence's lengths; with ``context``, the context's).
+        ``attend_mask``: (M, N), (B, N, M) or broadcastable to (B, H, N, M), True = may attend.
         ``cache`` (a dict this layer reads and fills) serves incremental decoding:
 
         * self-attention: the keys and values of the earlier steps ("k", "v", each
           (B, H, M_past, d)); the new steps' keys and values are appended, so the queries
-          see M_past + N keys (give a causal ``attend_mask`` of shape (N, M_past + N)
-          when N > 1);
+          see M = M_past + N keys (give a causal ``attend_mask`` of shape (N, M) when N > 1);
         * cross-attention: the context's keys and values, computed on the first call
           and reused afterwards (later calls may pass ``context=None``).
 
-        Returns y (B, N, D) [, weights (B, H, N, M_keys)].
+        Returns y (B, N, D) [, weights (B, H, N, M)].
         """
-        _check_x(x, self.d_model)
-        b, n = x.shape[0], x.shape[1]
-        h, d, dm = self.heads, self.d_head, self.d_model
-        weight, bias = self.qkv.weight, self.qkv.bias
+        check_input(x, self.d_model, self.qkv.weight.dtype)
+        # 1) project: q (B, H, N, d); k, v (B, H, M, d)
+        q, k, v = self._queries_keys_values(x, context, cache)
+        # 2) attend in every head, to the keys the masks allow
+        mask = combine_masks(lengths, attend_mask, (q.shape[0], self.heads, q.shape[2], k.shape[2]), x.device)
+        out = scaled_dot_product_attention(
+            q, k, v, attend_mask=mask, normalize=self.normalize, dropout=self._weight_dropout(),
+            return_weights=return_weights, impl=impl,
+        )
+        out, weights = out if return_weights else (out, None)
+        # 3) concatenate the heads and apply W^O: (B, H, N, d) -> (B, N, H, d) -> (B, N, D)
+        y = self._merge(out.transpose(1, 2))
+        return (y, weights) if return_weights else y
 
-        def heads(t: torch.Tensor, parts: int) -> tuple[torch.Tensor, ...]:
-            # (B, L, parts * D) -> parts x (B, H, L, d)
-            return tuple(u.transpose(1, 2) for u in t.unflatten(-1, (parts, h, d)).unbind(dim=-3))
+    def attend(self, x, context=None, *, key_lengths=None, **options):
+        """``forward(x, context, lengths=key_lengths, ...)``: the keys' lengths named as such."""
+        return self(x, context, lengths=key_lengths, **options)
 
-        cross = context is not None or (cache is not None and cache.get("cross", False))
-        if not cross:
-            q, k, v = heads(self.qkv(x), 3)
+    def _queries_keys_values(self, x, context, cache):
+        """q (B, H, N, d) from x; k, v (B, H, M, d) from context, x, or the cache."""
+        def heads(t: torch.Tensor, rows: slice | None) -> tuple[torch.Tensor, ...]:
+            # (B, L, D) -> (B, L, parts, H, d) -> parts x (B, H, L, d)
+            return self._projected(t, rows).permute(2, 0, 3, 1, 4).unbind(0)
+
+        if context is None and not (cache is not None and cache.get("cross", False)):
+            q, k, v = heads(x, None)
             if cache is not None:
                 if "k" in cache:
                     k = torch.cat([cache["k"], k], dim=2)
                     v = torch.cat([cache["v"], v], dim=2)
                 cache["k"], cache["v"] = k, v
-        else:
-            (q,) = heads(nn.functional.linear(x, weight[:dm], None if bias is None else bias[:dm]), 1)
-            if cache is not None and "k" in cache:
-                k, v = cache["k"], cache["v"]
-            else:
-                _check_x(context, dm, "context")
-                if context.shape[0] != b:
-                    raise ValueError(f"context has {context.shape[0]} rows, x has {b}")
-                k, v = heads(nn.functional.linear(context, weight[dm:], None if bias is None else bias[dm:]), 2)
-                if cache is not None:
-                    cache.update(k=k, v=v, cross=True)
-        m = k.shape[2]
-        mask = None
-        if key_lengths is not None:
-            key_lengths = torch.as_tensor(key_lengths, device=x.device)
-            if key_lengths.dim() != 1 or key_lengths.shape[0] != b:
-                raise ValueError(f"key_lengths must have shape (B,) = ({b},), got {tuple(key_lengths.shape)}")
-            mask = from_lengths(key_lengths, m)  # (B, 1, 1, M)
-        if attend_mask is not None:
-            check_mask(attend_mask, (b, h, n, m))
-            mask = attend_mask if mask is None else mask & attend_mask
-        out = scaled_dot_product_attention(
-            q, k, v, attend_mask=mask, normalize=self.normalize,
-            dropout=self.dropout if self.training else 0.0, return_weights=return_weights, impl=impl,
-        )
-        weights = None
-        if return_weights:
-            out, weights = out
-        y = self.out(out.transpose(1, 2).flatten(2))  # (B, H, N, d) -> (B, N, D)
-        return (y, weights) if return_weights else y
+            return q, k, v
+        (q,) = heads(x, self._q_rows)
+        if cache is not None and "k" in cache:
+            return q, cache["k"], cache["v"]
+        check_input(context, self.d_model, self.qkv.weight.dtype, name="context")
+        if context.shape[0] != x.shape[0]:
+            raise ValueError(f"context has {context.shape[0]} rows, x has {x.shape[0]}")
+        k, v = heads(context, self._kv_rows)
+        if cache is not None:
+            cache.update(k=k, v=v, cross=True)
+        return q, k, v
 
+    # -- packed batches ----------------------------------------------------------------------
     def forward_packed(
         self,
         tokens: torch.Tensor,
@@ -242,6 +239,7 @@ class MultiHeadSelfAttention(nn.Module):
         plan=None,
         return_weights: bool = False,
         residual: torch.Tensor | None = None,
+        residual_dropout: float = 0.0,
     ):
         """Packed tokens (T, D) + cu_seqlens (B + 1,) -> y (T, D) [, list of B weights (H, n, n)].
 
@@ -249,35 +247,25 @@ class MultiHeadSelfAttention(nn.Module):
         padded. ``rotary`` (an ``attnlab.positions.RotaryPositions``) turns q and k by
         each token's position in its sequence (``positions`` (T,), computed from
         ``cu_seqlens`` when not given). ``plan`` (a ``VarlenPlan``) is shared by layers
-        that see the same batch. ``residual`` (T, D), when given, is added to the result
-        inside the W^O product (an encoder's skip connection, in one step).
-
-        The projections go through ``attnlab.kernels.linear`` (oneDNN for float32 on CPU,
-        else ``torch.nn.functional.linear``): the same numbers as ``forward``.
+        that see the same batch. ``residual`` (T, D), when given, makes the result
+        residual + dropout(y, residual_dropout): an encoder's skip connection, fused
+        into the W^O product (``attnlab.kernels.linear``).
         """
-        if tokens.dim() != 2 or tokens.shape[-1] != self.d_model:
-            raise ValueError(f"tokens must have shape (T, D) with D = {self.d_model}, got {tuple(tokens.shape)}")
-        # 1) project: (T, D) -> (T, 3D) -> (T, 3, H, d)
-        qkv = kernels.linear(tokens, self.qkv.weight, self.qkv.bias).unflatten(-1, (3, self.heads, self.d_head))
+        check_input(tokens, self.d_model, self.qkv.weight.dtype, shape="(T, D)", name="tokens")
+        # 1) project: (T, D) -> (T, 3, H, d)
+        qkv = self._projected(tokens)
         if rotary is not None:
             if positions is None:
                 positions = positions_in_sequence(cu_seqlens, tokens.shape[0])
             rotary.rotate_(qkv[:, :2], positions)  # q and k, in place
         # 2) attend within every sequence: (T, H, d)
         out = varlen_attention_qkv(
-            qkv, cu_seqlens,
-            causal=causal,
-            window=window,
-            normalize=self.normalize,
-            dropout=self.dropout if self.training else 0.0,
-            return_weights=return_weights,
-            plan=plan,
+            qkv, cu_seqlens, causal=causal, window=window, normalize=self.normalize,
+            dropout=self._weight_dropout(), return_weights=return_weights, plan=plan,
         )
-        weights = None
-        if return_weights:
-            out, weights = out
+        out, weights = out if return_weights else (out, None)
         # 3) concatenate the heads and apply W^O: (T, H, d) -> (T, D)
-        y = kernels.linear(out.flatten(1), self.out.weight, self.out.bias, residual=residual)
+        y = self._merge(out, residual, residual_dropout)
         return (y, weights) if return_weights else y
 
     # -- conversion to and from torch.nn.MultiheadAttention -------------------------------
@@ -319,16 +307,16 @@ class MultiHeadSelfAttention(nn.Module):
 
 # -- packed Transformer encoder ----------------------------------------------------------
 
-ACTIVATIONS = {"relu": torch.relu, "gelu": nn.functional.gelu}
-
-
 class TransformerEncoderLayer(nn.Module):
     """One encoder layer on packed tokens (T, D): attention and feed-forward, each a residual.
 
     norm_first=True:   x = x + drop(attn(norm1(x)));  x = x + drop(ff(norm2(x)))
     norm_first=False:  x = norm1(x + drop(attn(x)));  x = norm2(x + drop(ff(x)))
     with ff(x) = W2 drop(act(W1 x + b1)) + b2 (the layout of ``torch.nn.TransformerEncoderLayer``).
-    Every step works row by row on (T, D) except attention, which is ``MultiHeadSelfAttention.forward_packed``.
+    Every step works row by row on (T, D) except attention, which is
+    ``MultiHeadSelfAttention.forward_packed``. The residual adds, dropouts and relu happen
+    inside the products of ``attnlab.kernels.linear`` (oneDNN and the native kernels when
+    they can take the tensors, else plain PyTorch: the same numbers).
     """
 
     def __init__(
@@ -344,8 +332,8 @@ class TransformerEncoderLayer(nn.Module):
         layer_norm_eps: float = 1e-5,
     ):
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation={activation!r} is unknown; choose one of {', '.join(ACTIVATIONS)}")
+        if activation not in kernels.ACTIVATIONS:
+            raise ValueError(f"activation={activation!r} is unknown; choose one of {', '.join(kernels.ACTIVATIONS)}")
         self.attn = MultiHeadSelfAttention(d_model, heads, dropout=dropout, normalize=normalize)
         self.ff1 = nn.Linear(d_model, d_ff)
         self.ff2 = nn.Linear(d_ff, d_model)
@@ -353,55 +341,25 @@ class TransformerEncoderLayer(nn.Module):
         self.norm2 = nn.LayerNorm(d_model, eps=layer_norm_eps)
         self.dropout, self.norm_first, self.activation = dropout, norm_first, activation
 
-    def _dropping(self) -> bool:
-        return self.training and self.dropout > 0
-
-    def _residual(self, x: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
-        """x + dropout(branch): one pass with the native kernels when they can."""
-        if kernels.supports(branch) is None:
-            return kernels.dropout_add(branch, x, self.dropout)
-        return x + nn.functional.dropout(branch, self.dropout, True)
-
-    def _ff(self, x: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-        """[residual +] W2 drop(act(W1 x + b1)) + b2; relu and the residual add happen
-        inside the matrix products when there is no dropout."""
-        drop = self._dropping()
-        relu = self.activation == "relu"
-        h = kernels.linear(x, self.ff1.weight, self.ff1.bias, relu=relu and not drop)  # (T, d_ff)
-        if drop and relu and kernels.supports(h) is None:
-            h = kernels.relu_dropout_(h, self.dropout)
-        else:
-            if relu and drop:
-                h = h.relu_()
-            elif not relu:
-                h = ACTIVATIONS[self.activation](h)
-            if drop:
-                h = nn.functional.dropout(h, self.dropout, True)
-        return kernels.linear(h, self.ff2.weight, self.ff2.bias, residual=residual)  # (T, D)
-
-    def _add_attention(self, h, x, cu_seqlens, attend):
-        """x + drop(attn(h)) [, weights]; without dropout the add happens inside W^O's product."""
-        drop = self._dropping()
-        a = self.attn.forward_packed(h, cu_seqlens, residual=None if drop else x, **attend)
-        a, weights = a if attend["return_weights"] else (a, None)
-        return (self._residual(x, a) if drop else a), weights
-
-    def _add_ff(self, h, x):
-        """x + drop(ff(h)); without dropout the add happens inside W2's product."""
-        if self._dropping():
-            return self._residual(x, self._ff(h, None))
-        return self._ff(h, x)
+    def feed_forward(self, h: torch.Tensor, residual: torch.Tensor, p: float) -> torch.Tensor:
+        """residual + drop(W2 drop(act(W1 h + b1)) + b2): (T, D) -> (T, d_ff) -> (T, D)."""
+        h = kernels.linear(h, self.ff1.weight, self.ff1.bias, activation=self.activation, dropout=p)
+        return kernels.linear(h, self.ff2.weight, self.ff2.bias, dropout=p, residual=residual)
 
     def forward_packed(self, x, cu_seqlens, *, plan=None, rotary=None, positions=None, causal=False, window=None, return_weights=False):
         """x (T, D) -> (T, D) [, list of B weights (H, n, n)]."""
-        attend = dict(causal=causal, window=window, rotary=rotary, positions=positions, plan=plan, return_weights=return_weights)
-        if self.norm_first:
-            x, weights = self._add_attention(self.norm1(x), x, cu_seqlens, attend)
-            x = self._add_ff(self.norm2(x), x)
-        else:
-            x, weights = self._add_attention(x, x, cu_seqlens, attend)
+        p = self.dropout if self.training else 0.0
+        h = self.norm1(x) if self.norm_first else x
+        x = self.attn.forward_packed(  # x + drop(attn(h))
+            h, cu_seqlens, residual=x, residual_dropout=p,
+            causal=causal, window=window, rotary=rotary, positions=positions, plan=plan, return_weights=return_weights,
+        )
+        x, weights = x if return_weights else (x, None)
+        if self.norm_first:  # x + drop(ff(norm2(x)))
+            x = self.feed_forward(self.norm2(x), x, p)
+        else:  # norm2(y + drop(ff(y))) with y = norm1(x)
             x = self.norm1(x)
-            x = self.norm2(self._add_ff(x, x))
+            x = self.norm2(self.feed_forward(x, x, p))
         return (x, weights) if return_weights else x
 
 
@@ -464,10 +422,13 @@ class TransformerEncoder(nn.Module):
         )
         self.norm = nn.LayerNorm(d_model, eps=layer_norm_eps) if norm_first else None
 
+    def _weights_dtype(self) -> torch.dtype:
+        """The dtype of the weights (inputs must have it)."""
+        return self.layers[0].ff1.weight.dtype
+
     def forward_packed(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
         """tokens (T, D), cu_seqlens (B + 1,) -> (T, D) [, per layer a list of B weights (H, n, n)]."""
-        if tokens.dim() != 2 or tokens.shape[-1] != self.d_model:
-            raise ValueError(f"tokens must have shape (T, D) with D = {self.d_model}, got {tuple(tokens.shape)}")
+        check_input(tokens, self.d_model, self._weights_dtype(), shape="(T, D)", name="tokens")
         total = tokens.shape[0]
         cu = check_cu_seqlens(cu_seqlens, total).to(tokens.device)
         plan = VarlenPlan(cu, total, width=self.d_model)  # shared by every layer (and the backward)
@@ -490,7 +451,7 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, *, return_weights: bool = False):
         """x (B, N, D), lengths (B,) or None (all N) -> (B, N, D) [, per-layer weights], padding rows 0."""
-        _check_x(x, self.d_model)
+        check_input(x, self.d_model, self._weights_dtype())
         tokens, cu = pack_padded(x, lengths)  # (T, D), (B + 1,)
         out = self.forward_packed(tokens, cu, return_weights=return_weights)
         if return_weights:

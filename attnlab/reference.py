@@ -25,6 +25,13 @@ import numpy as np
 NORMALIZERS = ("softmax", "relu", "sigmoid")
 
 
+def check_normalize(normalize: str) -> str:
+    """``normalize`` if it names one of ``NORMALIZERS``, else ValueError."""
+    if normalize not in NORMALIZERS:
+        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
+    return normalize
+
+
 def _normalize_row(scores: np.ndarray, allowed: np.ndarray, normalize: str) -> np.ndarray:
     """alpha'_{i,.} from alpha_{i,.} over the allowed keys of one query (1-D arrays)."""
     out = np.zeros_like(scores)
@@ -40,7 +47,7 @@ def _normalize_row(scores: np.ndarray, allowed: np.ndarray, normalize: str) -> n
     elif normalize == "sigmoid":
         out[allowed] = 1.0 / (1.0 + np.exp(-(s - np.log(n_allowed))))
     else:
-        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
+        check_normalize(normalize)
     return out
 
 
@@ -82,8 +89,7 @@ def self_attention_steps(a, Wq, Wk, Wv, normalize: str = "softmax", attend_mask=
     Wq, Wk, Wv = (_check_weight(nm, w, d_in) for nm, w in (("Wq", Wq), ("Wk", Wk), ("Wv", Wv)))
     if Wq.shape[0] != Wk.shape[0]:
         raise ValueError(f"Wq and Wk must give vectors of the same size d_k: {Wq.shape} vs {Wk.shape}")
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
+    check_normalize(normalize)
     mask = np.ones((n, n), dtype=bool) if attend_mask is None else np.asarray(attend_mask, dtype=bool)
     if mask.shape != (n, n):
         raise ValueError(f"attend_mask must have shape (N, N) = ({n}, {n}), got {mask.shape}")
@@ -204,8 +210,7 @@ def multi_head_steps(
     q = np.stack([Wq @ a[i] + bias(bq) for i in range(n)])
     k = np.stack([Wk @ a[i] + bias(bk) for i in range(n)])
     v = np.stack([Wv @ a[i] + bias(bv) for i in range(n)])
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
+    check_normalize(normalize)
     mask = np.ones((n, n), dtype=bool) if attend_mask is None else np.asarray(attend_mask, dtype=bool)
     if mask.shape != (n, n):
         raise ValueError(f"attend_mask must have shape (N, N) = ({n}, {n}), got {mask.shape}")

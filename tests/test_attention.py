@@ -287,3 +287,72 @@ def test_bad_input_names_the_argument_and_the_shapes():
         sdpa(q, k, v, impl="flash")
     with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
         sdpa(q, k, v, dropout=1.0)
+
+
+def test_mixed_dtypes_are_a_value_error_naming_them():
+    q, k, v = qkv(seed=15)
+    with pytest.raises(ValueError, match=r"q and k must have one dtype, got q torch.float32 and k torch.float64"):
+        sdpa(q.float(), k, v)
+    with pytest.raises(ValueError, match=r"q and v must have one dtype, got q torch.float64 and v torch.float32"):
+        sdpa(q, k, v.float())
+
+
+# -- non-finite inputs: one behaviour on every path -----------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+PATHS = [("readable", "softmax"), ("fused", "softmax"), ("readable", "relu"), ("auto", "sigmoid")]
+
+
+@pytest.mark.parametrize("normalize", NORMALIZERS)
+@pytest.mark.parametrize("tensor,value", [("k", INF), ("k", -INF), ("k", NAN), ("v", INF), ("v", NAN), ("v", -INF)])
+def test_masked_out_keys_never_reach_the_output_whatever_their_values(normalize, tensor, value):
+    q, k, v = qkv(b=1, h=2, nq=4, nk=4, seed=16)
+    mask = masks.causal(4)  # key 3 is masked out for queries 0, 1, 2
+    clean = sdpa(q, k, v, attend_mask=mask, normalize=normalize, impl="readable")
+    bad = {"k": k.clone(), "v": v.clone()}
+    bad[tensor][0, :, 3, 1] = value
+    outs = [sdpa(q, bad["k"], bad["v"], attend_mask=mask, normalize=normalize, impl=impl)
+            for impl in (("readable", "fused") if normalize == "softmax" else ("readable",))]
+    for out in outs:
+        torch.testing.assert_close(out[:, :, :3], clean[:, :, :3], atol=1e-12, rtol=0)
+        torch.testing.assert_close(out, outs[0], atol=1e-12, rtol=0, equal_nan=True)  # one answer
+    if value != value:  # NaN where query 3 may attend: NaN (the whole row for a key)
+        assert bool((outs[0][:, :, 3] if tensor == "k" else outs[0][:, :, 3, 1]).isnan().all())
+    elif tensor == "v":  # inf in a value with a positive weight
+        assert not bool(torch.isfinite(outs[0][:, :, 3, 1]).any())
+
+
+@pytest.mark.parametrize("impl,normalize", PATHS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_nan_query_gives_a_nan_row_on_every_path(impl, normalize, masked):
+    q, k, v = qkv(b=1, h=1, nq=4, nk=5, seed=17)
+    mask = torch.ones(4, 5, dtype=torch.bool) if masked else None
+    if masked:
+        mask[2] = False  # query 2 attends to nothing: zeros, whatever its query
+    q[0, 0, 1, 2] = NAN
+    q[0, 0, 2, 0] = NAN
+    clean = sdpa(q.nan_to_num(0.0), k, v, attend_mask=mask, normalize=normalize, impl=impl)
+    out = sdpa(q, k, v, attend_mask=mask, normalize=normalize, impl=impl)
+    assert bool(out[0, 0, 1].isnan().all())
+    torch.testing.assert_close(out[0, 0, [0, 3]], clean[0, 0, [0, 3]], atol=1e-12, rtol=0)
+    if masked:
+        assert bool((out[0, 0, 2] == 0).all())
+    else:
+        assert bool(out[0, 0, 2].isnan().all())
+
+
+def test_non_finite_weights_follow_the_output():
+    q, k, v = qkv(b=1, h=1, nq=3, nk=3, seed=18)
+    k[0, 0, 2, 0] = NAN
+    out, w = sdpa(q, k, v, attend_mask=masks.causal(3), return_weights=True)
+    assert bool(torch.isfinite(out[0, 0, :2]).all()) and bool(w[0, 0, :2, 2].eq(0).all())
+    torch.testing.assert_close(out[0, 0, :2], sdpa(q[:, :, :2], k[:, :, :2], v[:, :, :2], attend_mask=masks.causal(2))[0, 0])
+    assert bool(out[0, 0, 2].isnan().all()) and bool(w[0, 0, 2].isnan().all())
+
+
+def test_a_one_dimensional_key_mask_serves_both_paths():
+    q, k, v = qkv(seed=19)
+    keys = torch.tensor([True, True, False, True, False])
+    readable = sdpa(q, k, v, attend_mask=keys, impl="readable")
+    torch.testing.assert_close(sdpa(q, k, v, attend_mask=keys, impl="fused"), readable, atol=1e-12, rtol=0)
+    torch.testing.assert_close(readable, sdpa(q, k[:, :, [0, 1, 3]], v[:, :, [0, 1, 3]]), atol=1e-12, rtol=0)

@@ -115,3 +115,62 @@ def test_transposed_copies(dtype, shape):
         out = kernels.transposed(src)
         assert out.is_contiguous() and out.shape == (shape[1], shape[0])
         assert torch.equal(out, src.t())
+
+
+# -- the build cache ----------------------------------------------------------------------------
+
+TINY = "extern \"C\" int attnlab_answer() { return 42; }\n"
+
+
+def test_build_is_keyed_by_source_flags_and_torch_version_and_respects_the_umask(tmp_path, monkeypatch):
+    import ctypes
+    import os
+    import shutil
+
+    from attnlab.kernels import native
+
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    monkeypatch.setenv("ATTNLAB_CACHE", str(tmp_path / "cache"))
+    source = tmp_path / "tiny.cpp"
+    source.write_text(TINY)
+    flags = ("-O1", "-shared", "-fPIC")
+    old = os.umask(0o022)
+    try:
+        built = native.build(compiler, source, flags)
+    finally:
+        os.umask(old)
+    assert built.stat().st_mode & 0o777 in (0o644, 0o755)  # not 0600: the umask decides
+    assert ctypes.CDLL(str(built)).attnlab_answer() == 42
+    assert native.build(compiler, source, flags) == built  # reused
+    assert sorted(p.name for p in built.parent.iterdir()) == [built.name]  # no temporary left
+    key = native.build_key(TINY.encode(), compiler, flags)
+    assert built.name == f"attnlab_kernels_{key}.so"
+    assert native.build_key(TINY.encode() + b"\n", compiler, flags) != key  # another source
+    assert native.build_key(TINY.encode(), compiler, ("-O2", "-shared", "-fPIC")) != key  # other flags
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    assert native.build_key(TINY.encode(), compiler, flags) != key  # another PyTorch
+
+
+# -- switching the fast paths off, and seeing which ran ------------------------------------------
+
+def test_disabled_turns_every_fast_path_off_and_record_names_those_that_ran():
+    from attnlab import TransformerEncoder
+    from attnlab.packing import cu_seqlens_from_lengths
+
+    torch.manual_seed(0)
+    enc = TransformerEncoder(16, 2, 1, 32, dropout=0.1).train()
+    x, cu = torch.randn(9, 16), cu_seqlens_from_lengths([4, 5])
+    with kernels.record() as ran:
+        enc.forward_packed(x, cu)
+    assert {"native attention", "native dropout"} <= ran
+    assert ("onednn linear" in ran) == (kernels.onednn_unsupported_reason() is None)
+    with kernels.record() as ran, kernels.disabled():
+        assert kernels.native_unsupported_reason(x) == "switched off by attnlab.kernels.disabled()"
+        assert kernels.onednn_unsupported_reason(x) is not None
+        enc.forward_packed(x, cu)
+    assert ran == set()
+    with kernels.record() as ran, kernels.disabled(onednn=False):
+        enc.forward_packed(x, cu)
+    assert "native attention" not in ran and "native dropout" not in ran
+    assert kernels.native_unsupported_reason(x) is None  # back on after the block
+    assert kernels.native_unsupported_reason(x.long()) == "dtype torch.int64 (the kernels take float32 and float64)"

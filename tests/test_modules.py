@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 from hypothesis import given
 
+import attnlab
 from attnlab import MultiHeadSelfAttention, SelfAttention, masks, reference
 
 NORMALIZERS = ("softmax", "relu", "sigmoid")
@@ -331,3 +332,37 @@ def test_a_three_dimensional_mask_is_per_sequence_never_per_head():
         assert torch.allclose(module(x, attend_mask=m), four_d)
     with pytest.raises(ValueError, match=r"3-D attend_mask is \(B, N, N\) = \(2, 5, 5\), got \(3, 5, 5\)"):
         attnlab.MultiHeadSelfAttention(8, 2)(x, attend_mask=torch.ones(3, 5, 5, dtype=torch.bool))
+
+
+def test_a_layer_given_another_dtype_raises_a_value_error_naming_both():
+    layer = MultiHeadSelfAttention(8, 2)  # float32 weights
+    x = torch.randn(2, 5, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the layer's weights are torch.float32"):
+        layer(x)
+    with pytest.raises(ValueError, match=r"context has dtype torch.float64 but the layer's weights are torch.float32"):
+        layer(x.float(), x)
+    with pytest.raises(ValueError, match=r"tokens has dtype torch.float64 but the layer's weights are torch.float32"):
+        layer.forward_packed(x[0], torch.tensor([0, 5]))
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the layer's weights are torch.float32"):
+        SelfAttention(8, 4, 4)(x)
+    encoder = attnlab.TransformerEncoder(8, 2, 1, 16)
+    with pytest.raises(ValueError, match=r"x has dtype torch.float64 but the layer's weights are torch.float32"):
+        encoder(x)
+    with pytest.raises(ValueError, match=r"tokens has dtype torch.float64"):
+        encoder.forward_packed(x[0], torch.tensor([0, 5]))
+
+
+def test_cross_attention_with_a_cache_equals_the_whole_context_at_once():
+    layer = mhsa(8, 2, seed=3)
+    x, context = randn(2, 3, 8, seed=4), randn(2, 6, 8, seed=5)
+    lengths = torch.tensor([6, 4])
+    whole = layer(x, context, lengths=lengths)
+    cache = {}
+    steps = [layer(x[:, i: i + 1], context if i == 0 else None, lengths=lengths, cache=cache) for i in range(3)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), whole, atol=1e-12, rtol=0)
+    torch.testing.assert_close(layer.attend(x, context, key_lengths=lengths), whole, atol=0, rtol=0)
+    # self-attention with a growing cache and a causal mask: the same as the whole sequence at once
+    causal = layer(x, attend_mask=masks.causal(3))
+    cache = {}
+    steps = [layer(x[:, i: i + 1], cache=cache) for i in range(3)]
+    torch.testing.assert_close(torch.cat(steps, dim=1), causal, atol=1e-12, rtol=0)

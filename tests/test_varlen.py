@@ -222,3 +222,46 @@ def test_rotary_turns_pairs_and_scores_depend_on_offsets_only():
     qr, kr = rot.rotate(q, p), rot.rotate(k, p)
     torch.testing.assert_close(qr[1] @ kr[0], qr[5] @ kr[4])  # same offset, same score
     assert abs(float(qr[2] @ kr[0] - qr[1] @ kr[0])) > 1e-3
+
+
+def test_mixed_dtypes_are_a_value_error_naming_them():
+    q = randn(6, 2, 4)
+    with pytest.raises(ValueError, match=r"q and k must have one dtype, got q torch.float64 and k torch.float32"):
+        varlen_attention(q, q.float(), q, torch.tensor([0, 6]))
+
+
+NON_FINITE_PATHS = [pytest.param("native", marks=needs_kernels), "buckets"]
+
+
+@pytest.mark.parametrize("impl", NON_FINITE_PATHS)
+@pytest.mark.parametrize("causal,window", [(True, None), (False, 1), (True, 2)])
+@pytest.mark.parametrize("tensor,value", [("k", float("inf")), ("k", float("nan")), ("v", float("inf")), ("v", float("nan"))])
+def test_masked_out_keys_never_reach_the_output(impl, causal, window, tensor, value):
+    """The padded paths' rule: a key outside a query's range does not reach it; inside, the
+    same arithmetic as attnlab.scaled_dot_product_attention on the sequence alone."""
+    cu = cu_seqlens_from_lengths([6, 7, 3])
+    q, k, v = (randn(16, 2, 8, seed=s) for s in (20, 21, 22))
+    clean = varlen_attention(q, k, v, cu, causal=causal, window=window, impl=impl)
+    bad = {"k": k.clone(), "v": v.clone()}
+    bad[tensor][6 + 4, :, 3] = value  # token 4 of the second sequence
+    out = varlen_attention(q, bad["k"], bad["v"], cu, causal=causal, window=window, impl=impl)
+    expected = per_sequence(q, bad["k"], bad["v"], cu, causal, window)
+    torch.testing.assert_close(out, expected, atol=1e-12, rtol=0, equal_nan=True)
+    allowed = pattern(7, causal, window)[:, 4]  # the second sequence's queries that may see token 4
+    keep = torch.cat([torch.ones(6, dtype=torch.bool), ~allowed, torch.ones(3, dtype=torch.bool)])
+    torch.testing.assert_close(out[keep], clean[keep], atol=1e-12, rtol=0)
+    if value != value:
+        assert bool((out[6:13][allowed] if tensor == "k" else out[6:13][allowed][..., 3]).isnan().all())
+
+
+@pytest.mark.parametrize("impl", NON_FINITE_PATHS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_nan_query_gives_a_nan_row(impl, causal):
+    cu = cu_seqlens_from_lengths([4, 4])
+    qkv = randn(8, 3, 2, 8, seed=23)
+    clean = varlen_attention_qkv(qkv, cu, causal=causal, impl=impl)
+    qkv[5, 0, 1, 2] = float("nan")  # the query of token 5, head 1
+    out = varlen_attention_qkv(qkv, cu, causal=causal, impl=impl)
+    assert bool(out[5, 1].isnan().all())
+    out[5, 1] = clean[5, 1]
+    torch.testing.assert_close(out, clean, atol=1e-12, rtol=0)

@@ -8,6 +8,16 @@ Shape letters used throughout attnlab:
 A query row with no key it may attend to returns zeros (never NaN), and its
 gradients are zero (never NaN).
 
+Non-finite inputs, the same on every path (readable, fused, and the packed paths of
+``attnlab.attention.varlen``):
+
+* keys a query may not attend to never reach its output, whatever their values: an inf
+  or NaN in a masked-out key or value leaves the row as it would be without it (and a
+  row that may attend to nothing stays zeros);
+* the keys and values a query may attend to, and the query itself, go through the
+  formula's plain arithmetic: a NaN there makes the row NaN (never a silent zero); an
+  inf gives what the formula gives (inf or NaN, or a weight of 0 for a score of -inf).
+
 Two paths compute the same thing:
 
 * ``impl="readable"``: scores -> normalize -> weighted sum, written out so it can
@@ -27,16 +37,11 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..reference import NORMALIZERS, check_normalize
+
 log = logging.getLogger("attnlab.attention")
 
-NORMALIZERS = ("softmax", "relu", "sigmoid")
 IMPLS = ("auto", "fused", "readable")
-
-
-def check_normalize(normalize: str) -> str:
-    if normalize not in NORMALIZERS:
-        raise ValueError(f"normalize={normalize!r} is unknown; choose one of {', '.join(NORMALIZERS)}")
-    return normalize
 
 
 def normalize_scores(scores: torch.Tensor, attend_mask: torch.Tensor | None, normalize: str) -> torch.Tensor:
@@ -83,11 +88,20 @@ def _check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attend_mask
         )
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must have the same head width d: q {tuple(q.shape)}, k {tuple(k.shape)}")
+    check_dtypes(q=q, k=k, v=v)
     if k.shape[2] != v.shape[2]:
         raise ValueError(f"k and v must have the same number of keys Nk: k {tuple(k.shape)}, v {tuple(v.shape)}")
     if attend_mask is not None:
         target = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
         check_mask(attend_mask, target)
+
+
+def check_dtypes(**tensors: torch.Tensor) -> None:
+    """Raise ValueError unless every tensor has one dtype, naming them: check_dtypes(q=q, k=k)."""
+    (first, t0), *rest = tensors.items()
+    for name, t in rest:
+        if t.dtype != t0.dtype:
+            raise ValueError(f"{first} and {name} must have one dtype, got {first} {t0.dtype} and {name} {t.dtype}")
 
 
 def check_mask(attend_mask: torch.Tensor, target: tuple[int, ...]) -> None:
@@ -106,7 +120,7 @@ def check_mask(attend_mask: torch.Tensor, target: tuple[int, ...]) -> None:
         )
 
 
-def _fused_refusal(normalize: str, return_weights: bool, q: torch.Tensor) -> str | None:
+def _fused_unsupported_reason(normalize: str, return_weights: bool) -> str | None:
     if normalize != "softmax":
         return f"normalize={normalize!r} (the fused kernel only does softmax)"
     if return_weights:
@@ -143,16 +157,42 @@ def scaled_dot_product_attention(
     if scale is None:
         scale = 1.0 / math.sqrt(q.shape[-1])
 
-    refusal = _fused_refusal(normalize, return_weights, q)
+    refusal = _fused_unsupported_reason(normalize, return_weights)
     if impl == "fused" and refusal:
         raise ValueError(f"impl='fused' cannot serve this call: {refusal}")
     use_fused = impl == "fused" or (impl == "auto" and refusal is None)
     if impl == "auto" and refusal:
         log.debug("readable attention path: %s", refusal)
 
+    if not all_finite(q, k, v):
+        return _nonfinite(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
     if use_fused:
         return _fused(q, k, v, attend_mask, scale, dropout)
     return _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights)
+
+
+def all_finite(*tensors: torch.Tensor) -> bool:
+    """True when no tensor holds an inf or NaN (one reduction per tensor, one sync)."""
+    finite = torch.isfinite(tensors[0]).all()
+    for t in tensors[1:]:
+        finite &= torch.isfinite(t).all()
+    return bool(finite)
+
+
+def _nonfinite(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
+    """The readable path for inputs holding inf or NaN: the weighted sum runs over the keys
+    each query may attend to only, as plain arithmetic would let a masked-out inf or NaN
+    value through (0 * inf = NaN). It costs a (B, H, Nq, Nk, dv) product, so it is taken
+    only when an input is not finite."""
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, Nq, Nk)
+    weights = normalize_scores(scores, attend_mask, normalize)  # masked-out scores never enter
+    if dropout > 0.0:
+        weights = F.dropout(weights, p=dropout)
+    terms = weights[..., None] * v[..., None, :, :]  # (B, H, Nq, Nk, dv): alpha'_ij v_j
+    if attend_mask is not None:
+        terms = terms.masked_fill(~attend_mask[..., None], 0.0)
+    out = terms.sum(dim=-2)  # (B, H, Nq, dv)
+    return (out, weights) if return_weights else out
 
 
 def _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
@@ -170,6 +210,8 @@ def _readable(q, k, v, attend_mask, normalize, scale, dropout, return_weights):
 def _fused(q, k, v, attend_mask, scale, dropout):
     if attend_mask is None:
         return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    if attend_mask.dim() == 1:  # one row of keys for every query; PyTorch's kernel wants (Nq|1, Nk)
+        attend_mask = attend_mask[None, :]
     row_any = attend_mask.any(dim=-1, keepdim=True)
     if bool(row_any.all()):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=attend_mask, dropout_p=dropout, scale=scale)

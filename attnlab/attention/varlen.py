@@ -31,6 +31,11 @@ How it is computed (an implementation detail; the encoder around it never pads):
 
 Normalizers other than softmax, and ``return_weights``, take the readable path
 (scores -> normalize -> weighted sum): per bucket, or per sequence for the weights.
+
+Non-finite inputs follow the rules of ``attnlab.attention.functional`` on both paths:
+the native kernel never reads a key outside a query's range, and the bucketed path,
+whose padding and fused masking could pass an inf on, runs inputs holding an inf or NaN
+through the readable path one sequence at a time.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ import torch.nn.functional as F
 
 from .. import kernels
 from ..packing import check_cu_seqlens
-from .functional import check_normalize, scaled_dot_product_attention
+from .functional import all_finite, check_dtypes, check_normalize, scaled_dot_product_attention
 from .masks import causal as causal_mask
 from .masks import window as window_mask
 
@@ -264,6 +269,7 @@ def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
         )
     if q.shape[2] != k.shape[2]:
         raise ValueError(f"q and k must have the same head width d: q {tuple(q.shape)}, k {tuple(k.shape)}")
+    check_dtypes(q=q, k=k, v=v)
 
 
 def varlen_attention(
@@ -325,51 +331,57 @@ def varlen_attention_qkv(
     )
 
 
-def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout, return_weights, plan, impl):
+def _check_options(normalize: str, window: int | None, dropout: float, impl: str) -> None:
     check_normalize(normalize)
     check_window(window)
     if impl not in IMPLS:
         raise ValueError(f"impl={impl!r} is unknown; choose one of {', '.join(IMPLS)}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-    stacked = isinstance(src, torch.Tensor)
-    q = src[:, 0] if stacked else src[0]
-    d = q.shape[-1]
-    scale = 1.0 / math.sqrt(d) if scale is None else scale
+
+
+def _checked_plan(plan: VarlenPlan | None, cu_seqlens, total: int, width: int) -> VarlenPlan:
     if plan is None:
-        plan = VarlenPlan(cu_seqlens, total, width=q.shape[1] * d)
-    else:
-        if plan.total != total:
-            raise ValueError(f"plan was made for T = {plan.total} tokens, the inputs have T = {total}")
-        if cu_seqlens is not plan.cu_seqlens and not torch.equal(check_cu_seqlens(cu_seqlens, total), plan.cu_seqlens):
-            raise ValueError("plan was made for different cu_seqlens")
+        return VarlenPlan(cu_seqlens, total, width=width)
+    if plan.total != total:
+        raise ValueError(f"plan was made for T = {plan.total} tokens, the inputs have T = {total}")
+    if cu_seqlens is not plan.cu_seqlens and not torch.equal(check_cu_seqlens(cu_seqlens, total), plan.cu_seqlens):
+        raise ValueError("plan was made for different cu_seqlens")
+    return plan
 
+
+def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout, return_weights, plan, impl):
+    """src: stacked qkv (T, 3, H, d) or a tuple q, k, v (T, H, d)."""
+    _check_options(normalize, window, dropout, impl)
+    stacked = isinstance(src, torch.Tensor)
+    tensors = (src,) if stacked else tuple(src)
+    q = src[:, 0] if stacked else src[0]  # (T, H, d)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    plan = _checked_plan(plan, cu_seqlens, total, q.shape[1] * q.shape[-1])
     if return_weights:
-        qs, ks, vs = (src[:, i] for i in range(3)) if stacked else src
-        return _per_sequence(qs, ks, vs, plan, causal, window, normalize, scale, dropout)
-
-    dv = src.shape[-1] if stacked else src[2].shape[-1]
-    heads = q.shape[1]
+        return _per_sequence(*(src.unbind(1) if stacked else src), plan, causal, window, normalize, scale, dropout)
     if plan.longest == 0:
-        return q.new_zeros((total, heads, dv))
+        return q.new_zeros((total, q.shape[1], tensors[-1].shape[-1]))
 
-    refusal = _native_refusal(src if stacked else src, normalize, plan, impl)
-    if impl == "native" and refusal:
-        raise ValueError(f"impl='native' cannot serve this call: {refusal}")
-    if refusal is None:
+    reason = _native_unsupported_reason(tensors, normalize, plan, impl)
+    if impl == "native" and reason:
+        raise ValueError(f"impl='native' cannot serve this call: {reason}")
+    if reason is None:  # the native kernel reads no key outside a query's range
         run = kernels.attention_qkv if stacked else kernels.attention
-        args = (src,) if stacked else tuple(src)
-        return run(*args, plan.cu_seqlens, scale=scale, causal=causal, window=window, dropout=dropout)
+        return run(*tensors, plan.cu_seqlens, scale=scale, causal=causal, window=window, dropout=dropout)
     if impl == "auto":
-        log.debug("bucketed varlen attention: %s", refusal)
+        log.debug("bucketed varlen attention: %s", reason)
+    if not all_finite(*tensors):  # padded keys and flash's masking would let them through
+        return _per_sequence(*(src.unbind(1) if stacked else src), plan, causal, window, normalize, scale, dropout)[0]
+    return _bucketed(src, plan, causal, window, normalize, scale, dropout)
 
+
+def _bucketed(src, plan, causal, window, normalize, scale, dropout):
+    """Every bucket through one fused (softmax) or readable call, back in packed order."""
+    stacked = isinstance(src, torch.Tensor)
     # 1) gather every bucket's rows: (P, 3, H, d) or three (P, H, d)
-    if stacked:
-        rows = plan.gather(src)
-    else:
-        rows = tuple(plan.gather(t) for t in src)
-    masks = plan.masks(causal, window, q.device)
-    fused = normalize == "softmax"
+    rows = plan.gather(src) if stacked else tuple(plan.gather(t) for t in src)
+    masks = plan.masks(causal, window, rows[0].device if not stacked else rows.device)
     outs = []
     for bucket, mask in zip(plan.buckets, masks):
         lo, hi = bucket.slot, bucket.slot + bucket.count * bucket.n
@@ -380,37 +392,32 @@ def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout
         else:
             qb, kb, vb = (r[lo:hi].unflatten(0, (bucket.count, bucket.n)).transpose(1, 2) for r in rows)
         # 3) attend
-        if fused:
+        if normalize == "softmax":
             use_causal_flag = causal and window is None and bucket.exact
             out = F.scaled_dot_product_attention(
-                qb, kb, vb,
-                attn_mask=None if use_causal_flag else mask,
-                dropout_p=dropout,
-                is_causal=use_causal_flag,
-                scale=scale,
+                qb, kb, vb, attn_mask=None if use_causal_flag else mask, dropout_p=dropout,
+                is_causal=use_causal_flag, scale=scale,
             )
         else:
             out = scaled_dot_product_attention(
                 qb, kb, vb, attend_mask=mask, normalize=normalize, scale=scale, dropout=dropout, impl="readable"
             )
-        # (b, H, n, dv) -> (b * n, H, dv)
-        outs.append(out.transpose(1, 2).flatten(0, 1))
+        outs.append(out.transpose(1, 2).flatten(0, 1))  # (b, H, n, dv) -> (b * n, H, dv)
     # 4) back to the packed order (padding rows dropped)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
     return plan.scatter(out)
 
 
-def _native_refusal(src, normalize, plan, impl) -> str | None:
+def _native_unsupported_reason(tensors, normalize, plan, impl) -> str | None:
     """None when the native kernel can serve the call, else why not."""
     if impl == "buckets":
         return "impl='buckets'"
     if normalize != "softmax":
         return f"normalize={normalize!r} (the native kernel only does softmax)"
-    tensors = (src,) if isinstance(src, torch.Tensor) else tuple(src)
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     if impl == "auto" and grad and plan.longest > NATIVE_MAX_LEN:
         return f"gradients for a sequence of {plan.longest} tokens (> {NATIVE_MAX_LEN}: the flash kernel trains faster)"
-    return kernels.supports(*tensors)
+    return kernels.native_unsupported_reason(*tensors)
 
 
 def _per_sequence(q, k, v, plan, causal, window, normalize, scale, dropout):

@@ -644,12 +644,25 @@ void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
                     for (int r = 0; r < R; ++r)
                         for (int k = 0; k < DV; ++k)
                             o[r][k] = r < rows ? vload<V>(acc + (i0 - piece.i0 + r) * D + k * L) * alpha[r] : V{};
+                    // keys in [all_lo, all_hi) are in every row's range; a key outside a row's
+                    // range must not reach it even as 0 * v_j (v_j may be inf or NaN)
+                    const int64_t all_lo = key_range(i0 + rows - 1, n, a.causal, a.window).lo;
+                    const int64_t all_hi = key_range(i0, n, a.causal, a.window).hi;
                     for (int64_t j = lo_min; j < hi_max; ++j) {
                         const T* vj = a.v + (start + j) * a.v_row + h * D;
                         V vv[DV];
                         for (int k = 0; k < DV; ++k) vv[k] = vload<V>(vj + k * L);
+                        if (j >= all_lo && j < all_hi) {
 #pragma GCC unroll 8
-                        for (int r = 0; r < R; ++r) {
+                            for (int r = 0; r < R; ++r) {
+                                const T w = s[r * kKeyChunk + j - k0];
+                                for (int k = 0; k < DV; ++k) o[r][k] += w * vv[k];
+                            }
+                            continue;
+                        }
+                        for (int r = 0; r < rows; ++r) {
+                            const Range kr = key_range(i0 + r, n, a.causal, a.window);
+                            if (j < kr.lo || j >= kr.hi) continue;
                             const T w = s[r * kKeyChunk + j - k0];
                             for (int k = 0; k < DV; ++k) o[r][k] += w * vv[k];
                         }
