@@ -32,7 +32,7 @@ def matmul_backends() -> list[str]:
     """"mkl", and "onednn" where attnlab's linear layers can use it."""
     from .. import kernels
 
-    return ["mkl"] + (["onednn"] if kernels.onednn_reason() is None else [])
+    return ["mkl"] + (["onednn"] if kernels.onednn_unsupported_reason() is None else [])
 
 
 def matmul_rate(n: int, repeats: int, min_sample_s: float, backend: str = "mkl") -> dict:

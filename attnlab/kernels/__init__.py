@@ -23,12 +23,12 @@ Shape letters: T packed tokens, B sequences, H heads, d head width.
 
 from .packed_attention import attention, attention_qkv
 from .dropout import ACTIVATIONS, activation_dropout, dropout_add, relu_dropout_, residual_dropout
-from .onednn import linear, onednn_reason, onednn_unsupported_reason
+from .onednn import linear, onednn_unsupported_reason
 from .native import available, cache_dir, load, native_unsupported_reason, transposed, unavailable_reason
 from .paths import disabled, record
 
 __all__ = [
     "ACTIVATIONS", "activation_dropout", "attention", "attention_qkv", "available", "cache_dir", "disabled",
-    "dropout_add", "linear", "load", "native_unsupported_reason", "onednn_reason", "onednn_unsupported_reason",
+    "dropout_add", "linear", "load", "native_unsupported_reason", "onednn_unsupported_reason",
     "record", "relu_dropout_", "residual_dropout", "transposed", "unavailable_reason",
 ]

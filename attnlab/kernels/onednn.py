@@ -63,7 +63,6 @@ def onednn_unsupported_reason(*tensors: torch.Tensor) -> str | None:
     return None
 
 
-onednn_reason = onednn_unsupported_reason  # the name the benchmark reports use
 
 
 def _onednn(x, weight, bias, relu, residual):

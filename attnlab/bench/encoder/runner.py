@@ -55,7 +55,7 @@ def run(cfg: EncoderBenchConfig, log: Callable[[str], None] = print) -> dict:
         "padded_tokens_per_batch": padded / cfg.batches,
         "useful_gflop_per_batch": forward_flops(cfg, batches) / 1e9,
         "native_kernels": kernels.available(),
-        "onednn_linear": kernels.onednn_reason() is None,
+        "onednn_linear": kernels.onednn_unsupported_reason() is None,
         "malloc_tuned": malloc_tuned,
         "matmul": matmul,
         "matmul_best_gflops": best,
