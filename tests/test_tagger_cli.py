@@ -145,3 +145,49 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
     assert "resuming from" in resumed.stderr and f"step {step})" in resumed.stderr
     state = json.loads((out / "checkpoints" / json.loads(pointer.read_text())["dir"] / "state.json").read_text())
     assert state["state"]["done"] and state["state"]["step"] > step and state["state"]["epoch"] == 5
+
+
+def test_the_task_registry_finds_the_task_of_a_model_directory(tmp_path):
+    from attnlab.tasks import TASKS, task_for_model
+
+    assert list(TASKS) == ["tag", "classify", "seq2seq"]
+    for name, task in TASKS.items():
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps({"task": task.model_task}))
+        assert task.name == name and task_for_model(directory) is task
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"task": "parsing"}))
+    assert task_for_model(tmp_path / "other") is None and task_for_model(tmp_path / "missing") is None
+
+
+def test_train_help_lists_the_options_of_every_task(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--treebank", "--resume", "--epochs", "--hidden", "--label-smoothing", "--xpos-weight", "--pooling",
+                   "--decoder-layers", "--max-chars", "--beam", "--task {tag,classify,seq2seq}"):
+        assert option in text
+    for name in ("--task tag:", "--task classify:", "--task seq2seq:"):
+        assert name in text
+
+
+def test_building_the_command_line_leaves_the_models_unimported():
+    code = ("import sys; from attnlab.cli import build_parser; build_parser(); "
+            "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('attnlab.tasks'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == ["attnlab.tasks", "attnlab.tasks.base", "attnlab.tasks.classify_task",
+                         "attnlab.tasks.seq2seq_task", "attnlab.tasks.tag_io", "attnlab.tasks.tag_task"]
+
+
+def test_demo_report_marks_the_saw_the_none_tagger_cannot_tell_apart(tmp_path):
+    from attnlab.tasks.tagging_demo import DemoResult, DemoTagger, demo_report
+
+    attention = DemoTagger("attention", tmp_path / "a", ["PRON", "VERB", "DET", "NOUN"], 0.9512, 12.4)
+    none = DemoTagger("none", tmp_path / "n", ["PRON", "NOUN", "DET", "NOUN"], 0.8, 2.0)
+    result = DemoResult(tmp_path, attention, none)
+    lines = demo_report(result).splitlines()
+    assert result.correct and not DemoResult(tmp_path, none, none).correct
+    assert lines[3] == "saw    VERB      VERB       NOUN     <- same input vector as the other 'saw'"
+    assert lines[5] == "saw    NOUN      NOUN       NOUN  "
+    assert lines[7] == "attention tagger: correct on 'I saw a saw'; demo test accuracy 95.12% (trained 12 s)"

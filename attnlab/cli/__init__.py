@@ -18,7 +18,10 @@ from ..errors import UserError
 COMMANDS = [
     "attnlab.walkthrough",  # steps
     "attnlab.bench.cli",  # bench
-    "attnlab.tagger_cli",  # train, eval, tag, demo
+    "attnlab.cli.train",  # train
+    "attnlab.cli.eval",  # eval
+    "attnlab.cli.tag",  # tag
+    "attnlab.cli.demo",  # demo
     "attnlab.data.cli",  # data get
     "attnlab.viz.cli",  # explain
     "attnlab.serve.cli",  # serve

@@ -10,12 +10,14 @@ The pieces are separate and small:
                                         given the encoder's output, so argmax is exact)
 * ``predict(model, sentences)``        tag lists for plain lists of word forms
 
-``TaggingTask`` plugs a tagger into ``attnlab.train.train``, and ``load_tagger`` /
-``save_tagger`` read and write a model directory (``attnlab.checkpoint``).
+``TaggingTask`` plugs a tagger into ``attnlab.train.train``, ``load_tagger`` /
+``save_tagger`` read and write a model directory (``attnlab.checkpoint``), and
+``evaluate_tagger`` scores a model directory on gold sentences (`attnlab eval`).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -199,6 +201,24 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
     model, config, vocabs, files = load_task_model(directory, TASK, "tagger", TaggerConfig.from_json,
                                                    TaggerVocabs.from_json, Tagger)
     return LoadedTagger(model, vocabs, config, files.config)
+
+
+def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
+    """Tag gold ``sentences`` (read from ``source``) with a model directory and score them: a
+    ``TaggingReport`` for UPOS (``report``), one for XPOS when the model and the gold have it."""
+    from ..evaluate import score_tags
+
+    loaded = load_tagger(model_dir)
+    forms = [s.forms for s in sentences]
+    start = time.perf_counter()
+    upos, xpos = predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens)
+    seconds = time.perf_counter() - start
+    known = loaded.vocabs.features.is_known
+    report = score_tags([s.upos for s in sentences], upos, [[not known(f) for f in s.forms] for s in sentences])
+    result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
+    if xpos is not None and any(s.xpos for s in sentences):
+        result["xpos"] = score_tags([s.xpos for s in sentences], xpos)
+    return result
 
 
 # -- training --------------------------------------------------------------------------
