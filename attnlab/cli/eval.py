@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
                     "Lemmatizers: exact match (all, known and unknown forms) beside the most-frequent-lemma baseline.",
     )
     p.add_argument("--model", type=Path, required=True, help="model directory (from attnlab train)")
-    p.add_argument("file", type=Path, help="gold CoNLL-U file")
+    p.add_argument("file", help="gold CoNLL-U file ('-': stdin)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--threads", type=int, help="torch threads")

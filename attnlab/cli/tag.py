@@ -21,9 +21,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", type=Path, required=True, help="model directory")
     p.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
     p.add_argument("--input", choices=INPUTS, default="auto",
-                   help="input format (auto: conllu for *.conllu files and input starting with '#' or a token line)")
+                   help="input format (auto: conllu for *.conllu files and input with a CoNLL-U word line, an ID "
+                        "and 9 more tab-separated columns; text otherwise)")
     p.add_argument("--format", choices=OUTPUTS, default="conllu",
-                   help="output: CoNLL-U, TSV (word, UPOS, XPOS; blank line between sentences) or JSON lines")
+                   help="output: CoNLL-U, TSV (word, UPOS, XPOS; blank line between sentences) or JSON lines (one "
+                        "per sentence, with the probability of each tag; text input: one per line, blank ones too)")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple", help="tokenizer for text input")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--output", "-o", type=Path, help="write here (atomically) instead of stdout")
@@ -33,18 +35,20 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_tag(args) -> int:
-    from ..checkpoint import atomic_write_bytes
+    from ..tasks.files import check_output, write_output
     from ..tasks.run import use_threads
     from ..tasks.tag_io import format_output, read_input, tag_sentences
     from ..tasks.tagging import load_tagger
 
+    if args.output:
+        check_output(args.output)
     use_threads(args.threads)
     loaded = load_tagger(args.model)
     sentences = read_input(args.file, args.input, args.tokenize)
-    tagged = tag_sentences(loaded, sentences, batch_tokens=args.batch_size)
+    tagged = tag_sentences(loaded, sentences, batch_tokens=args.batch_size, probabilities=args.format == "json")
     text = format_output(sentences, tagged, args.format)
     if args.output:
-        atomic_write_bytes(args.output, text.encode("utf-8"))
+        write_output(args.output, text)
     else:
         sys.stdout.write(text)
     if args.stats:

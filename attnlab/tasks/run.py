@@ -154,10 +154,12 @@ def _read_data(task: Task, train_path: Path, dev_path: Path) -> tuple[list, list
 # -- attnlab eval ---------------------------------------------------------------------------
 
 def evaluate(args: argparse.Namespace) -> tuple[Task, dict]:
-    """Score the model directory ``args.model`` on the gold file ``args.file``: (its task, the result)."""
-    from ..data.conllu import read_conllu
+    """Score the model directory ``args.model`` on the gold file ``args.file`` (``-``: stdin),
+    checked by the model's task: (the task, the result)."""
+    from .files import read_gold
 
     use_threads(args.threads)
     task = task_for_model(args.model) or TASKS[DEFAULT_TASK]  # an unknown model: the tagger's loader says why
-    gold = read_conllu(args.file)
-    return task, task.evaluate(args, gold, str(args.file))
+    gold, source = read_gold(args.file)
+    task.check(gold)
+    return task, task.evaluate(args, gold, source)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from .base import token_model_configs
 
+# The 17 part-of-speech tags of Universal Dependencies (https://universaldependencies.org/u/pos/).
+UD_UPOS = frozenset("ADJ ADP ADV AUX CCONJ DET INTJ NOUN NUM PART PRON PROPN PUNCT SCONJ SYM VERB X".split())
+
 
 class Tag:
     name = "tag"
@@ -23,9 +26,15 @@ class Tag:
         pass
 
     def check(self, sentences) -> None:
-        from ..data.conllu import check_tags
+        """Every word has a UPOS tag, one of Universal Dependencies' 17."""
+        from ..data.conllu import ConlluError, check_tags
 
         check_tags(sentences)
+        for sentence in sentences:
+            for token in sentence.tokens:
+                if token.upos not in UD_UPOS:
+                    raise ConlluError(f"{sentence.source}:{token.line}: UPOS {token.upos!r} of word {token.form!r} is "
+                                      f"not a Universal Dependencies tag ({' '.join(sorted(UD_UPOS))})")
 
     def build(self, args, train):
         from .tagging import LoadedTagger, Tagger, TaggerConfig, TaggerVocabs
