@@ -308,3 +308,16 @@ def test_unknown_or_missing_upos_in_gold_and_training_data_is_refused(model, dat
                  str(tmp_path / "m"), *TINY]) == 2
     assert f"{unknown}:3: UPOS 'NOTATAG'" in _one_line_error(capsys)
     assert not (tmp_path / "m").exists()
+
+
+def test_bytes_that_are_not_utf8_are_refused_on_stdin_as_in_files(model, tmp_path, capsys, monkeypatch):
+    import io
+
+    data = b"I saw a saw\nthe \xff saw\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape"))
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model)]) == 2
+    assert "<stdin>:2: not UTF-8 text (invalid start byte at byte 16)" in _one_line_error(capsys)
+    (tmp_path / "in.txt").write_bytes(data)
+    assert main(["tag", "--model", str(model), str(tmp_path / "in.txt")]) == 2
+    assert f"{tmp_path / 'in.txt'}:2: not UTF-8 text" in _one_line_error(capsys)

@@ -17,20 +17,28 @@ STDIN = "<stdin>"
 
 
 def read_text(file: str | Path) -> tuple[str, str]:
-    """(the text of ``file``, its name in messages); ``-`` is stdin."""
+    """(the text of ``file``, its name in messages); ``-`` is stdin. Both must be UTF-8."""
     if str(file) == "-":
-        return sys.stdin.read(), STDIN
+        raw = getattr(sys.stdin, "buffer", None)
+        return (_decode(raw.read(), STDIN) if raw is not None else sys.stdin.read()), STDIN
     path = Path(file)
     try:
-        return path.read_text(encoding="utf-8"), str(path)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, not a file") from None
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"{path}: {exc.strerror or exc}") from None
+    return _decode(data, str(path)), str(path)
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValueError(f"{name}:{line}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
 
 
 def read_gold(file: str | Path) -> tuple[list, str]:
