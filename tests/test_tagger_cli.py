@@ -145,3 +145,179 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(data, tmp_path):
     assert "resuming from" in resumed.stderr and f"step {step})" in resumed.stderr
     state = json.loads((out / "checkpoints" / json.loads(pointer.read_text())["dir"] / "state.json").read_text())
     assert state["state"]["done"] and state["state"]["step"] > step and state["state"]["epoch"] == 5
+
+
+def test_the_task_registry_finds_the_task_of_a_model_directory(tmp_path):
+    from attnlab.tasks import TASKS, task_for_model
+
+    assert list(TASKS) == ["tag", "classify", "seq2seq"]
+    for name, task in TASKS.items():
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "config.json").write_text(json.dumps({"task": task.model_task}))
+        assert task.name == name and task_for_model(directory) is task
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text(json.dumps({"task": "parsing"}))
+    assert task_for_model(tmp_path / "other") is None and task_for_model(tmp_path / "missing") is None
+
+
+def test_train_help_lists_the_options_of_every_task(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--treebank", "--resume", "--epochs", "--hidden", "--label-smoothing", "--xpos-weight", "--pooling",
+                   "--decoder-layers", "--max-chars", "--beam", "--task {tag,classify,seq2seq}"):
+        assert option in text
+    for name in ("--task tag:", "--task classify:", "--task seq2seq:"):
+        assert name in text
+
+
+def test_building_the_command_line_leaves_the_models_unimported():
+    code = ("import sys; from attnlab.cli import build_parser; build_parser(); "
+            "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('attnlab.tasks'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == ["attnlab.tasks", "attnlab.tasks.base", "attnlab.tasks.classify_task",
+                         "attnlab.tasks.files", "attnlab.tasks.seq2seq_task", "attnlab.tasks.tag_io",
+                         "attnlab.tasks.tag_task"]
+
+
+def test_demo_report_marks_the_saw_the_none_tagger_cannot_tell_apart(tmp_path):
+    from attnlab.tasks.tagging_demo import DemoResult, DemoTagger, demo_report
+
+    attention = DemoTagger("attention", tmp_path / "a", ["PRON", "VERB", "DET", "NOUN"], 0.9512, 12.4)
+    none = DemoTagger("none", tmp_path / "n", ["PRON", "NOUN", "DET", "NOUN"], 0.8, 2.0)
+    result = DemoResult(tmp_path, attention, none)
+    lines = demo_report(result).splitlines()
+    assert result.correct and not DemoResult(tmp_path, none, none).correct
+    assert lines[3] == "saw    VERB      VERB       NOUN     <- same input vector as the other 'saw'"
+    assert lines[5] == "saw    NOUN      NOUN       NOUN  "
+    assert lines[7] == "attention tagger: correct on 'I saw a saw'; demo test accuracy 95.12% (trained 12 s)"
+
+
+# -- bad and unusual input ------------------------------------------------------------------
+
+def _stdin(monkeypatch, text: str) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    return err
+
+
+def test_text_starting_with_a_hash_is_tagged_as_text(model, capsys, monkeypatch):
+    _stdin(monkeypatch, "#MeToo is trending\n")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["words"] == ["#", "MeToo", "is", "trending"]
+
+
+def test_text_that_looks_like_broken_conllu_points_to_the_input_option(model, capsys, monkeypatch):
+    _stdin(monkeypatch, "1\tI\tI\tPRON\n2\tsaw\tsee\tVERB\n")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model)]) == 2
+    err = _one_line_error(capsys)
+    assert "<stdin>:1:" in err and "4 tab-separated columns" in err and "--input text" in err
+    broken = "# sent_id = s1\n1\tI\tI\tPRON\tPRP\t_\t0\troot\t_\t_\n2\tsaw\tsee\n\n"
+    _stdin(monkeypatch, broken)
+    assert main(["tag", "--model", str(model)]) == 2
+    err = _one_line_error(capsys)
+    assert "<stdin>:3: expected 10 tab-separated CoNLL-U columns, found 3" in err and "--input text" in err
+    _stdin(monkeypatch, broken)
+    assert main(["tag", "--model", str(model), "--input", "text", "--format", "json"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and json.loads(lines[2])["words"] == ["2", "saw", "see"]
+
+
+def test_eval_reads_stdin(model, data, capsys, monkeypatch):
+    gold = data / "tiny-test.conllu"
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), str(gold), "--json"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    _stdin(monkeypatch, gold.read_text(encoding="utf-8"))
+    assert main(["eval", "--model", str(model), "-", "--json"]) == 0
+    from_stdin = json.loads(capsys.readouterr().out)
+    assert from_stdin["file"] == "<stdin>" and from_stdin["upos"] == from_file["upos"]
+    assert from_stdin["upos"]["tokens"] == sum(len(s) for s in read_conllu(gold)) == 456
+
+
+def test_tag_keeps_blank_lines_and_gives_probabilities(model, capsys, monkeypatch):
+    import torch
+
+    from attnlab.tasks.tagging import load_tagger
+
+    _stdin(monkeypatch, "I saw a saw.\n\nthey book a book\n")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["words"] for r in rows] == [["I", "saw", "a", "saw", "."], [], ["they", "book", "a", "book"]]
+    assert rows[1] == {"words": [], "upos": [], "upos_prob": [], "xpos": [], "xpos_prob": []}
+    loaded = load_tagger(model)
+    batch = loaded.encoder().encode([rows[2]["words"]])
+    with torch.no_grad():
+        out = loaded.model(batch)
+    for column, scores, vocab in (("upos", out.upos, loaded.vocabs.upos), ("xpos", out.xpos, loaded.vocabs.xpos)):
+        p = torch.softmax(scores[0, :, 2:].double(), dim=-1)  # ids 0 and 1 are PAD and UNK, never predicted
+        expected_tags = vocab.decode((p.argmax(dim=-1) + 2).tolist())
+        assert rows[2][column] == expected_tags
+        assert rows[2][column + "_prob"] == pytest.approx(p.max(dim=-1).values.tolist(), abs=1e-4)
+
+
+def test_empty_input_is_an_error_for_tag_and_eval(model, tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty.conllu"
+    empty.write_text("", encoding="utf-8")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n", encoding="utf-8")
+    capsys.readouterr()
+    for args in (["tag", str(empty)], ["tag", str(blank)], ["eval", str(empty)]):
+        assert main([args[0], "--model", str(model), *args[1:]]) == 2
+        assert f"{args[1]}: no sentences" in _one_line_error(capsys)
+    assert not capsys.readouterr().out
+    _stdin(monkeypatch, "")
+    assert main(["eval", "--model", str(model), "-"]) == 2
+    assert "<stdin>: no sentences" in _one_line_error(capsys)
+
+
+def test_bad_paths_for_tag_are_one_line_errors(model, tmp_path, capsys):
+    text = tmp_path / "in.txt"
+    text.write_text("I saw a saw\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory" in _one_line_error(capsys)
+    assert main(["tag", "--model", str(model), str(text), "-o", str(tmp_path)]) == 2
+    assert f"{tmp_path}: is a directory" in _one_line_error(capsys)
+    assert main(["tag", "--model", str(model), str(text), "-o", str(text / "out.conllu")]) == 2
+    assert f"{text}: is not a directory" in _one_line_error(capsys)
+    assert text.read_text(encoding="utf-8") == "I saw a saw\n"
+
+
+def test_unknown_or_missing_upos_in_gold_and_training_data_is_refused(model, data, tmp_path, capsys):
+    lines = ["# sent_id = g1", "1\tI\tI\tPRON\tPRP\t_\t2\tnsubj\t_\t_", "2\tsaw\tsee\tVERB\tVBD\t_\t0\troot\t_\t_", ""]
+    unknown, missing = tmp_path / "unknown.conllu", tmp_path / "missing.conllu"
+    unknown.write_text("\n".join(lines).replace("\tVERB\t", "\tNOTATAG\t") + "\n", encoding="utf-8")
+    missing.write_text("\n".join(lines).replace("\tPRON\t", "\t_\t") + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), str(unknown)]) == 2
+    assert f"{unknown}:3: unknown UPOS 'NOTATAG' (UD has ADJ ADP" in _one_line_error(capsys)
+    assert main(["eval", "--model", str(model), str(missing)]) == 2
+    assert f"{missing}:2: UPOS is '_' (no gold tag)" in _one_line_error(capsys)
+    assert main(["train", "--train", str(unknown), "--dev", str(data / "tiny-dev.conllu"), "--out",
+                 str(tmp_path / "m"), *TINY]) == 2
+    assert f"{unknown}:3: unknown UPOS 'NOTATAG'" in _one_line_error(capsys)
+    assert not (tmp_path / "m").exists()
+
+
+def test_bytes_that_are_not_utf8_are_refused_on_stdin_as_in_files(model, tmp_path, capsys, monkeypatch):
+    import io
+
+    data = b"I saw a saw\nthe \xff saw\n"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", errors="surrogateescape"))
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model)]) == 2
+    assert "<stdin>:2: not valid UTF-8 (byte 0xff at column 5)" in _one_line_error(capsys)
+    (tmp_path / "in.txt").write_bytes(data)
+    assert main(["tag", "--model", str(model), str(tmp_path / "in.txt")]) == 2
+    assert f"{tmp_path / 'in.txt'}:2: not valid UTF-8 (byte 0xff at column 5)" in _one_line_error(capsys)

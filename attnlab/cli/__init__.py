@@ -24,7 +24,10 @@ __all__ = ["COMMANDS", "build_parser", "main", "require_extra"]
 COMMANDS = [
     "attnlab.cli.steps",  # steps
     "attnlab.cli.bench",  # bench
-    "attnlab.tagger_cli",  # train, eval, tag, demo
+    "attnlab.cli.train",  # train
+    "attnlab.cli.eval",  # eval
+    "attnlab.cli.tag",  # tag
+    "attnlab.cli.demo",  # demo
     "attnlab.cli.data",  # data get
     "attnlab.cli.explain",  # explain
     "attnlab.cli.serve",  # serve

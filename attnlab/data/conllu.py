@@ -281,7 +281,10 @@ def read_text(source: str | Path, *, stdin: BinaryIO | None = None) -> tuple[str
     ``sys.stdin.buffer``. Split the text with ``split_lines``.
     """
     if str(source) == "-":
-        data, name = (stdin if stdin is not None else sys.stdin.buffer).read(), "<stdin>"
+        stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
+        # A text-only stdin (a replaced sys.stdin) is turned back into bytes so the same rules apply.
+        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
+        name = "<stdin>"
     else:
         path, name = Path(source), str(source)
         try:

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .conllu import split_lines
+
 MANIFEST = "SHA256SUMS"
 CHUNK = 64 * 1024
 DEFAULT_TIMEOUT = 30.0  # seconds, for connecting and for each read
@@ -171,7 +173,7 @@ def read_manifest(path: Path) -> dict[str, str]:
     except (OSError, UnicodeDecodeError) as exc:
         raise DownloadError(f"{path}: cannot read the checksum manifest: {exc}") from None
     out = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(split_lines(text), 1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)

@@ -27,11 +27,22 @@ is the one all five share; the attention encoder converts to the packed layout i
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING
 
-import torch.nn as nn
+if TYPE_CHECKING:  # the command line reads ENCODERS without loading torch
+    import torch.nn as nn
 
-ENCODERS = ("none", "window", "cnn", "bilstm", "attention")
+# name -> (module in this package, class): the one place that lists the encoders.
+_CLASSES = {
+    "none": ("feedforward", "NoContextEncoder"),
+    "window": ("feedforward", "WindowEncoder"),
+    "cnn": ("cnn", "ConvEncoder"),
+    "bilstm": ("bilstm", "BiLSTMEncoder"),
+    "attention": ("attention", "AttentionEncoder"),
+}
+ENCODERS = tuple(_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -79,28 +90,10 @@ class EncoderConfig:
 
 def build_encoder(name: str, d_in: int, config: EncoderConfig | None = None) -> nn.Module:
     """The encoder called ``name`` (one of ENCODERS) for inputs of width ``d_in``."""
-    config = config or EncoderConfig()
-    if name == "none":
-        from .feedforward import NoContextEncoder
-
-        return NoContextEncoder(d_in, config)
-    if name == "window":
-        from .feedforward import WindowEncoder
-
-        return WindowEncoder(d_in, config)
-    if name == "cnn":
-        from .cnn import ConvEncoder
-
-        return ConvEncoder(d_in, config)
-    if name == "bilstm":
-        from .bilstm import BiLSTMEncoder
-
-        return BiLSTMEncoder(d_in, config)
-    if name == "attention":
-        from .attention import AttentionEncoder
-
-        return AttentionEncoder(d_in, config)
-    raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    if name not in _CLASSES:
+        raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")
+    module, cls = _CLASSES[name]
+    return getattr(importlib.import_module(f".{module}", __name__), cls)(d_in, config or EncoderConfig())
 
 
 __all__ = ["ENCODERS", "EncoderConfig", "build_encoder"]

@@ -266,6 +266,27 @@ def load_classifier(directory) -> LoadedClassifier:
     return LoadedClassifier(model, vocabs, config, files.config)
 
 
+def evaluate_classifier(model_dir, sentences: Sequence, *, source: str, baseline: bool = True) -> dict:
+    """Accuracy and macro-F1 of a model directory on gold ``sentences`` (read from ``source``),
+    and of the bag-of-words baseline fitted on the training data the directory records."""
+    from ..data.conllu import read_conllu
+    from .base import recorded_data
+
+    loaded = load_classifier(model_dir)
+    gold = [genre(s) for s in sentences]
+    forms = [s.forms for s in sentences]
+    result = {"model": str(model_dir), "file": str(source), "task": TASK,
+              "score": score_labels(gold, predict_labels(loaded.model, loaded.encoder(), loaded.vocabs, forms))}
+    if baseline:
+        train_path, dev_path = recorded_data(loaded.record, model_dir)
+        tr, dv = read_conllu(train_path), read_conllu(dev_path)
+        bow = BowBaseline().fit([s.forms for s in tr], [genre(s) for s in tr],
+                                dev=([s.forms for s in dv], [genre(s) for s in dv]))
+        result["baseline"] = {"name": f"bag-of-words logistic regression (l2 {bow.l2:g}, chosen on dev)",
+                              "score": score_labels(gold, bow.predict(forms))}
+    return result
+
+
 # -- training --------------------------------------------------------------------------
 
 @dataclass

@@ -422,6 +422,53 @@ def add_lookup_table(directory, train_path=None) -> LemmaTable:
     return table
 
 
+def evaluate_lemmatizer(model_dir, sentences: Sequence, *, source: str, beam: int = 1, baseline: bool = True,
+                        lookup: bool = True, store_lookup: bool = False, log=None) -> dict:
+    """Exact match overall / on known / on unknown forms of gold ``sentences`` (read from
+    ``source``) of: the lookup table for seen (form, UPOS) pairs + the model for the others
+    (the main ``score``, unless ``lookup`` is False), the model alone (``model_only``; the main
+    score with ``lookup`` False) and the baseline. Known = the form occurs in training.
+    ``log`` hears about a lookup table built for this run only."""
+    loaded = load_lemmatizer(model_dir)
+    table, table_source = _lookup_table(loaded, model_dir, store_lookup, log)
+    triples = lemma_triples(sentences)
+    pairs = [(f, u) for f, u, _ in triples]
+    gold = [l for _, _, l in triples]
+    unknown = [f not in table for f, _ in pairs]
+    result = {"model": str(model_dir), "file": str(source), "task": TASK, "beam": beam, "lookup": lookup}
+    if lookup:
+        hybrid = predict_lemmas(loaded.model, loaded.vocab, pairs, beam=beam, table=table)
+        result["score"] = score_lemmas(gold, hybrid, unknown)
+        result["table"] = {"source": table_source, "pairs": len(table.pairs), "forms": len(table.forms),
+                           "tokens_answered": sum(table.lookup(f, u) is not None for f, u in pairs)}
+    alone = predict_lemmas(loaded.model, loaded.vocab, pairs, beam=beam)
+    result["model_only" if lookup else "score"] = score_lemmas(gold, alone, unknown)
+    if baseline:
+        result["baseline"] = {"name": "most frequent lemma of the form in training, else the form",
+                              "score": score_lemmas(gold, LemmaBaseline(table=table).predict(pairs), unknown)}
+    return result
+
+
+def _lookup_table(loaded: LoadedLemmatizer, model_dir, store: bool, log) -> tuple[LemmaTable, str]:
+    """The model directory's lookup table and where it came from; a directory saved without
+    one gets it built from its recorded training file (and stored when ``store``)."""
+    from ..data.conllu import read_conllu
+    from .base import recorded_data
+
+    if loaded.table is not None:
+        return loaded.table, "stored in the model directory"
+    if store:
+        return add_lookup_table(model_dir), "built from the training file, now stored"
+    train_path, _ = recorded_data(loaded.record, model_dir, "the lookup table of a model saved without one")
+    if not train_path.is_file():
+        raise FileNotFoundError(f"{train_path}: training file of {model_dir} not found (the model directory has "
+                                "no lookup table, so it is built from this file)")
+    table = LemmaTable.build(lemma_triples(read_conllu(train_path)))
+    if log is not None:
+        log(f"{model_dir}: no lookup table stored (saved before tables were); built it from {train_path}")
+    return table, f"not stored; built from {train_path} for this run (--store-lookup keeps it)"
+
+
 # -- training --------------------------------------------------------------------------
 
 @dataclass

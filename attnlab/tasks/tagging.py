@@ -9,13 +9,16 @@ The pieces are separate and small:
 * ``decode(scores, lengths)``          the best tag per token (tags are independent
                                         given the encoder's output, so argmax is exact)
 * ``predict(model, sentences)``        tag lists for plain lists of word forms
+                                        (``predict_tags``: with each tag's probability)
 
-``TaggingTask`` plugs a tagger into ``attnlab.train.train``, and ``load_tagger`` /
-``save_tagger`` read and write a model directory (``attnlab.checkpoint``).
+``TaggingTask`` plugs a tagger into ``attnlab.train.train``, ``load_tagger`` /
+``save_tagger`` read and write a model directory (``attnlab.checkpoint``), and
+``evaluate_tagger`` scores a model directory on gold sentences (`attnlab eval`).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -123,13 +126,26 @@ def tagging_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor
     return F.cross_entropy(scores[real], gold[real], label_smoothing=label_smoothing)
 
 
-def decode(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-    """Best tag id per real token; PAD and UNK are never predicted. scores (B, N, C)."""
+def _real_tags_only(scores: torch.Tensor) -> torch.Tensor:
+    """``scores`` (..., C) with PAD and UNK at -inf: they are never predicted."""
     scores = scores.clone()
     scores[..., PAD] = float("-inf")
     scores[..., UNK] = float("-inf")
-    best = scores.argmax(dim=-1).tolist()  # (B, N)
-    return [row[:n] for row, n in zip(best, lengths.tolist())]
+    return scores
+
+
+def _cut(rows: list[list], lengths: torch.Tensor) -> list[list]:
+    return [row[:n] for row, n in zip(rows, lengths.tolist())]
+
+
+def decode(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+    """Best tag id per real token; PAD and UNK are never predicted. scores (B, N, C)."""
+    return _cut(_real_tags_only(scores).argmax(dim=-1).tolist(), lengths)  # (B, N)
+
+
+def best_probabilities(scores: torch.Tensor, lengths: torch.Tensor) -> list[list[float]]:
+    """The probability of the best tag per real token (softmax over the tags ``decode`` may choose)."""
+    return _cut(torch.softmax(_real_tags_only(scores).float(), dim=-1).amax(dim=-1).tolist(), lengths)
 
 
 # -- inference -------------------------------------------------------------------------
@@ -150,16 +166,27 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]
     return batches
 
 
+@dataclass
+class TagPredictions:
+    """Tags per sentence; with ``probabilities``, the probability of each chosen tag too."""
+
+    upos: list[list[str]]
+    xpos: list[list[str]] | None  # None: the model has no XPOS head
+    upos_prob: list[list[float]] | None = None
+    xpos_prob: list[list[float]] | None = None
+
+
 @torch.inference_mode()
-def predict(
+def predict_tags(
     model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
-    *, batch_tokens: int = 8192,
-) -> tuple[list[list[str]], list[list[str]] | None]:
-    """Tag lists of word forms: (UPOS per sentence, XPOS per sentence or None)."""
+    *, batch_tokens: int = 8192, probabilities: bool = False,
+) -> TagPredictions:
+    """Tag lists of word forms (each with at least one word) in batches of similar length."""
     was_training = model.training
     model.eval()
-    upos: list[list[str] | None] = [None] * len(sentences)
-    xpos: list[list[str] | None] | None = [None] * len(sentences) if model.xpos_head is not None else None
+    heads = {"upos": vocabs.upos} | ({"xpos": vocabs.xpos} if model.xpos_head is not None else {})
+    tags: dict[str, list] = {name: [None] * len(sentences) for name in heads}
+    probs: dict[str, list] = {name: [None] * len(sentences) for name in heads} if probabilities else {}
     try:
         # character vectors once per distinct form, shared by every batch
         rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
@@ -167,14 +194,24 @@ def predict(
             batch = encoder.encode([sentences[i] for i in idx], rows=rows)
             batch.char_vectors = table
             out = model(batch)
-            for i, tags in zip(idx, decode(out.upos, batch.lengths)):
-                upos[i] = vocabs.upos.decode(tags)
-            if xpos is not None:
-                for i, tags in zip(idx, decode(out.xpos, batch.lengths)):
-                    xpos[i] = vocabs.xpos.decode(tags)
+            for name, vocab in heads.items():
+                scores = getattr(out, name)  # (B, N, C)
+                for i, ids in zip(idx, decode(scores, batch.lengths)):
+                    tags[name][i] = vocab.decode(ids)
+                for i, p in zip(idx, best_probabilities(scores, batch.lengths) if probabilities else ()):
+                    probs[name][i] = p
     finally:
         model.train(was_training)
-    return upos, xpos
+    return TagPredictions(tags["upos"], tags.get("xpos"), probs.get("upos"), probs.get("xpos"))
+
+
+def predict(
+    model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
+    *, batch_tokens: int = 8192,
+) -> tuple[list[list[str]], list[list[str]] | None]:
+    """Tag lists of word forms: (UPOS per sentence, XPOS per sentence or None)."""
+    found = predict_tags(model, encoder, vocabs, sentences, batch_tokens=batch_tokens)
+    return found.upos, found.xpos
 
 
 # -- model directories -----------------------------------------------------------------
@@ -199,6 +236,24 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
     model, config, vocabs, files = load_task_model(directory, TASK, "tagger", TaggerConfig.from_json,
                                                    TaggerVocabs.from_json, Tagger)
     return LoadedTagger(model, vocabs, config, files.config)
+
+
+def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
+    """Tag gold ``sentences`` (read from ``source``) with a model directory and score them: a
+    ``TaggingReport`` for UPOS (``report``), one for XPOS when the model and the gold have it."""
+    from ..evaluate import score_tags
+
+    loaded = load_tagger(model_dir)
+    forms = [s.forms for s in sentences]
+    start = time.perf_counter()
+    upos, xpos = predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens)
+    seconds = time.perf_counter() - start
+    known = loaded.vocabs.features.is_known
+    report = score_tags([s.upos for s in sentences], upos, [[not known(f) for f in s.forms] for s in sentences])
+    result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
+    if xpos is not None and any(s.xpos for s in sentences):
+        result["xpos"] = score_tags([s.xpos for s in sentences], xpos)
+    return result
 
 
 # -- training --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """`attnlab demo`: the seed's example end to end, and a tiny generated tagging corpus.
 
 ``run_demo`` trains the attention tagger and the context-free ``none`` tagger on the
-demo corpus attnlab generates, tags "I saw a saw", and draws the attention weights.
+demo corpus attnlab generates and tags "I saw a saw" with both (``demo_report`` tells
+the result), and ``draw_demo_attention`` draws the attention tagger's weights on it.
 ``toy_corpus`` generates a few dozen sentences in which the same words are nouns in
 one place and verbs in another, small enough for tests to train on in seconds.
 """
@@ -14,8 +15,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-from .. import tagger_cli
 
 # -- a tiny corpus ---------------------------------------------------------------------
 
@@ -60,7 +59,36 @@ def toy_corpus(n: int, seed: int = 0) -> list[ToySentence]:
 
 # -- the demo --------------------------------------------------------------------------
 
-def _train_one(encoder: str, sizes: dict, train, dev, out: Path, *, epochs: int, seed: int, progress: bool):
+EXPECTED = ["PRON", "VERB", "DET", "NOUN"]  # the tags of attnlab.data.demo.PROBE, "I saw a saw"
+ATTENTION_SIZES = {"hidden": 64, "layers": 2, "heads": 4, "d_ff": 128}
+NONE_SIZES = {"hidden": 64, "layers": 1}
+
+
+@dataclass
+class DemoTagger:
+    """One trained demo tagger: its tags on the probe sentence and its demo test accuracy."""
+
+    encoder: str
+    directory: Path
+    tags: list[str]
+    test_accuracy: float
+    seconds: float
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    attention: DemoTagger
+    none: DemoTagger
+
+    @property
+    def correct(self) -> bool:
+        """Whether the attention tagger tells the two "saw" apart."""
+        return self.attention.tags == EXPECTED
+
+
+def _train_one(encoder: str, sizes: dict, train, dev, out: Path, *, epochs: int, seed: int, progress: bool) -> float:
+    """Train a small tagger into ``out`` (replaced); the seconds it took."""
     import torch
 
     from ..encoders import EncoderConfig
@@ -83,71 +111,81 @@ def _train_one(encoder: str, sizes: dict, train, dev, out: Path, *, epochs: int,
     cfg = TrainConfig(epochs=epochs, batch_tokens=1500, lr=3e-3, warmup=50, schedule="linear", patience=0, seed=seed,
                       checkpoint_every=0)
     start = time.monotonic()
-    result = run_training(model, task, cfg, out, progress=progress,
-                          log=lambda m: print(f"  [{encoder}] {m}", file=sys.stderr))
-    return result, time.monotonic() - start
+    run_training(model, task, cfg, out, progress=progress, log=lambda m: print(f"  [{encoder}] {m}", file=sys.stderr))
+    return time.monotonic() - start
 
 
-def run_demo(args) -> int:
-    import torch
-
-    from ..data.conllu import read_conllu
-    from ..data.demo import demo_paths
+def _demo_tagger(encoder: str, sizes: dict, corpus: dict, out: Path, **training) -> DemoTagger:
+    """Train one demo tagger into ``out``, then tag the probe sentence and the test split."""
+    from ..data.demo import PROBE
     from ..evaluate import score_tags
-    from ..viz.heatmap import plot_attention_grid
     from .tagging import load_tagger, predict
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    out: Path = args.out
+    seconds = _train_one(encoder, sizes, corpus["train"], corpus["dev"], out, **training)
+    loaded = load_tagger(out)
+    tags = predict(loaded.model, loaded.encoder(), loaded.vocabs, [PROBE])[0][0]
+    test = corpus["test"]
+    test_pred, _ = predict(loaded.model, loaded.encoder(), loaded.vocabs, [s.forms for s in test])
+    return DemoTagger(encoder, out, tags, score_tags([s.upos for s in test], test_pred).accuracy, seconds)
+
+
+def run_demo(out: Path, *, epochs: int = 6, seed: int = 1, progress: bool = True, say=print) -> DemoResult:
+    """Train the attention tagger and the ``none`` tagger on the demo corpus into ``out``;
+    ``say`` hears what is going on."""
+    from ..data.conllu import read_conllu
+    from ..data.demo import demo_paths
+
     paths = demo_paths()
-    train, dev, test = (read_conllu(paths[k]) for k in ("train", "dev", "test"))
-    progress = not args.no_progress
-    print(f"demo corpus: {len(train):,} training sentences ({sum(len(s.forms) for s in train):,} tokens) from {paths['train']}")
+    corpus = {k: read_conllu(paths[k]) for k in ("train", "dev", "test")}
+    train = corpus["train"]
+    say(f"demo corpus: {len(train):,} training sentences ({sum(len(s.forms) for s in train):,} tokens) from "
+        f"{paths['train']}")
+    say("training the attention tagger ...")
+    attention = _demo_tagger("attention", ATTENTION_SIZES, corpus, out / "attention-tagger", epochs=epochs, seed=seed,
+                             progress=progress)
+    say("training the 'none' tagger (no context) ...")
+    none = _demo_tagger("none", NONE_SIZES, corpus, out / "none-tagger", epochs=max(2, epochs // 2), seed=seed,
+                        progress=progress)
+    return DemoResult(out, attention, none)
 
-    print("training the attention tagger ...")
-    attn_sizes = {"hidden": 64, "layers": 2, "heads": 4, "d_ff": 128}
-    attn_result, attn_time = _train_one("attention", attn_sizes, train, dev, out / "attention-tagger",
-                                        epochs=args.epochs, seed=args.seed, progress=progress)
-    print("training the 'none' tagger (no context) ...")
-    none_result, none_time = _train_one("none", {"hidden": 64, "layers": 1}, train, dev, out / "none-tagger",
-                                        epochs=max(2, args.epochs // 2), seed=args.seed, progress=progress)
 
-    attn, none = load_tagger(out / "attention-tagger"), load_tagger(out / "none-tagger")
-    sentence = tagger_cli.DEMO_SENTENCE
-    tags = {}
-    for name, loaded in (("attention", attn), ("none", none)):
-        tags[name] = predict(loaded.model, loaded.encoder(), loaded.vocabs, [sentence])[0][0]
-        test_pred, _ = predict(loaded.model, loaded.encoder(), loaded.vocabs, [s.forms for s in test])
-        tags[name + "-test"] = score_tags([s.upos for s in test], test_pred).accuracy
+def demo_report(result: DemoResult) -> str:
+    """The probe sentence as each tagger tags it, and what that shows."""
+    from ..data.demo import PROBE
 
-    expected = tagger_cli.DEMO_EXPECTED
-    print()
-    print(f"{'word':<6} {'expected':<9} {'attention':<10} {'none':<6}")
-    for i, w in enumerate(sentence):
-        mark = "   <- same input vector as the other 'saw'" if w == "saw" and tags["none"][i] != expected[i] else ""
-        print(f"{w:<6} {expected[i]:<9} {tags['attention'][i]:<10} {tags['none'][i]:<6}{mark}")
-    ok = tags["attention"] == expected
-    print()
-    print(f"attention tagger: {'correct' if ok else 'WRONG'} on 'I saw a saw'; demo test accuracy "
-          f"{100 * tags['attention-test']:.2f}% (trained {attn_time:.0f} s)")
-    print(f"none tagger:      tags {' '.join(tags['none'])}; demo test accuracy {100 * tags['none-test']:.2f}% "
-          f"(trained {none_time:.0f} s)")
-    print("  the 'none' encoder sends each word's vector alone through a fully connected layer, so both 'saw' get "
-          "the same vector and the same tag; it can only be right on one of them.")
+    attention, none = result.attention, result.none
+    lines = ["", f"{'word':<6} {'expected':<9} {'attention':<10} {'none':<6}"]
+    for i, w in enumerate(PROBE):
+        mark = "   <- same input vector as the other 'saw'" if w == "saw" and none.tags[i] != EXPECTED[i] else ""
+        lines.append(f"{w:<6} {EXPECTED[i]:<9} {attention.tags[i]:<10} {none.tags[i]:<6}{mark}")
+    lines += [
+        "",
+        f"attention tagger: {'correct' if result.correct else 'WRONG'} on 'I saw a saw'; demo test accuracy "
+        f"{100 * attention.test_accuracy:.2f}% (trained {attention.seconds:.0f} s)",
+        f"none tagger:      tags {' '.join(none.tags)}; demo test accuracy {100 * none.test_accuracy:.2f}% "
+        f"(trained {none.seconds:.0f} s)",
+        "  the 'none' encoder sends each word's vector alone through a fully connected layer, so both 'saw' get "
+        "the same vector and the same tag; it can only be right on one of them.",
+    ]
+    return "\n".join(lines)
 
-    # attention heatmap of the trained tagger on the demo sentence
-    model = attn.model
-    batch = attn.encoder().encode([sentence])
+
+def draw_demo_attention(result: DemoResult) -> Path:
+    """Draw the attention tagger's weights on the probe sentence (every layer and head) into
+    ``out/attention.png``; returns that path."""
+    import torch
+
+    from ..data.demo import PROBE
+    from ..viz.heatmap import plot_attention_grid
+    from .tagging import load_tagger
+
+    loaded = load_tagger(result.attention.directory)
+    batch = loaded.encoder().encode([PROBE])
     with torch.no_grad():
-        x = model.features(batch)
-        weights = model.encoder.attention_weights(x, batch.lengths)  # L x (B, H, N, N)
+        x = loaded.model.features(batch)
+        weights = loaded.model.encoder.attention_weights(x, batch.lengths)  # L x (B, H, N, N)
     stacked = torch.stack([w[0] for w in weights])  # (L, H, N, N)
-    png = out / "attention.png"
-    plot_attention_grid(sentence, stacked.numpy(), tags=tags["attention"], path=png,
-                        title='attention weights of the tagger on "' + " ".join(sentence) + '"')
-    print()
-    print(f"wrote {png} (attention weights, every layer and head)")
-    print(f"wrote {out / 'attention-tagger'} and {out / 'none-tagger'} (models; try: "
-          f"echo 'I saw a saw' | attnlab tag --model {out / 'attention-tagger'} --format tsv)")
-    return 0 if ok else 1
+    png = result.out / "attention.png"
+    plot_attention_grid(PROBE, stacked.numpy(), tags=result.attention.tags, path=png,
+                        title='attention weights of the tagger on "' + " ".join(PROBE) + '"')
+    return png

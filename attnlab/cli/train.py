@@ -1,0 +1,87 @@
+"""`attnlab train`: train a model of any task on CoNLL-U data.
+
+    attnlab train --treebank DIR --encoder attention --out models/ewt-attention
+    attnlab train --task classify --treebank DIR --pooling attention --out models/ewt-genre
+    attnlab train --task seq2seq --treebank DIR --out models/ewt-lemma
+    attnlab train --resume --out models/ewt-attention
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def add_parser(subparsers) -> None:
+    from ..encoders import ENCODERS
+    from ..tasks import DEFAULT_TASK, TASKS
+
+    p = subparsers.add_parser(
+        "train", help="train a part-of-speech tagger (or, with --task, a sentence classifier or lemmatizer) on CoNLL-U data",
+        description="Train a UPOS tagger (with XPOS as an auxiliary task) on CoNLL-U files; --task classify or seq2seq "
+                    "trains a sentence classifier or a lemmatizer instead. Data: --train/--dev, or --treebank DIR, or "
+                    "the directory in $ATTNLAB_DATA. The best model on dev is kept in --out; checkpoints in "
+                    "--out/checkpoints let --resume continue an interrupted run.",
+    )
+    data = p.add_argument_group("data")
+    data.add_argument("--train", type=Path, help="training CoNLL-U file")
+    data.add_argument("--dev", type=Path, help="development CoNLL-U file (early stopping)")
+    data.add_argument("--treebank", type=Path, help="directory with *train.conllu and *dev.conllu (default: $ATTNLAB_DATA)")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.add_argument("--task", choices=tuple(TASKS), default=DEFAULT_TASK,
+                   help="; ".join(f"{name}: {task.summary}" for name, task in TASKS.items())
+                        + f" (default {DEFAULT_TASK}; --resume: the task of the model in --out)")
+    p.add_argument("--encoder", choices=ENCODERS, default="attention", help="context encoder (default attention)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--max-minutes", type=float, help="stop this run after this many minutes (checkpointed; --resume continues)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_training_options(p)
+    _add_size_options(p)
+    for name, task in TASKS.items():
+        task.add_train_arguments(p.add_argument_group(f"--task {name}", task.summary))
+    p.set_defaults(func=cmd_train)
+
+
+def _add_training_options(p) -> None:
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=int, default=24, help="epochs (default 24; the learning rate schedule spans them)")
+    t.add_argument("--seed", type=int, default=1)
+    t.add_argument("--batch-tokens", type=int, default=1000, help="tokens per batch (default 1000)")
+    t.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
+    t.add_argument("--warmup", type=int, default=200, help="warm-up steps (default 200)")
+    t.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="cosine")
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--patience", type=int, default=6, help="stop after this many epochs without dev improvement (0 = never)")
+    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200; also every epoch)")
+    t.add_argument("--label-smoothing", type=float, default=0.0)
+
+
+def _add_size_options(p) -> None:
+    s = p.add_argument_group("sizes (defaults depend on --encoder and --task)")
+    s.add_argument("--hidden", type=int, help="encoder width (bilstm: per direction)")
+    s.add_argument("--layers", type=int, help="encoder layers")
+    s.add_argument("--heads", type=int, help="attention heads")
+    s.add_argument("--d-ff", type=int, help="attention feed-forward width")
+    s.add_argument("--window", type=int, help="window encoder: +-k neighbours")
+    s.add_argument("--kernel", type=int, help="cnn encoder: convolution width")
+    s.add_argument("--positions", choices=("rotary", "sinusoidal", "learned", "none"), default="rotary", help="attention positions")
+    s.add_argument("--dropout", type=float, default=0.2, help="encoder dropout (default 0.2)")
+    s.add_argument("--word-dim", type=int, default=128)
+    s.add_argument("--char-filters", type=int, default=64, help="char CNN filters per width")
+    s.add_argument("--word-dropout", type=float, default=0.1)
+    s.add_argument("--feature-dropout", type=float, default=0.25)
+
+
+def cmd_train(args) -> int:
+    from ..tasks.run import prepare_training
+    from ..train import describe_result, is_main_process
+
+    run = prepare_training(args)
+    main = is_main_process()  # under torchrun, rank 0 alone speaks
+    if main:
+        print(run.start_line(), file=sys.stderr)
+    result = run.train(max_minutes=args.max_minutes, progress=not args.no_progress)
+    if main:
+        print(describe_result(result, args.out))
+    return 130 if result.status == "interrupted" else 0

@@ -1,0 +1,50 @@
+"""The files (and stdin) `attnlab tag` and `attnlab eval` read and write; every problem is a
+one-line error that names the file.
+
+    text, name = read_text("-")          # stdin; "<stdin>" in messages
+    gold, name = read_gold(path)         # CoNLL-U with at least one sentence
+    check_output(path); write_output(path, text)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import UserError
+
+def read_text(file: str | Path) -> tuple[str, str]:
+    """(the text of ``file``, its name in messages); ``-`` is stdin. Both must be UTF-8 without
+    NUL bytes (``attnlab.data.conllu.decode_text``), else ``name:line: reason``."""
+    from ..data.conllu import read_text as read
+
+    return read(file)
+
+
+def read_gold(file: str | Path) -> tuple[list, str]:
+    """(the sentences of the CoNLL-U file ``file`` or ``-``, its name); none at all is an error."""
+    from ..data.conllu import parse_conllu
+
+    text, name = read_text(file)
+    return parse_conllu(text, name), name
+
+
+def check_output(path: Path) -> None:
+    """Refuse an output path that cannot be written: a directory, or under a file."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(f"{parent}: is not a directory")
+            break
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (readers see the old file or the new one)."""
+    from ..checkpoint import atomic_write_bytes
+
+    check_output(path)
+    try:
+        atomic_write_bytes(path, text.encode("utf-8"))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None

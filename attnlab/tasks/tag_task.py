@@ -1,0 +1,70 @@
+"""``--task tag`` (the default): the part of speech of every word (N -> N).
+
+The model is ``attnlab.tasks.tagging.Tagger``: token features, a context encoder and a
+UPOS head (and an auxiliary XPOS head, weighted by --xpos-weight). `attnlab eval` scores
+UPOS accuracy, accuracy on unknown words (lowercased form not in the training data),
+per-tag precision/recall/F1 and the most confused tag pairs, and XPOS accuracy.
+"""
+
+from __future__ import annotations
+
+from .base import token_model_configs
+
+class Tag:
+    name = "tag"
+    model_task = "tagging"
+    summary = "part of speech per token (N->N)"
+
+    def add_train_arguments(self, group) -> None:
+        group.add_argument("--xpos-weight", type=float, default=0.5, help="weight of the auxiliary XPOS loss (0 = off)")
+
+    def add_eval_arguments(self, group) -> None:
+        pass
+
+    def check(self, sentences) -> None:
+        """Every word has a UPOS tag, one of Universal Dependencies' 17."""
+        from ..data.conllu import check_tags
+
+        check_tags(sentences)
+
+    def build(self, args, train):
+        from .tagging import LoadedTagger, Tagger, TaggerConfig, TaggerVocabs
+
+        encoder, features = token_model_configs(args)
+        config = TaggerConfig(encoder=args.encoder, features=features, encoder_config=encoder,
+                              xpos_weight=args.xpos_weight, label_smoothing=args.label_smoothing)
+        vocabs = TaggerVocabs.build(train)
+        return LoadedTagger(Tagger(config, vocabs), vocabs, config, {})
+
+    def load(self, directory):
+        from .tagging import load_tagger
+
+        return load_tagger(directory)
+
+    def training_task(self, loaded, args, train, dev):
+        from .tagging import TaggingTask
+
+        return TaggingTask(loaded.model, loaded.vocabs, train, dev)
+
+    def describe(self, loaded, training, train) -> tuple[str, str]:
+        tokens = sum(len(s.forms) for s in train)
+        return f"{loaded.model.config.encoder} tagger", f"{len(train):,} sentences, {tokens:,} tokens"
+
+    def evaluate(self, args, gold, source: str) -> dict:
+        from .tagging import evaluate_tagger
+
+        return evaluate_tagger(args.model, gold, source=source, batch_tokens=args.batch_size)
+
+    def report_json(self, result: dict) -> dict:
+        report = result["report"]
+        obj = {"model": result["model"], "file": result["file"], "upos": report.to_json()}
+        if "xpos" in result:
+            obj["xpos_accuracy"] = result["xpos"].accuracy
+        obj["tokens_per_s"] = report.tokens / max(result["seconds"], 1e-9)
+        return obj
+
+    def report_text(self, result: dict) -> str:
+        lines = [f"{result['file']}  (model {result['model']})", result["report"].format()]
+        if "xpos" in result:
+            lines.append(f"\nXPOS accuracy    {100 * result['xpos'].accuracy:6.2f}%")
+        return "\n".join(lines)
