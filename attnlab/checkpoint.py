@@ -422,7 +422,9 @@ def _same_kind(value, default) -> bool:
 
 
 def _kind(default) -> str:
-    return "a list" if isinstance(default, (list, tuple)) else f"a {type(default).__name__}"
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
 
 
 # -- model directories of the tasks ----------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -174,3 +175,50 @@ def test_early_stopping_counts_epochs_without_improvement(tmp_path):
     # best 0.6 at epoch 2; epochs 3, 4, 5 do not beat it -> stop after epoch 5
     assert result.status == "early-stopped" and result.epoch == 5
     assert result.best_score == 0.6 and result.best_epoch == 2
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_save(tmp_path):
+    model, task = build()
+    train(model, task, CONFIG, tmp_path, **quiet(stop_after_steps=5))
+    checkpoint = latest_checkpoint(tmp_path)
+    orphans = [tmp_path / ".model.safetensors.x1y2z3w4.tmp", tmp_path / "checkpoints" / ".latest.json.abcd1234.tmp",
+               checkpoint / ".optimizer.safetensors.0a1b2c3d.tmp", tmp_path / ".vocab.json.0123456789abcdef.staged"]
+    for path in orphans:
+        path.write_bytes(b"\0" * 1000)
+    (tmp_path / "notes.tmp").write_text("not ours")
+    loaded = load_tagger(checkpoint)
+    train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path,
+          **quiet(resume_from=checkpoint, stop_after_steps=6))
+    assert [p for p in orphans if p.exists()] == []
+    assert (tmp_path / "notes.tmp").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
+    from attnlab.errors import UserError
+
+    model, task = build()
+    train(model, task, CONFIG, tmp_path / "full", **quiet())
+    full_weights = model.state_dict()
+
+    model, task = build()
+    sync = os.fsync
+    calls = {"n": 0}
+
+    def fills_up(fd):
+        calls["n"] += 1
+        if calls["n"] > 6:  # the first checkpoint (step 4: 6 files) fits, the next one does not
+            raise OSError(errno.ENOSPC, "No space left on device")
+        sync(fd)
+
+    monkeypatch.setattr(os, "fsync", fills_up)
+    with pytest.raises(UserError) as err:
+        train(model, task, CONFIG, tmp_path / "cut", **quiet())
+    monkeypatch.undo()
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "cut")) and "no space left on the device" in message and "\n" not in message
+    checkpoint = latest_checkpoint(tmp_path / "cut")
+    assert checkpoint.name == "step-0000004"
+    loaded = load_tagger(checkpoint)
+    train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+          **quiet(resume_from=checkpoint))
+    assert_same_weights(full_weights, loaded.model.state_dict())
