@@ -121,7 +121,10 @@ def _open_regular(path: Path, what: str):
     return f, os.fstat(f.fileno()).st_size
 
 
-def _read_bytes(path: Path, what: str) -> bytes:
+def read_bytes(path: str | os.PathLike, what: str) -> bytes:
+    """The bytes of the regular file ``path``; a one-line CheckpointError naming it (``what``
+    it should hold) when it is missing, unreadable or not a regular file."""
+    path = Path(path)
     f, size = _open_regular(path, what)
     with f:
         try:
@@ -153,7 +156,7 @@ def parse_json(path: Path, data: bytes, what: str = "JSON file") -> dict:
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", expected_sha: str | None = None) -> dict:
     path = Path(path)
-    data = _read_bytes(path, what)
+    data = read_bytes(path, what)
     _check_sha(path, data, expected_sha)
     return parse_json(path, data, what)
 

@@ -31,8 +31,9 @@ masks differ). Rank 0 alone evaluates on dev (the score is broadcast), writes mo
 directories and checkpoints (the others wait at a barrier), logs and shows progress; its
 decision to stop (Ctrl-C, time limit) reaches every process after the step.
 
-All of that lives in two small classes with one interface, ``SingleProcess`` and
-``ProcessGroup``: the loop calls the same methods whether it runs alone or in a group.
+All of that lives behind one interface, ``Communication``, in two versions,
+``SingleProcess`` and ``ProcessGroup``: the loop calls the same methods whether it runs
+alone or in a group.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ import torch
 
 from .checkpoint import (
     CheckpointError, atomic_write_bytes, file_checksums, json_bytes, optimizer_from_files, optimizer_to_files,
-    read_json, read_tensors, remove_stale_temporaries, sha256, tensors_bytes,
+    read_bytes, read_json, read_tensors, remove_stale_temporaries, sha256, tensors_bytes,
 )
 from .data.batching import bucket_batches
 
@@ -262,6 +263,35 @@ class LocalBatch:
     tokens: int
 
 
+class Communication(Protocol):
+    """What the loop asks of the other processes of a run (``SingleProcess``: there are none).
+
+    rank, world  this process's number and the number of processes (0 = the main process)
+    """
+
+    rank: int
+    world: int
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module that computes the loss (DDP averages the gradients over processes)."""
+
+    def local_batch(self, task: TrainingTask, indices: list[int]) -> LocalBatch:
+        """This process's part of the global batch ``indices``."""
+
+    def exchange_step(self, loss: float, local: LocalBatch, stop: StopReason | None):
+        """(mean loss, tokens, stop decision) of the global batch; the main process's
+        ``stop`` is everyone's."""
+
+    def from_main(self, compute: Callable[[], float]) -> float:
+        """``compute()`` on the main process, its value everywhere."""
+
+    def on_main(self, action: Callable[[], Any]) -> None:
+        """``action()`` on the main process; the others wait until it is done."""
+
+    def close(self) -> None:
+        """Leave the process group if this run joined it."""
+
+
 class SingleProcess:
     """The communication of a run in one process: every exchange is the identity."""
 
@@ -275,22 +305,19 @@ class SingleProcess:
         return LocalBatch(batch, 1.0, batch.tokens)
 
     def exchange_step(self, loss: float, local: LocalBatch, stop: StopReason | None):
-        """(mean loss, tokens, stop decision) of the global batch."""
         return loss, local.tokens, stop
 
     def from_main(self, compute: Callable[[], float]) -> float:
-        """``compute()`` on the main process, its value everywhere."""
         return compute()
 
     def on_main(self, action: Callable[[], Any]) -> None:
-        """``action()`` on the main process; the others wait until it is done."""
         action()
 
     def close(self) -> None:
         pass
 
 
-class ProcessGroup(SingleProcess):
+class ProcessGroup:
     """The communication of one of ``world`` processes in a torch.distributed group."""
 
     def __init__(self, rank: int, world: int, owns_group: bool):
@@ -336,7 +363,7 @@ class ProcessGroup(SingleProcess):
 _STOP_CODES = (None, *StopReason)  # a stop decision as a number, for all-reduce
 
 
-def join_processes() -> SingleProcess:
+def join_processes() -> Communication:
     """The communication for this process: a ``ProcessGroup`` under torchrun, else ``SingleProcess``."""
     rank, world, started = init_distributed()
     return ProcessGroup(rank, world, started) if world > 1 else SingleProcess()
@@ -408,7 +435,7 @@ def read_checkpoint_state(directory: str | Path) -> dict:
     if record.get("format") != STATE_FORMAT:
         raise CheckpointError(f"{path}: not an attnlab training state (format {record.get('format')!r})")
     expected = file_checksums(record, path).get("config.json")
-    if expected and sha256((directory / "config.json").read_bytes()) != expected:
+    if expected and sha256(read_bytes(directory / "config.json", "model config")) != expected:
         raise CheckpointError(f"{directory / 'config.json'}: does not belong to this checkpoint (checksum mismatch)")
     return record
 
@@ -512,7 +539,7 @@ class _EpochMeter:
 class _Run:
     """One call of ``train``: the state of the run and its steps, epoch ends and checkpoints."""
 
-    def __init__(self, model, task: TrainingTask, config: TrainConfig, out_dir: Path, comm: SingleProcess, *,
+    def __init__(self, model, task: TrainingTask, config: TrainConfig, out_dir: Path, comm: Communication, *,
                  max_minutes, stop_after_steps, progress, log, extra):
         from tqdm import tqdm
 
