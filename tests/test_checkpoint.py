@@ -224,7 +224,7 @@ def tagger_dir(tmp_path):
     ("encoder_config", "hidden", 16.5, r"model\.encoder_config\.hidden must be an integer, found 16\.5"),
     ("encoder_config", "heads", 3, r"malformed model description \(.*divisible"),
     ("features", "char_widths", "abc", r"malformed model description \(invalid literal for int"),
-    ("encoder_config", "hidden", 60000, r"model\.safetensors: weight \S+ has shape \([\d, ]+\), the model expects \([\d, ]*60000"),
+    ("encoder_config", "hidden", 60000, r"model\.safetensors: weight \S+ has shape \([\d, ]+\), the model expects \([\d, ]*(60000|180000)"),
 ])
 def test_model_descriptions_are_checked_before_building(tagger_dir, section, key, value, match):
     from attnlab.tasks.tagging import load_tagger
