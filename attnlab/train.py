@@ -171,7 +171,7 @@ class TrainState:
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # finished | early-stopped | time-limit | interrupted | stopped
+    status: str  # a StopReason value: finished | early-stopped | time-limit | interrupted | stopped
     step: int
     epoch: int
     best_score: float | None
@@ -702,17 +702,21 @@ class _Run:
         return self.out_dir / CHECKPOINTS / f"step-{self.state.step:07d}"
 
 
+_DESCRIPTIONS = {
+    StopReason.FINISHED: "finished",
+    StopReason.EARLY_STOPPED: "stopped early (no dev improvement)",
+    StopReason.TIME_LIMIT: "stopped at the time limit",
+    StopReason.INTERRUPTED: "interrupted",
+    StopReason.STOPPED: "stopped",
+}
+
+
 def describe_result(result: TrainResult, out_dir: str | Path) -> str:
+    """What a run did, in one line (two when it can be continued with --resume)."""
+    reason = StopReason(result.status)
     best = f"best dev {100 * result.best_score:.2f}% (epoch {result.best_epoch})" if result.best_score is not None else "no dev evaluation yet"
-    text = {
-        "finished": "finished",
-        "early-stopped": "stopped early (no dev improvement)",
-        "time-limit": "stopped at the time limit",
-        "interrupted": "interrupted",
-        "stopped": "stopped",
-    }[result.status]
-    msg = f"{text} after {result.step} steps, {result.elapsed / 60:.1f} min: {best}; model in {out_dir}"
-    if result.status in ("interrupted", "stopped", "time-limit"):
+    msg = f"{_DESCRIPTIONS[reason]} after {result.step} steps, {result.elapsed / 60:.1f} min: {best}; model in {out_dir}"
+    if not reason.completes_training:
         msg += f"\ncontinue with: attnlab train --resume --out {out_dir}"
     return msg
 

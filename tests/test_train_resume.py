@@ -222,3 +222,27 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tmp_path,
     train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
           **quiet(resume_from=checkpoint))
     assert_same_weights(full_weights, loaded.model.state_dict())
+
+
+def test_a_time_limit_stops_after_one_step_with_a_partial_dev_score_and_resumes(tmp_path):
+    from attnlab.train import TrainResult, describe_result
+
+    model, task = build()
+    full = train(model, task, CONFIG, tmp_path / "full", **quiet())
+    full_weights = model.state_dict()
+
+    model, task = build()
+    cut = train(model, task, CONFIG, tmp_path / "cut", **quiet(max_minutes=0))
+    assert (cut.status, cut.step, cut.epoch) == ("time-limit", 1, 0)
+    assert [(h["step"], h["partial_epoch"]) for h in cut.history] == [(1, True)]
+    assert cut.checkpoint == latest_checkpoint(tmp_path / "cut") and cut.checkpoint.name == "step-0000001"
+    assert describe_result(cut, "M").splitlines()[1] == "continue with: attnlab train --resume --out M"
+    loaded = load_tagger(cut.checkpoint)
+    rest = train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+                 **quiet(resume_from=cut.checkpoint))
+    assert rest.status == "finished" and rest.step == full.step
+    assert_same_weights(full_weights, loaded.model.state_dict())
+    # the partial epoch's dev score stays in the history, before the three whole epochs
+    assert [h["partial_epoch"] for h in rest.history] == [True, False, False, False]
+    done = TrainResult("finished", 30, 3, 0.875, 2, 90.0, None, [])
+    assert describe_result(done, "M") == "finished after 30 steps, 1.5 min: best dev 87.50% (epoch 2); model in M"
