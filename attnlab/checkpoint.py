@@ -234,12 +234,18 @@ def _commit_files(directory: Path, files: dict[str, bytes], record: dict) -> Non
     """Write ``files`` (name -> bytes) and config.json = ``record`` with their checksums
     as one unit: staged copies, then config.json (the commit), then the renames."""
     sums = {name: sha256(data) for name, data in files.items()}
-    for name, data in files.items():
-        atomic_write_bytes(directory / _staged_name(name, sums[name]), data)
+    staged = [directory / _staged_name(name, sums[name]) for name in files]
+    try:
+        for path, data in zip(staged, files.values()):
+            atomic_write_bytes(path, data)
+    except Exception:  # a full disk, say: free what was staged (a kill leaves it to remove_stale_temporaries)
+        for path in staged:
+            path.unlink(missing_ok=True)
+        raise
     record = {**record, "files": {**file_checksums(record, directory / CONFIG), **sums}}
     atomic_write_bytes(directory / CONFIG, json_bytes(record))
-    for name in files:
-        os.replace(directory / _staged_name(name, sums[name]), directory / name)
+    for path, name in zip(staged, files):
+        os.replace(path, directory / name)
 
 
 def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, vocab: dict,

@@ -402,11 +402,26 @@ def latest_checkpoint(out_dir: str | Path) -> Path:
 
 def save_checkpoint(out_dir: Path, task, model, optimizer, config: TrainConfig, state: TrainState, extra: dict) -> Path:
     """Write ``checkpoints/step-N/`` completely, then point ``latest.json`` at it and
-    remove the older checkpoints."""
+    remove the older checkpoints. A failed write (a full disk) removes the new directory
+    again; ``latest.json`` still names the previous checkpoint."""
     root = out_dir / CHECKPOINTS
     directory = root / f"step-{state.step:07d}"
     if directory.exists():
         shutil.rmtree(directory)
+    try:
+        _write_checkpoint(directory, task, model, optimizer, config, state, extra)
+        atomic_write_bytes(root / "latest.json", json_bytes({"dir": directory.name, "step": state.step}))
+    except Exception:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    for old in root.glob("step-*"):
+        if old.is_dir() and old.name != directory.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def _write_checkpoint(directory: Path, task, model, optimizer, config: TrainConfig, state: TrainState, extra: dict) -> None:
+    """A model directory plus the optimizer and RNG state and state.json."""
     task.save_model(directory, model, extra)
     tensors, meta = optimizer_to_files(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -417,14 +432,9 @@ def save_checkpoint(out_dir: Path, task, model, optimizer, config: TrainConfig, 
         "train_config": config.to_json(),
         "state": asdict(state),
         "optimizer": meta,
-        "files": {OPTIMIZER_FILE: sha256(opt_bytes), "config.json": sha256((directory / "config.json").read_bytes())},
+        "files": {OPTIMIZER_FILE: sha256(opt_bytes), "config.json": sha256(read_bytes(directory / "config.json", "model config"))},
     }
     atomic_write_bytes(directory / STATE_FILE, json_bytes(record))
-    atomic_write_bytes(root / "latest.json", json_bytes({"dir": directory.name, "step": state.step}))
-    for old in root.glob("step-*"):
-        if old.is_dir() and old.name != directory.name:
-            shutil.rmtree(old, ignore_errors=True)
-    return directory
 
 
 def read_checkpoint_state(directory: str | Path) -> dict:

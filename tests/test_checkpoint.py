@@ -318,6 +318,24 @@ def test_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
     assert target.read_bytes() == b"old" and [p.name for p in target.parent.iterdir()] == ["f.bin"]
 
 
+def test_a_full_disk_during_a_model_save_keeps_the_old_model(model_dir, monkeypatch):
+    import attnlab.checkpoint as ckpt
+
+    write = ckpt.atomic_write_bytes
+
+    def no_space_for_vocab(path, data):  # the weights are staged, then the disk is full
+        if Path(path).name.startswith(".vocab.json"):
+            raise UserError(f"{Path(path).parent}: no space left on the device")
+        write(path, data)
+
+    monkeypatch.setattr(ckpt, "atomic_write_bytes", no_space_for_vocab)
+    with pytest.raises(UserError):
+        save_model_dir(model_dir, _other_model().state_dict(), {"task": "demo", "sizes": [9]}, {"words": ["z"]})
+    monkeypatch.undo()
+    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.safetensors", "vocab.json"]
+    assert load_model_dir(model_dir).config["sizes"] == [4, 3, 2]
+
+
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_written_files_respect_the_umask(tmp_path, umask, mode):
     old = os.umask(umask)

@@ -201,23 +201,23 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tmp_path,
     full_weights = model.state_dict()
 
     model, task = build()
-    sync = os.fsync
-    calls = {"n": 0}
+    train(model, task, CONFIG, tmp_path / "cut", **quiet(stop_after_steps=4))  # checkpoint at step 4
 
-    def fills_up(fd):
-        calls["n"] += 1
-        if calls["n"] > 6:  # the first checkpoint (step 4: 6 files) fits, the next one does not
-            raise OSError(errno.ENOSPC, "No space left on device")
-        sync(fd)
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "fsync", fills_up)
-    with pytest.raises(UserError) as err:
-        train(model, task, CONFIG, tmp_path / "cut", **quiet())
+    loaded = load_tagger(latest_checkpoint(tmp_path / "cut"))
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(UserError) as err:  # the checkpoint at step 5 (mid-epoch) does not fit
+        train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+              **quiet(resume_from=latest_checkpoint(tmp_path / "cut"), stop_after_steps=5))
     monkeypatch.undo()
     message = str(err.value)
-    assert message.startswith(str(tmp_path / "cut")) and "no space left on the device" in message and "\n" not in message
+    assert message.startswith(str(tmp_path / "cut" / "checkpoints" / "step-0000005"))
+    assert "no space left on the device" in message and "\n" not in message
+    # the half-written checkpoint is gone, the one before it is whole and still the latest
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["latest.json", "step-0000004"]
     checkpoint = latest_checkpoint(tmp_path / "cut")
-    assert checkpoint.name == "step-0000004"
     loaded = load_tagger(checkpoint)
     train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
           **quiet(resume_from=checkpoint))
