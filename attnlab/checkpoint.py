@@ -7,32 +7,50 @@ A model directory holds three files::
     config.json         what to build (task, sizes) and the SHA-256 of the files above
 
 and, for some tasks, further JSON files (a lemmatizer's lookup table), whose checksums
-config.json also records.
+config.json also records. A model is loaded only when config.json has a checksum for
+each of its files and every file matches it.
 
-Every file is written to a temporary name and moved into place with ``os.replace``,
-config.json last, so a reader sees either the old model or the new one. The checksums
-in config.json catch files that were truncated, corrupted or mixed from two saves.
+A save is one atomic unit: a reader sees either the old model or the new one, whenever
+the writer is killed. config.json is the commit point (see ``save_model_dir``): the new
+files are first written beside the old ones under staged names, then config.json is
+replaced, then the staged files are renamed into place. Every single file is written
+to a temporary name and moved into place with ``os.replace`` (``atomic_write_bytes``);
+new files get the usual permissions (0666 minus the umask).
 
 Optimizer state is stored the same way (tensors in safetensors, everything else in
 JSON); nothing is ever pickled. Every problem reading these files raises
-``CheckpointError`` with a one-line message naming the file.
+``CheckpointError`` with a one-line message naming the file; a disk that fills up
+while writing raises ``UserError`` naming the directory (the old files stay as they were).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import hashlib
 import json
+import math
 import os
+import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
 CONFIG = "config.json"
 FORMAT = "attnlab-model/1"
+MAX_WIDTH = 65536  # limit of every size in a model description (widths, heads, lengths)
+MAX_LAYERS = 64  # limit of every "...layers" in a model description
+MAX_SAFETENSORS_HEADER = 100_000_000  # bytes (the safetensors library's own limit)
+
+_TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes (and older tempfile names)
+_STAGED = re.compile(r"\.(?P<name>.+)\.(?P<sha>[0-9a-f]{16})\.staged")  # save_model_dir
 
 
 class CheckpointError(ValueError):
@@ -42,33 +60,41 @@ class CheckpointError(ValueError):
 # -- atomic writes ---------------------------------------------------------------------
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a partial file."""
+    """Write ``data`` to ``path`` so that readers never see a partial file.
+
+    The file is written to ``.NAME.XXXXXXXX.tmp`` beside it, flushed to disk and renamed
+    over ``path``. It is created like any new file (mode 0666 minus the umask). A full
+    disk raises ``UserError`` naming the directory; ``path`` is then unchanged.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _new_file_beside(path)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp, fd = _create_temporary(path)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"{path.parent}: no space left on the device (while writing {path.name}; "
+                            "the files already there are unchanged)") from None
         raise
 
 
-def _new_file_beside(path: Path) -> tuple[int, Path]:
-    """A new empty file next to ``path``, open for writing, with the mode open() would give it
-    (0666 less the umask; tempfile.mkstemp's 0600 would leave every written file private)."""
-    while True:
-        tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+def _create_temporary(path: Path) -> tuple[Path, int]:
+    """A new, empty ``.NAME.XXXXXXXX.tmp`` beside ``path`` and its open descriptor."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+            # mode 0o666: the kernel takes the umask off, as for any file a program creates
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
         except FileExistsError:
             continue
+    raise FileExistsError(f"{path.parent}: cannot create a temporary file for {path.name}")
 
 
 def json_bytes(obj) -> bytes:
@@ -81,13 +107,30 @@ def sha256(data: bytes) -> str:
 
 # -- reading with clear errors ---------------------------------------------------------
 
-def _read_bytes(path: Path, what: str) -> bytes:
+def _open_regular(path: Path, what: str):
+    """``path`` opened for reading and its size; only a regular file (not a device, FIFO
+    or directory, which could be endless or block) is opened."""
     try:
-        return path.read_bytes()
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise CheckpointError(f"{path}: {what} is not a regular file")
+        f = open(path, "rb")
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing {what}") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    return f, os.fstat(f.fileno()).st_size
+
+
+def read_bytes(path: str | os.PathLike, what: str) -> bytes:
+    """The bytes of the regular file ``path``; a one-line CheckpointError naming it (``what``
+    it should hold) when it is missing, unreadable or not a regular file."""
+    path = Path(path)
+    f, size = _open_regular(path, what)
+    with f:
+        try:
+            return f.read(size)
+        except OSError as exc:
+            raise CheckpointError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
 
 
 def _check_sha(path: Path, data: bytes, expected: str | None) -> None:
@@ -104,6 +147,8 @@ def parse_json(path: Path, data: bytes, what: str = "JSON file") -> dict:
         raise CheckpointError(f"{path}: {what} is not UTF-8 text (corrupted?)") from None
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}:{exc.lineno}: {what} is not valid JSON ({exc.msg}; truncated or corrupted?)") from None
+    except RecursionError:
+        raise CheckpointError(f"{path}: {what} is nested too deeply") from None
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: {what} must hold a JSON object, found {type(obj).__name__}")
     return obj
@@ -111,9 +156,17 @@ def parse_json(path: Path, data: bytes, what: str = "JSON file") -> dict:
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", expected_sha: str | None = None) -> dict:
     path = Path(path)
-    data = _read_bytes(path, what)
+    data = read_bytes(path, what)
     _check_sha(path, data, expected_sha)
     return parse_json(path, data, what)
+
+
+def file_checksums(record: dict, source: str | os.PathLike) -> dict[str, str]:
+    """The ``"files"`` entry of a config.json or state.json (file name -> SHA-256), checked."""
+    sums = record.get("files", {})
+    if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
+        raise CheckpointError(f'{source}: "files" must map file names to SHA-256 checksums, found {sums!r:.60}')
+    return sums
 
 
 def tensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
@@ -122,17 +175,42 @@ def tensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:
     return save({k: v.detach().contiguous() for k, v in tensors.items()})
 
 
+def _bad_safetensors(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupted ({reason})")
+
+
+def _read_safetensors_bytes(path: Path, what: str) -> bytes:
+    """The bytes of a safetensors file, read only as far as its header says the file goes:
+    8 bytes of header length, the JSON header (dtype, shape and byte range of each
+    tensor), then the tensor data, which must end exactly at the end of the file."""
+    f, size = _open_regular(path, what)
+    with f:
+        if size < 8:
+            raise _bad_safetensors(path, f"{size} bytes, shorter than the header length")
+        length = int.from_bytes(f.read(8), "little")
+        if length > min(size - 8, MAX_SAFETENSORS_HEADER):
+            raise _bad_safetensors(path, f"a header of {length} bytes in a file of {size}")
+        header = f.read(length)
+        try:
+            entries = json.loads(header.decode("utf-8"))
+            end = max([int(e["data_offsets"][1]) for k, e in entries.items() if k != "__metadata__"] or [0])
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+            raise _bad_safetensors(path, "unreadable header") from None
+        if 8 + length + end != size:
+            raise _bad_safetensors(path, f"the header describes {8 + length + end} bytes, the file has {size}")
+        return length.to_bytes(8, "little") + header + f.read(end)
+
+
 def read_tensors(path: str | os.PathLike, what: str = "weights", expected_sha: str | None = None) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load
 
     path = Path(path)
-    data = _read_bytes(path, what)
+    data = _read_safetensors_bytes(path, what)
     try:
         tensors = load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a valid safetensors file, truncated or corrupted ({reason})") from None
+        raise _bad_safetensors(path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     _check_sha(path, data, expected_sha)
     return tensors
 
@@ -148,65 +226,142 @@ class ModelFiles:
     vocab: dict
 
 
+def _staged_name(name: str, sha: str) -> str:
+    return f".{name}.{sha[:16]}.staged"
+
+
+def _commit_files(directory: Path, files: dict[str, bytes], record: dict) -> None:
+    """Write ``files`` (name -> bytes) and config.json = ``record`` with their checksums
+    as one unit: staged copies, then config.json (the commit), then the renames."""
+    sums = {name: sha256(data) for name, data in files.items()}
+    staged = [directory / _staged_name(name, sums[name]) for name in files]
+    try:
+        for path, data in zip(staged, files.values()):
+            atomic_write_bytes(path, data)
+    except Exception:  # a full disk, say: free what was staged (a kill leaves it to remove_stale_temporaries)
+        for path in staged:
+            path.unlink(missing_ok=True)
+        raise
+    record = {**record, "files": {**file_checksums(record, directory / CONFIG), **sums}}
+    atomic_write_bytes(directory / CONFIG, json_bytes(record))
+    for path, name in zip(staged, files):
+        os.replace(path, directory / name)
+
+
 def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor], config: dict, vocab: dict,
                    extra_json: dict[str, dict] | None = None) -> Path:
     """Write weights, vocab, any further JSON files (``extra_json``: file name -> object)
-    and config (with the checksums of all of them) into ``directory``."""
+    and config (with the checksums of all of them) into ``directory``, as one unit.
+
+    config.json is the commit point. The new files are first written under staged names
+    that carry their checksum (``.model.safetensors.<sha>.staged``) while the old files
+    stay in place; then config.json is replaced; then each staged file is renamed to its
+    own name. Killed before config.json lands, the directory still holds the old model
+    (the staged files are left-overs that ``remove_stale_temporaries`` deletes); killed
+    after it, config.json already names the new files by checksum and readers take the
+    staged copy until it is renamed (``remove_stale_temporaries`` finishes the renames).
+    The directory keeps its one layout, and the old model stays whole until the moment
+    config.json is replaced.
+    """
     directory = Path(directory)
-    weights = tensors_bytes(state)
-    vocab_data = json_bytes(vocab)
-    atomic_write_bytes(directory / WEIGHTS, weights)
-    atomic_write_bytes(directory / VOCAB, vocab_data)
-    sums = {WEIGHTS: sha256(weights), VOCAB: sha256(vocab_data)}
-    for name, obj in (extra_json or {}).items():
-        data = json_bytes(obj)
-        atomic_write_bytes(directory / name, data)
-        sums[name] = sha256(data)
-    record = {"format": FORMAT, **config, "files": sums}
-    atomic_write_bytes(directory / CONFIG, json_bytes(record))
+    files = {WEIGHTS: tensors_bytes(state), VOCAB: json_bytes(vocab)}
+    files.update((name, json_bytes(obj)) for name, obj in (extra_json or {}).items())
+    _commit_files(directory, files, {"format": FORMAT, **config, "files": {}})
     return directory
 
 
 def add_model_json(directory: str | os.PathLike, name: str, obj: dict) -> Path:
-    """Add (or replace) one JSON file of an existing model directory: the file first, then
-    config.json with its checksum, both atomically (for models saved before the file existed)."""
+    """Add (or replace) one JSON file of an existing model directory, with its checksum in
+    config.json, as one unit (for models saved before the file existed)."""
     directory = Path(directory)
     config = load_model_dir(directory).config  # checks the directory as it is
-    data = json_bytes(obj)
-    atomic_write_bytes(directory / name, data)
-    config["files"] = {**(config.get("files") or {}), name: sha256(data)}
-    atomic_write_bytes(directory / CONFIG, json_bytes(config))
+    _commit_files(directory, {name: json_bytes(obj)}, config)
     return directory / name
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> None:
+    """Clean up after writes that were killed in ``directory``: finish the renames of a
+    committed save (staged files that config.json names) and delete every other
+    temporary file of ours (``.NAME.XXXXXXXX.tmp``, uncommitted ``.NAME.<sha>.staged``)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    try:
+        sums = file_checksums(read_json(directory / CONFIG, "model config"), directory / CONFIG)
+    except CheckpointError:
+        sums = {}
+    for path in directory.iterdir():
+        staged = _STAGED.fullmatch(path.name)
+        if staged and sums.get(staged["name"], "")[:16] == staged["sha"]:
+            os.replace(path, directory / staged["name"])
+        elif staged or _TEMPORARY.fullmatch(path.name):
+            path.unlink(missing_ok=True)
 
 
 def read_model_json(directory: str | os.PathLike, config: dict, name: str, what: str) -> dict | None:
     """A further JSON file of a model directory, checked against the checksum in ``config``
     (its config.json); None when config.json does not list it (a model saved without it)."""
-    expected = (config.get("files") or {}).get(name)
+    directory = Path(directory)
+    expected = file_checksums(config, directory / CONFIG).get(name)
     if expected is None:
         return None
-    return read_json(Path(directory) / name, what, expected)
+    return _read_committed(directory, name, expected, lambda path: read_json(path, what, expected))
+
+
+def _read_committed(directory: Path, name: str, expected: str, read):
+    """``read(path)`` of the file config.json names: its staged copy while a committed save
+    is still renaming (see ``save_model_dir``), else the file itself."""
+    staged = directory / _staged_name(name, expected)
+    if os.path.lexists(staged):
+        try:
+            return read(staged)
+        except CheckpointError:
+            if os.path.lexists(staged):
+                raise
+            # renamed into place while we read it
+    return read(directory / name)
 
 
 def load_model_dir(directory: str | os.PathLike) -> ModelFiles:
-    """Read a model directory written by ``save_model_dir``, checking every file."""
+    """Read a model directory written by ``save_model_dir``, checking every file (a save
+    that replaces the model meanwhile makes it read the directory once more)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: no such model directory")
-    config = read_json(directory / CONFIG, "model config")
+    before = _inode(directory / CONFIG)
+    try:
+        return _load_model_files(directory)
+    except CheckpointError:
+        if before is None or before == _inode(directory / CONFIG):
+            raise
+        return _load_model_files(directory)
+
+
+def _inode(path: Path):
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _load_model_files(directory: Path) -> ModelFiles:
+    source = directory / CONFIG
+    config = read_json(source, "model config")
     if config.get("format") != FORMAT:
-        raise CheckpointError(f"{directory / CONFIG}: not an attnlab model config (format {config.get('format')!r}, expected {FORMAT!r})")
-    files = config.get("files") or {}
-    state = read_tensors(directory / WEIGHTS, "model weights", files.get(WEIGHTS))
-    vocab = read_json(directory / VOCAB, "vocabulary", files.get(VOCAB))
+        raise CheckpointError(f"{source}: not an attnlab model config (format {config.get('format')!r}, expected {FORMAT!r})")
+    sums = file_checksums(config, source)
+    for name in (WEIGHTS, VOCAB):
+        if name not in sums:
+            raise CheckpointError(f"{source}: the model has no checksum for {name}; refusing to load unverified files")
+    state = _read_committed(directory, WEIGHTS, sums[WEIGHTS], lambda p: read_tensors(p, "model weights", sums[WEIGHTS]))
+    vocab = _read_committed(directory, VOCAB, sums[VOCAB], lambda p: read_json(p, "vocabulary", sums[VOCAB]))
     return ModelFiles(state=state, config=config, vocab=vocab)
 
 
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """``model.load_state_dict(state)`` with a one-line error when names or shapes disagree."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
+def _check_shapes(expected: dict[str, torch.Size], state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """A one-line error when the names or shapes of ``state`` differ from ``expected``."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
     if missing or extra:
         parts = []
         if missing:
@@ -215,11 +370,70 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
             parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
         raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(parts)})")
     for name, tensor in state.items():
-        if tuple(own[name].shape) != tuple(tensor.shape):
+        if tuple(expected[name]) != tuple(tensor.shape):
             raise CheckpointError(
-                f"{source}: weight {name} has shape {tuple(tensor.shape)}, the model expects {tuple(own[name].shape)}"
+                f"{source}: weight {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name])}"
             )
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
+    """``model.load_state_dict(state)`` with a one-line error when names or shapes disagree."""
+    _check_shapes({name: t.shape for name, t in model.state_dict().items()}, state, source)
     model.load_state_dict(state)
+
+
+# -- model descriptions ------------------------------------------------------------------
+
+def check_model_description(obj, source: str | os.PathLike, where: str = "model") -> None:
+    """Limits on the "model" part of a config.json, before anything is built from it: JSON
+    objects, lists, strings, booleans and numbers only; every integer in 0..MAX_WIDTH
+    (0..MAX_LAYERS for a ``...layers`` count); every number finite; dropouts in [0, 1)."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            check_model_description(value, source, f"{where}.{key}")
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            check_model_description(value, source, f"{where}[{i}]")
+    elif isinstance(obj, int) and not isinstance(obj, bool):
+        limit = MAX_LAYERS if where.rsplit(".", 1)[-1].endswith("layers") else MAX_WIDTH
+        if not 0 <= obj <= limit:
+            raise CheckpointError(f"{source}: {where} = {obj} is out of range (0 to {limit})")
+    elif isinstance(obj, float):
+        if not math.isfinite(obj) or ("dropout" in where and not 0.0 <= obj < 1.0):
+            raise CheckpointError(f"{source}: {where} = {obj} is out of range")
+    elif not isinstance(obj, (str, bool)) and obj is not None:
+        raise CheckpointError(f"{source}: {where} has an unexpected value {obj!r:.40}")
+
+
+def _check_field_types(config, source: str | os.PathLike, where: str = "model") -> None:
+    """Every field of the config dataclass ``config`` (and of the dataclasses in it) has
+    the type of its default: an int where the default is an int, and so on."""
+    if not dataclasses.is_dataclass(config):
+        return
+    for f in dataclasses.fields(config):
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        value, name = getattr(config, f.name), f"{where}.{f.name}"
+        if dataclasses.is_dataclass(default):
+            _check_field_types(value, source, name)
+        elif default is not None and not _same_kind(value, default):
+            raise CheckpointError(f"{source}: {name} must be {_kind(default)}, found {value!r:.40}")
+
+
+def _same_kind(value, default) -> bool:
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple)) and (not default or all(_same_kind(v, default[0]) for v in value))
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def _kind(default) -> str:
+    if isinstance(default, (list, tuple)):
+        return "a list"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(type(default), "a value")
 
 
 # -- model directories of the tasks ----------------------------------------------------
@@ -235,18 +449,33 @@ def save_task_model(directory: str | os.PathLike, task: str, model: torch.nn.Mod
 def load_task_model(directory: str | os.PathLike, task: str, what: str, config_from_json, vocab_from_json, build):
     """Read a directory written by ``save_task_model`` for ``task``: ``build(config, vocab)`` makes
     the module the weights are loaded into (in eval mode). Returns (model, config, vocab, files);
-    every problem is a one-line CheckpointError naming the file (``what`` names the model kind)."""
+    every problem is a one-line CheckpointError naming the file (``what`` names the model kind).
+
+    The description in config.json is checked before anything is built (sizes within
+    limits, values of the right types), and the model is first built without memory
+    (on torch's "meta" device) to compare its weight shapes with the file's."""
     files = load_model_dir(directory)
     source = Path(directory) / CONFIG
     if files.config.get("task") != task:
         raise CheckpointError(f"{source}: not a {what} (task {files.config.get('task')!r})")
+    description = files.config.get("model")
+    if not isinstance(description, dict):
+        raise CheckpointError(f"{source}: no model description (\"model\" must be a JSON object)")
+    check_model_description(description, source)
     try:
-        config = config_from_json(files.config["model"])
+        config = config_from_json(description)
         vocab = vocab_from_json(files.vocab)
-    except (KeyError, TypeError, ValueError) as exc:
+        _check_field_types(config, source)
+        with torch.device("meta"):
+            skeleton = build(config, vocab)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
         raise CheckpointError(f"{source}: malformed model description ({exc})") from None
+    weights = Path(directory) / WEIGHTS
+    _check_shapes({name: t.shape for name, t in skeleton.state_dict().items()}, files.state, weights)
     model = build(config, vocab)
-    load_state_into(model, files.state, Path(directory) / WEIGHTS)
+    load_state_into(model, files.state, weights)
     model.eval()
     return model, config, vocab, files
 

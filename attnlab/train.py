@@ -1,15 +1,8 @@
 """One training loop for every task: bucketed batches, AdamW + warm-up, early stopping,
 atomic checkpoints, exact resume, clean Ctrl-C.
 
-A task is any object with
-
-    lengths() -> list[int]                       sizes of the training examples (for bucketing)
-    make_batch(indices) -> batch                 a batch with a ``tokens`` attribute (and
-                                                 optionally ``units``: what its loss is a
-                                                 mean over; ``tokens`` when absent)
-    loss(model, batch) -> scalar tensor          the training loss of one batch
-    evaluate(model) -> float                     the dev score, higher is better
-    save_model(directory, model, extra) -> None  write a model directory (attnlab.checkpoint)
+A task is any object with the methods of ``TrainingTask`` (below): the sizes of its
+examples, batches of them, the loss of a batch, a dev score and a way to save a model.
 
 ``train(model, task, TrainConfig(...), out_dir)`` writes into ``out_dir``:
 
@@ -37,10 +30,15 @@ the same ``batch_tokens`` take the same steps (up to floating-point rounding; dr
 masks differ). Rank 0 alone evaluates on dev (the score is broadcast), writes model
 directories and checkpoints (the others wait at a barrier), logs and shows progress; its
 decision to stop (Ctrl-C, time limit) reaches every process after the step.
+
+All of that lives behind one interface, ``Communication``, in two versions,
+``SingleProcess`` and ``ProcessGroup``: the loop calls the same methods whether it runs
+alone or in a group.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 import os
@@ -51,13 +49,13 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
 from .checkpoint import (
-    CheckpointError, atomic_write_bytes, json_bytes, optimizer_from_files, optimizer_to_files,
-    read_json, read_tensors, sha256, tensors_bytes,
+    CheckpointError, atomic_write_bytes, file_checksums, json_bytes, optimizer_from_files, optimizer_to_files,
+    read_bytes, read_json, read_tensors, remove_stale_temporaries, sha256, tensors_bytes,
 )
 from .data.batching import bucket_batches
 
@@ -66,6 +64,35 @@ CHECKPOINTS = "checkpoints"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 SCHEDULES = ("linear", "cosine", "constant")
+
+
+class TrainingTask(Protocol):
+    """What the loop needs from a task (tagging, classification, seq2seq, ...).
+
+    A batch is any object with ``tokens`` (its size in tokens, for the progress bar) and
+    optionally ``units``, what its loss is a mean over (``tokens`` when absent): with
+    several processes each one's loss is weighted by its share of the global batch's units.
+    """
+
+    def lengths(self) -> list[int]:
+        """Sizes of the training examples (for bucketing into batches)."""
+
+    def make_batch(self, indices: list[int]) -> Any:
+        """The batch of these training examples."""
+
+    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+        """The mean training loss of one batch (a scalar)."""
+
+    def evaluate(self, model: torch.nn.Module) -> float:
+        """The dev score, higher is better (the model is in eval mode)."""
+
+    def save_model(self, directory: Path, model: torch.nn.Module, extra: dict) -> None:
+        """Write a model directory (``attnlab.checkpoint``) with ``extra`` in its config.json."""
+
+
+def batch_units(batch) -> float:
+    """What the loss of ``batch`` is a mean over (see ``TrainingTask``)."""
+    return float(getattr(batch, "units", batch.tokens))
 
 
 @dataclass(frozen=True)
@@ -144,7 +171,7 @@ class TrainState:
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # finished | early-stopped | time-limit | interrupted | stopped
+    status: str  # a StopReason value: finished | early-stopped | time-limit | interrupted | stopped
     step: int
     epoch: int
     best_score: float | None
@@ -176,7 +203,7 @@ def epoch_batches(lengths: list[int], config: TrainConfig, epoch: int) -> list[l
     return bucket_batches(lengths, max_tokens=config.batch_tokens, shuffle=True, seed=config.seed * 100_003 + epoch)
 
 
-# -- several processes -----------------------------------------------------------------
+# -- one process or several ------------------------------------------------------------
 
 def init_distributed() -> tuple[int, int, bool]:
     """(rank, world size, whether this call started the process group).
@@ -208,8 +235,144 @@ def rank_share(indices: list[int], rank: int, world: int) -> list[int]:
     return indices[rank::world]
 
 
+class StopReason(enum.Enum):
+    """Why a run ends; the value is ``TrainResult.status``."""
+
+    FINISHED = "finished"
+    EARLY_STOPPED = "early-stopped"
+    TIME_LIMIT = "time-limit"
+    INTERRUPTED = "interrupted"
+    STOPPED = "stopped"
+
+    @property
+    def completes_training(self) -> bool:
+        """True when there is nothing left to train (a resume returns at once)."""
+        return self in (StopReason.FINISHED, StopReason.EARLY_STOPPED)
+
+
+@dataclass(frozen=True)
+class LocalBatch:
+    """This process's part of one global batch.
+
+    weight  factor on its loss, so that the average over processes is the global mean
+    tokens  tokens it counts towards the global batch (0 for a stand-in batch)
+    """
+
+    batch: Any
+    weight: float
+    tokens: int
+
+
+class Communication(Protocol):
+    """What the loop asks of the other processes of a run (``SingleProcess``: there are none).
+
+    rank, world  this process's number and the number of processes (0 = the main process)
+    """
+
+    rank: int
+    world: int
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The module that computes the loss (DDP averages the gradients over processes)."""
+
+    def local_batch(self, task: TrainingTask, indices: list[int]) -> LocalBatch:
+        """This process's part of the global batch ``indices``."""
+
+    def exchange_step(self, loss: float, local: LocalBatch, stop: StopReason | None):
+        """(mean loss, tokens, stop decision) of the global batch; the main process's
+        ``stop`` is everyone's."""
+
+    def from_main(self, compute: Callable[[], float]) -> float:
+        """``compute()`` on the main process, its value everywhere."""
+
+    def on_main(self, action: Callable[[], Any]) -> None:
+        """``action()`` on the main process; the others wait until it is done."""
+
+    def close(self) -> None:
+        """Leave the process group if this run joined it."""
+
+
+class SingleProcess:
+    """The communication of a run in one process: every exchange is the identity."""
+
+    rank, world = 0, 1
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return model
+
+    def local_batch(self, task: TrainingTask, indices: list[int]) -> LocalBatch:
+        batch = task.make_batch(indices)
+        return LocalBatch(batch, 1.0, batch.tokens)
+
+    def exchange_step(self, loss: float, local: LocalBatch, stop: StopReason | None):
+        return loss, local.tokens, stop
+
+    def from_main(self, compute: Callable[[], float]) -> float:
+        return compute()
+
+    def on_main(self, action: Callable[[], Any]) -> None:
+        action()
+
+    def close(self) -> None:
+        pass
+
+
+class ProcessGroup:
+    """The communication of one of ``world`` processes in a torch.distributed group."""
+
+    def __init__(self, rank: int, world: int, owns_group: bool):
+        import torch.distributed as dist
+
+        self.rank, self.world, self._owns_group, self._dist = rank, world, owns_group, dist
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        return _ddp(model)
+
+    def local_batch(self, task: TrainingTask, indices: list[int]) -> LocalBatch:
+        # a process without a share runs one example with weight 0, so that every
+        # process takes part in DDP's gradient exchange
+        share = rank_share(indices, self.rank, self.world)
+        batch = task.make_batch(share or indices[:1])
+        units = batch_units(batch) if share else 0.0
+        total = torch.tensor([units])
+        self._dist.all_reduce(total)  # (1,) local -> global units
+        return LocalBatch(batch, units * self.world / float(total[0]), batch.tokens if share else 0)
+
+    def exchange_step(self, loss: float, local: LocalBatch, stop: StopReason | None):
+        # one all-reduce: global mean loss, tokens of the whole batch, rank 0's stop decision
+        code = _STOP_CODES.index(stop) if self.rank == 0 else 0
+        stats = torch.tensor([loss * local.weight / self.world, float(local.tokens), float(code)], dtype=torch.float64)
+        self._dist.all_reduce(stats)
+        return float(stats[0]), int(stats[1]), _STOP_CODES[int(stats[2])]
+
+    def from_main(self, compute: Callable[[], float]) -> float:
+        box = torch.tensor([compute() if self.rank == 0 else 0.0], dtype=torch.float64)
+        self._dist.broadcast(box, 0)
+        return float(box[0])
+
+    def on_main(self, action: Callable[[], Any]) -> None:
+        if self.rank == 0:
+            action()
+        self._dist.barrier()
+
+    def close(self) -> None:
+        if self._owns_group:
+            self._dist.destroy_process_group()
+
+
+_STOP_CODES = (None, *StopReason)  # a stop decision as a number, for all-reduce
+
+
+def join_processes() -> Communication:
+    """The communication for this process: a ``ProcessGroup`` under torchrun, else ``SingleProcess``."""
+    rank, world, started = init_distributed()
+    return ProcessGroup(rank, world, started) if world > 1 else SingleProcess()
+
+
 def _ddp(model: torch.nn.Module) -> torch.nn.Module:
     """DistributedDataParallel that still answers the model's attributes (``.config``...)."""
+    import warnings
+
     from torch.nn.parallel import DistributedDataParallel
 
     class Wrapped(DistributedDataParallel):
@@ -220,8 +383,6 @@ def _ddp(model: torch.nn.Module) -> torch.nn.Module:
                 return getattr(self.module, name)
 
     # no buffer changes during training (no batch norm): nothing to broadcast per step
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # newer torch renames broadcast_buffers
         return Wrapped(model, broadcast_buffers=False)
@@ -240,10 +401,27 @@ def latest_checkpoint(out_dir: str | Path) -> Path:
 
 
 def save_checkpoint(out_dir: Path, task, model, optimizer, config: TrainConfig, state: TrainState, extra: dict) -> Path:
+    """Write ``checkpoints/step-N/`` completely, then point ``latest.json`` at it and
+    remove the older checkpoints. A failed write (a full disk) removes the new directory
+    again; ``latest.json`` still names the previous checkpoint."""
     root = out_dir / CHECKPOINTS
     directory = root / f"step-{state.step:07d}"
     if directory.exists():
         shutil.rmtree(directory)
+    try:
+        _write_checkpoint(directory, task, model, optimizer, config, state, extra)
+        atomic_write_bytes(root / "latest.json", json_bytes({"dir": directory.name, "step": state.step}))
+    except Exception:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    for old in root.glob("step-*"):
+        if old.is_dir() and old.name != directory.name:
+            shutil.rmtree(old, ignore_errors=True)
+    return directory
+
+
+def _write_checkpoint(directory: Path, task, model, optimizer, config: TrainConfig, state: TrainState, extra: dict) -> None:
+    """A model directory plus the optimizer and RNG state and state.json."""
     task.save_model(directory, model, extra)
     tensors, meta = optimizer_to_files(optimizer)
     tensors["rng.torch"] = torch.get_rng_state()
@@ -254,39 +432,44 @@ def save_checkpoint(out_dir: Path, task, model, optimizer, config: TrainConfig, 
         "train_config": config.to_json(),
         "state": asdict(state),
         "optimizer": meta,
-        "files": {OPTIMIZER_FILE: sha256(opt_bytes), "config.json": sha256((directory / "config.json").read_bytes())},
+        "files": {OPTIMIZER_FILE: sha256(opt_bytes), "config.json": sha256(read_bytes(directory / "config.json", "model config"))},
     }
     atomic_write_bytes(directory / STATE_FILE, json_bytes(record))
-    atomic_write_bytes(root / "latest.json", json_bytes({"dir": directory.name, "step": state.step}))
-    for old in root.glob("step-*"):
-        if old.is_dir() and old.name != directory.name:
-            shutil.rmtree(old, ignore_errors=True)
-    return directory
 
 
 def read_checkpoint_state(directory: str | Path) -> dict:
     """The state.json of a checkpoint, with its train config (checked)."""
     directory = Path(directory)
-    record = read_json(directory / STATE_FILE, "training state")
+    path = directory / STATE_FILE
+    record = read_json(path, "training state")
     if record.get("format") != STATE_FORMAT:
-        raise CheckpointError(f"{directory / STATE_FILE}: not an attnlab training state (format {record.get('format')!r})")
-    expected = (record.get("files") or {}).get("config.json")
-    if expected and sha256((directory / "config.json").read_bytes()) != expected:
+        raise CheckpointError(f"{path}: not an attnlab training state (format {record.get('format')!r})")
+    expected = file_checksums(record, path).get("config.json")
+    if expected and sha256(read_bytes(directory / "config.json", "model config")) != expected:
         raise CheckpointError(f"{directory / 'config.json'}: does not belong to this checkpoint (checksum mismatch)")
     return record
 
 
 def _restore(directory: Path, optimizer, record: dict) -> TrainState:
-    files = record.get("files") or {}
-    tensors = read_tensors(directory / OPTIMIZER_FILE, "optimizer state", files.get(OPTIMIZER_FILE))
+    expected = file_checksums(record, directory / STATE_FILE).get(OPTIMIZER_FILE)
+    tensors = read_tensors(directory / OPTIMIZER_FILE, "optimizer state", expected)
     if "rng.torch" not in tensors:
         raise CheckpointError(f"{directory / OPTIMIZER_FILE}: no RNG state in the checkpoint")
-    torch.set_rng_state(tensors.pop("rng.torch"))
-    optimizer_from_files(optimizer, tensors, record["optimizer"], str(directory / OPTIMIZER_FILE))
     try:
+        torch.set_rng_state(tensors.pop("rng.torch"))
+        optimizer_from_files(optimizer, tensors, record["optimizer"], str(directory / OPTIMIZER_FILE))
         return TrainState(**record["state"])
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{directory / STATE_FILE}: malformed training state ({exc})") from None
+
+
+def remove_stale_files(out_dir: str | Path) -> None:
+    """Remove the temporary files an interrupted save left in ``out_dir`` and its checkpoints
+    (finishing a model save that was interrupted after it was committed)."""
+    out_dir = Path(out_dir)
+    root = out_dir / CHECKPOINTS
+    for directory in (out_dir, root, *(sorted(root.glob("step-*")) if root.is_dir() else ())):
+        remove_stale_temporaries(directory)
 
 
 # -- the loop --------------------------------------------------------------------------
@@ -317,7 +500,7 @@ class _StopFlag:
 
 def train(
     model: torch.nn.Module,
-    task,
+    task: TrainingTask,
     config: TrainConfig,
     out_dir: str | Path,
     *,
@@ -334,200 +517,216 @@ def train(
     ``stop_after_steps`` stops (with a checkpoint, as Ctrl-C would) once the global step
     reaches that number. ``extra`` is stored in every config.json written.
     """
-    rank, world, started_group = init_distributed()
+    comm = join_processes()
     try:
-        return _train(model, task, config, out_dir, rank, world, resume_from=resume_from, max_minutes=max_minutes,
-                      stop_after_steps=stop_after_steps, progress=progress, log=log, extra=extra)
+        run = _Run(model, task, config, Path(out_dir), comm, max_minutes=max_minutes,
+                   stop_after_steps=stop_after_steps, progress=progress, log=log, extra=extra)
+        return run.resume(Path(resume_from)) if resume_from is not None else run.start()
     finally:
-        if started_group:
-            torch.distributed.destroy_process_group()
+        comm.close()
 
 
-STOP_CODES = (None, "interrupted", "stopped", "time-limit")
+class _EpochMeter:
+    """Mean loss and tokens per second of the steps taken in this epoch (this call)."""
+
+    def __init__(self):
+        self.loss_sum, self.steps, self.tokens, self.started = 0.0, 0, 0, time.monotonic()
+
+    def add(self, loss: float, tokens: int) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.tokens += tokens
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.steps, 1)
+
+    @property
+    def speed(self) -> float:
+        return self.tokens / max(time.monotonic() - self.started, 1e-9)
 
 
-def _train(model, task, config, out_dir, rank, world, *, resume_from, max_minutes, stop_after_steps, progress, log, extra):
-    from tqdm import tqdm
+class _Run:
+    """One call of ``train``: the state of the run and its steps, epoch ends and checkpoints."""
 
-    distributed = world > 1
-    if distributed:
-        import torch.distributed as dist
-    out_dir = Path(out_dir)
-    log = log or (lambda msg: tqdm.write(msg, file=sys.stderr))
-    if rank != 0:
-        log, progress = (lambda msg: None), False
-    extra = {"train": config.to_json(), **(extra or {})}
-    optimizer = make_optimizer(model, config)
-    lengths = task.lengths()
-    if not lengths:
-        raise ValueError("no training examples")
-    steps_per_epoch = len(epoch_batches(lengths, config, 0))
-    total_steps = steps_per_epoch * config.epochs
+    def __init__(self, model, task: TrainingTask, config: TrainConfig, out_dir: Path, comm: Communication, *,
+                 max_minutes, stop_after_steps, progress, log, extra):
+        from tqdm import tqdm
 
-    if resume_from is not None:
-        resume_from = Path(resume_from)
-        state = _restore(resume_from, optimizer, read_checkpoint_state(resume_from))
-        log(f"resuming from {resume_from} (epoch {state.epoch + 1}, step {state.step})")
-        if rank:  # the checkpoint holds rank 0's random state; the others draw their own
-            torch.manual_seed(config.seed + rank + 1_000_003 * state.step)
-    else:
-        state = TrainState()
-        torch.manual_seed(config.seed + rank)
-    if state.done:
-        return TrainResult("finished", state.step, state.epoch, state.best_score, state.best_epoch, state.elapsed, resume_from, state.history)
+        self.model, self.task, self.config, self.out_dir, self.comm = model, task, config, out_dir, comm
+        self.max_minutes, self.stop_after_steps = max_minutes, stop_after_steps
+        main = comm.rank == 0
+        self.progress = progress and main
+        self.log = (log or (lambda msg: tqdm.write(msg, file=sys.stderr))) if main else (lambda msg: None)
+        self.extra = {"train": config.to_json(), **(extra or {})}
+        self.optimizer = make_optimizer(model, config)
+        self.lengths = task.lengths()
+        if not self.lengths:
+            raise ValueError("no training examples")
+        self.total_steps = len(epoch_batches(self.lengths, config, 0)) * config.epochs
+        self.state = TrainState()
+        self.checkpoint: Path | None = None
+        self.started = time.monotonic()
+        self.elapsed_before = 0.0
+        self.stop_flag = _StopFlag(self.log)
 
-    started = time.monotonic()
-    elapsed_before = state.elapsed
-    status = "finished"
-    checkpoint: Path | None = None
+    # -- entry points
 
-    def now_elapsed() -> float:
-        return elapsed_before + time.monotonic() - started
+    def start(self) -> TrainResult:
+        torch.manual_seed(self.config.seed + self.comm.rank)
+        self.comm.on_main(lambda: remove_stale_files(self.out_dir))
+        return self.loop()
 
-    def evaluate(tag: str) -> float:
-        score = 0.0
-        if rank == 0:
-            model.eval()
-            score = task.evaluate(model)
-            model.train()
-        if distributed:
-            box = torch.tensor([score], dtype=torch.float64)
-            dist.broadcast(box, 0)
-            score = float(box[0])
-        improved = state.best_score is None or score > state.best_score
-        if improved:
+    def resume(self, directory: Path) -> TrainResult:
+        self.state = _restore(directory, self.optimizer, read_checkpoint_state(directory))
+        self.log(f"resuming from {directory} (epoch {self.state.epoch + 1}, step {self.state.step})")
+        if self.comm.rank:  # the checkpoint holds rank 0's random state; the others draw their own
+            torch.manual_seed(self.config.seed + self.comm.rank + 1_000_003 * self.state.step)
+        if self.state.done:
+            return self.result(StopReason.FINISHED, directory)
+        self.comm.on_main(lambda: remove_stale_files(self.out_dir))
+        self.elapsed_before = self.state.elapsed
+        return self.loop()
+
+    def result(self, reason: StopReason, checkpoint: Path | None) -> TrainResult:
+        s = self.state
+        return TrainResult(reason.value, s.step, s.epoch, s.best_score, s.best_epoch, s.elapsed, checkpoint, s.history)
+
+    # -- the loop
+
+    def loop(self) -> TrainResult:
+        self.started = time.monotonic()
+        net = self.comm.wrap(self.model)
+        self.model.train()
+        reason = StopReason.FINISHED
+        with self.stop_flag:
+            while self.state.epoch < self.config.epochs:
+                batches = epoch_batches(self.lengths, self.config, self.state.epoch)
+                meter = _EpochMeter()
+                stop = self.train_epoch(net, batches, meter)
+                stop = self.end_epoch(meter, stop, epoch_done=self.state.batch_in_epoch >= len(batches))
+                self.state.done = stop is not None and stop.completes_training
+                self.checkpoint = self.save_checkpoint()
+                if stop is not None:
+                    reason = stop
+                    break
+        return self.result(reason, self.checkpoint)
+
+    def train_epoch(self, net, batches: list[list[int]], meter: _EpochMeter) -> StopReason | None:
+        """The remaining steps of this epoch, up to a stop; checkpoints every ``checkpoint_every`` steps."""
+        from tqdm import tqdm
+
+        state, every = self.state, self.config.checkpoint_every
+        bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch + 1}/{self.config.epochs}",
+                   unit="batch", disable=not self.progress, leave=False, file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            while state.batch_in_epoch < len(batches):
+                stop = self.step(net, batches[state.batch_in_epoch], meter)
+                bar.update(1)
+                bar.set_postfix_str(f"loss {meter.loss:.4f}, {meter.speed:,.0f} tok/s" + (
+                    f", dev {100 * state.best_score:.2f}%" if state.best_score is not None else ""), refresh=False)
+                if stop is not None:
+                    return stop
+                if every and state.step % every == 0 and state.batch_in_epoch < len(batches):
+                    self.checkpoint = self.save_checkpoint()
+        return None
+
+    def step(self, net, indices: list[int], meter: _EpochMeter) -> StopReason | None:
+        """One optimizer step on the global batch ``indices``; the stop decision after it."""
+        local = self.comm.local_batch(self.task, indices)
+        lr = learning_rate(self.config, self.state.step, self.total_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss = self.task.loss(net, local.batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss * local.weight).backward()
+        if self.config.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        self.state.step += 1
+        self.state.batch_in_epoch += 1
+        loss_value, tokens, stop = self.comm.exchange_step(float(loss.detach()), local, self.should_stop())
+        meter.add(loss_value, tokens)
+        return stop
+
+    def should_stop(self) -> StopReason | None:
+        """This process's reason to stop after the current step (rank 0's decides for all)."""
+        if self.stop_flag.set:
+            return StopReason.INTERRUPTED
+        if self.stop_after_steps is not None and self.state.step >= self.stop_after_steps:
+            return StopReason.STOPPED
+        if self.max_minutes is not None and time.monotonic() - self.started >= 60 * self.max_minutes:
+            return StopReason.TIME_LIMIT
+        return None
+
+    def end_epoch(self, meter: _EpochMeter, stop: StopReason | None, epoch_done: bool) -> StopReason | None:
+        """After a whole epoch (or a time limit in one): dev score, history, patience, the
+        next epoch; returns the reason to stop, if any."""
+        state = self.state
+        if epoch_done or stop is StopReason.TIME_LIMIT:
+            best = self.evaluate(meter, partial=not epoch_done)
+            if epoch_done:
+                state.epoch += 1
+                state.batch_in_epoch = 0
+                state.bad_evals = 0 if best else state.bad_evals + 1
+                if stop is None and self.config.patience and state.bad_evals >= self.config.patience:
+                    stop = StopReason.EARLY_STOPPED
+        if stop is None and state.epoch >= self.config.epochs:
+            stop = StopReason.FINISHED
+        return stop
+
+    def evaluate(self, meter: _EpochMeter, partial: bool) -> bool:
+        """Score on dev (on the main process), keep the model if it is the best so far, log
+        the epoch; returns whether it was the best."""
+        state = self.state
+
+        def dev_score() -> float:
+            self.model.eval()
+            score = self.task.evaluate(self.model)
+            self.model.train()
+            return score
+
+        score = self.comm.from_main(dev_score)
+        best = state.best_score is None or score > state.best_score
+        if best:
             state.best_score, state.best_step, state.best_epoch = score, state.step, state.epoch + 1
-            state.elapsed = now_elapsed()
-            if rank == 0:
-                task.save_model(out_dir, model, {**extra, "best": {"dev_score": score, "epoch": state.epoch + 1, "step": state.step, "train_seconds": state.elapsed}})
-            if distributed:
-                dist.barrier()
-        return score
+            state.elapsed = self.elapsed()
+            record = {"dev_score": score, "epoch": state.epoch + 1, "step": state.step, "train_seconds": state.elapsed}
+            self.comm.on_main(lambda: self.task.save_model(self.out_dir, self.model, {**self.extra, "best": record}))
+        entry = {"epoch": state.epoch + 1, "step": state.step, "loss": meter.loss, "dev": score,
+                 "tokens_per_s": meter.speed, "elapsed": self.elapsed(), "partial_epoch": partial}
+        state.history.append(entry)
+        self.log(f"epoch {state.epoch + 1}{' (partial)' if partial else ''}: loss {entry['loss']:.4f}, "
+                 f"{entry['tokens_per_s']:,.0f} tok/s, dev {100 * score:.2f}%{' (best)' if best else ''}, "
+                 f"{entry['elapsed'] / 60:.1f} min")
+        return best
 
-    def checkpoint_now() -> Path:
-        state.elapsed = now_elapsed()
-        path = out_dir / CHECKPOINTS / f"step-{state.step:07d}"
-        if rank == 0:
-            path = save_checkpoint(out_dir, task, model, optimizer, config, state, extra)
-        if distributed:
-            dist.barrier()
-        return path
+    def elapsed(self) -> float:
+        """Seconds of training over all runs so far."""
+        return self.elapsed_before + time.monotonic() - self.started
 
-    net = _ddp(model) if distributed else model
+    def save_checkpoint(self) -> Path:
+        self.state.elapsed = self.elapsed()
+        self.comm.on_main(lambda: save_checkpoint(self.out_dir, self.task, self.model, self.optimizer, self.config,
+                                                  self.state, self.extra))
+        return self.out_dir / CHECKPOINTS / f"step-{self.state.step:07d}"
 
-    model.train()
-    with _StopFlag(log) as stop_flag:
-        while state.epoch < config.epochs:
-            batches = epoch_batches(lengths, config, state.epoch)
-            bar = tqdm(total=len(batches), initial=state.batch_in_epoch, desc=f"epoch {state.epoch + 1}/{config.epochs}",
-                       unit="batch", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
-            loss_sum, loss_n, tokens, t_epoch = 0.0, 0, 0, time.monotonic()
-            stop_reason = None
-            try:
-                while state.batch_in_epoch < len(batches):
-                    indices = batches[state.batch_in_epoch]
-                    weight = 1.0
-                    if distributed:
-                        # a process without a share runs one example with weight 0, so that
-                        # every process takes part in DDP's gradient exchange
-                        share = rank_share(indices, rank, world)
-                        batch = task.make_batch(share or indices[:1])
-                        units = torch.tensor([float(getattr(batch, "units", batch.tokens)) if share else 0.0])
-                        dist.all_reduce(units)  # (1,) local -> global units
-                        weight = (float(getattr(batch, "units", batch.tokens)) if share else 0.0) * world / float(units[0])
-                    else:
-                        batch = task.make_batch(indices)
-                    lr = learning_rate(config, state.step, total_steps)
-                    for group in optimizer.param_groups:
-                        group["lr"] = lr
-                    loss = task.loss(net, batch)
-                    optimizer.zero_grad(set_to_none=True)
-                    (loss * weight if distributed else loss).backward()
-                    if config.clip_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-                    optimizer.step()
-                    state.step += 1
-                    state.batch_in_epoch += 1
-                    step_loss, step_tokens = float(loss.detach()), batch.tokens
-                    if distributed:
-                        # global mean loss, tokens of the whole batch, rank 0's stop decision
-                        code = 0
-                        if rank == 0:
-                            code = 1 if stop_flag.set else 3 if (max_minutes is not None and time.monotonic() - started >= 60 * max_minutes) else 0
-                        stats = torch.tensor([step_loss * weight / world, float(step_tokens if share else 0), float(code)],
-                                             dtype=torch.float64)
-                        dist.all_reduce(stats)
-                        step_loss, step_tokens = float(stats[0]), int(stats[1])
-                        remote_stop = STOP_CODES[int(stats[2])]
-                    loss_sum += step_loss
-                    loss_n += 1
-                    tokens += step_tokens
-                    speed = tokens / max(time.monotonic() - t_epoch, 1e-9)
-                    bar.update(1)
-                    bar.set_postfix_str(
-                        f"loss {loss_sum / loss_n:.4f}, {speed:,.0f} tok/s"
-                        + (f", dev {100 * state.best_score:.2f}%" if state.best_score is not None else ""),
-                        refresh=False,
-                    )
-                    if distributed:
-                        stop_reason = remote_stop
-                        if stop_reason is None and stop_after_steps is not None and state.step >= stop_after_steps:
-                            stop_reason = "stopped"
-                    elif stop_flag.set:
-                        stop_reason = "interrupted"
-                    elif stop_after_steps is not None and state.step >= stop_after_steps:
-                        stop_reason = "stopped"
-                    elif max_minutes is not None and time.monotonic() - started >= 60 * max_minutes:
-                        stop_reason = "time-limit"
-                    if stop_reason:
-                        break
-                    if config.checkpoint_every and state.step % config.checkpoint_every == 0 \
-                            and state.batch_in_epoch < len(batches):
-                        checkpoint = checkpoint_now()
-            finally:
-                bar.close()
 
-            epoch_done = state.batch_in_epoch >= len(batches)
-            if epoch_done or stop_reason == "time-limit":
-                dev = evaluate("epoch")
-                entry = {
-                    "epoch": state.epoch + 1, "step": state.step, "loss": loss_sum / max(loss_n, 1),
-                    "dev": dev, "tokens_per_s": tokens / max(time.monotonic() - t_epoch, 1e-9),
-                    "elapsed": now_elapsed(), "partial_epoch": not epoch_done,
-                }
-                state.history.append(entry)
-                best = state.best_step == state.step
-                log(f"epoch {state.epoch + 1}{' (partial)' if not epoch_done else ''}: loss {entry['loss']:.4f}, "
-                    f"{entry['tokens_per_s']:,.0f} tok/s, dev {100 * dev:.2f}%{' (best)' if best else ''}, "
-                    f"{entry['elapsed'] / 60:.1f} min")
-                if epoch_done:
-                    state.epoch += 1
-                    state.batch_in_epoch = 0
-                    state.bad_evals = 0 if best else state.bad_evals + 1
-                    if config.patience and state.bad_evals >= config.patience and stop_reason is None:
-                        stop_reason = "early-stopped"
-            if state.epoch >= config.epochs and stop_reason is None:
-                stop_reason = "finished"
-            if stop_reason in ("finished", "early-stopped"):
-                state.done = True
-            checkpoint = checkpoint_now()
-            if stop_reason:
-                status = stop_reason
-                break
-    return TrainResult(status, state.step, state.epoch, state.best_score, state.best_epoch, state.elapsed, checkpoint, state.history)
+_DESCRIPTIONS = {
+    StopReason.FINISHED: "finished",
+    StopReason.EARLY_STOPPED: "stopped early (no dev improvement)",
+    StopReason.TIME_LIMIT: "stopped at the time limit",
+    StopReason.INTERRUPTED: "interrupted",
+    StopReason.STOPPED: "stopped",
+}
 
 
 def describe_result(result: TrainResult, out_dir: str | Path) -> str:
+    """What a run did, in one line (two when it can be continued with --resume)."""
+    reason = StopReason(result.status)
     best = f"best dev {100 * result.best_score:.2f}% (epoch {result.best_epoch})" if result.best_score is not None else "no dev evaluation yet"
-    text = {
-        "finished": "finished",
-        "early-stopped": "stopped early (no dev improvement)",
-        "time-limit": "stopped at the time limit",
-        "interrupted": "interrupted",
-        "stopped": "stopped",
-    }[result.status]
-    msg = f"{text} after {result.step} steps, {result.elapsed / 60:.1f} min: {best}; model in {out_dir}"
-    if result.status in ("interrupted", "stopped", "time-limit"):
+    msg = f"{_DESCRIPTIONS[reason]} after {result.step} steps, {result.elapsed / 60:.1f} min: {best}; model in {out_dir}"
+    if not reason.completes_training:
         msg += f"\ncontinue with: attnlab train --resume --out {out_dir}"
     return msg
 

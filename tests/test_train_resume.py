@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -174,3 +175,74 @@ def test_early_stopping_counts_epochs_without_improvement(tmp_path):
     # best 0.6 at epoch 2; epochs 3, 4, 5 do not beat it -> stop after epoch 5
     assert result.status == "early-stopped" and result.epoch == 5
     assert result.best_score == 0.6 and result.best_epoch == 2
+
+
+def test_resume_removes_the_temporary_files_of_a_killed_save(tmp_path):
+    model, task = build()
+    train(model, task, CONFIG, tmp_path, **quiet(stop_after_steps=5))
+    checkpoint = latest_checkpoint(tmp_path)
+    orphans = [tmp_path / ".model.safetensors.x1y2z3w4.tmp", tmp_path / "checkpoints" / ".latest.json.abcd1234.tmp",
+               checkpoint / ".optimizer.safetensors.0a1b2c3d.tmp", tmp_path / ".vocab.json.0123456789abcdef.staged"]
+    for path in orphans:
+        path.write_bytes(b"\0" * 1000)
+    (tmp_path / "notes.tmp").write_text("not ours")
+    loaded = load_tagger(checkpoint)
+    train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path,
+          **quiet(resume_from=checkpoint, stop_after_steps=6))
+    assert [p for p in orphans if p.exists()] == []
+    assert (tmp_path / "notes.tmp").exists()
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_loses_nothing(tmp_path, monkeypatch):
+    from attnlab.errors import UserError
+
+    model, task = build()
+    train(model, task, CONFIG, tmp_path / "full", **quiet())
+    full_weights = model.state_dict()
+
+    model, task = build()
+    train(model, task, CONFIG, tmp_path / "cut", **quiet(stop_after_steps=4))  # checkpoint at step 4
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    loaded = load_tagger(latest_checkpoint(tmp_path / "cut"))
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(UserError) as err:  # the checkpoint at step 5 (mid-epoch) does not fit
+        train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+              **quiet(resume_from=latest_checkpoint(tmp_path / "cut"), stop_after_steps=5))
+    monkeypatch.undo()
+    message = str(err.value)
+    assert message.startswith(str(tmp_path / "cut" / "checkpoints" / "step-0000005"))
+    assert "no space left on the device" in message and "\n" not in message
+    # the half-written checkpoint is gone, the one before it is whole and still the latest
+    assert sorted(p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()) == ["latest.json", "step-0000004"]
+    checkpoint = latest_checkpoint(tmp_path / "cut")
+    loaded = load_tagger(checkpoint)
+    train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+          **quiet(resume_from=checkpoint))
+    assert_same_weights(full_weights, loaded.model.state_dict())
+
+
+def test_a_time_limit_stops_after_one_step_with_a_partial_dev_score_and_resumes(tmp_path):
+    from attnlab.train import TrainResult, describe_result
+
+    model, task = build()
+    full = train(model, task, CONFIG, tmp_path / "full", **quiet())
+    full_weights = model.state_dict()
+
+    model, task = build()
+    cut = train(model, task, CONFIG, tmp_path / "cut", **quiet(max_minutes=0))
+    assert (cut.status, cut.step, cut.epoch) == ("time-limit", 1, 0)
+    assert [(h["step"], h["partial_epoch"]) for h in cut.history] == [(1, True)]
+    assert cut.checkpoint == latest_checkpoint(tmp_path / "cut") and cut.checkpoint.name == "step-0000001"
+    assert describe_result(cut, "M").splitlines()[1] == "continue with: attnlab train --resume --out M"
+    loaded = load_tagger(cut.checkpoint)
+    rest = train(loaded.model, TaggingTask(loaded.model, loaded.vocabs, TRAIN, DEV), CONFIG, tmp_path / "cut",
+                 **quiet(resume_from=cut.checkpoint))
+    assert rest.status == "finished" and rest.step == full.step
+    assert_same_weights(full_weights, loaded.model.state_dict())
+    # the partial epoch's dev score stays in the history, before the three whole epochs
+    assert [h["partial_epoch"] for h in rest.history] == [True, False, False, False]
+    done = TrainResult("finished", 30, 3, 0.875, 2, 90.0, None, [])
+    assert describe_result(done, "M") == "finished after 30 steps, 1.5 min: best dev 87.50% (epoch 2); model in M"
