@@ -63,12 +63,16 @@ inline uint64_t row_base(uint64_t seed, int64_t row, int64_t H, int64_t h) {
 // -- exp ------------------------------------------------------------------------------
 // float: 2^(x log2 e) with round-to-nearest range reduction and a degree-7 polynomial
 // (relative error below 1e-7 on [-87, 0]); plain arithmetic, so loops vectorize.
-inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float t = x * 1.44269504088896341f;
-    const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
-    const float f = (t - r) * 0.69314718055994531f;    // |f| <= ln(2) / 2
-    float p = 1.0f / 5040.0f;
+// X is float or a vector of floats (the tiled kernels' Simd<float>::exp): e^x = 2^r p(f),
+// where r is returned through `r` and the polynomial p(f) ~ e^f is the result.
+template <typename X>
+inline X exp_parts(X x, X& r) {
+    const X lo = X{} - 87.0f;
+    x = x < lo ? lo : x;
+    const X t = x * 1.44269504088896341f;
+    r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
+    const X f = (t - r) * 0.69314718055994531f;  // |f| <= ln(2) / 2
+    X p = X{} + 1.0f / 5040.0f;
     p = p * f + 1.0f / 720.0f;
     p = p * f + 1.0f / 120.0f;
     p = p * f + 1.0f / 24.0f;
@@ -76,6 +80,12 @@ inline float exp_approx(float x) {
     p = p * f + 0.5f;
     p = p * f + 1.0f;
     p = p * f + 1.0f;
+    return p;
+}
+
+inline float exp_approx(float x) {
+    float r;
+    const float p = exp_parts(x, r);
     const int32_t bits = ((int32_t)r + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof(scale));
@@ -116,6 +126,16 @@ inline int64_t longest(const int64_t* cu, int64_t B) {
     int64_t n_max = 0;
     for (int64_t b = 0; b < B; ++b) n_max = std::max(n_max, cu[b + 1] - cu[b]);
     return n_max;
+}
+
+// Head h (width d) of the n rows from `start` of x (row stride `row`), transposed:
+// out[c * n + j] = x[(start + j) * row + h * d + c].
+template <typename T>
+inline void head_transposed(const T* x, int64_t row, int64_t start, int64_t n, int64_t h, int64_t d, T* out) {
+    for (int64_t j = 0; j < n; ++j) {
+        const T* xj = x + (start + j) * row + h * d;
+        for (int64_t c = 0; c < d; ++c) out[c * n + j] = xj[c];
+    }
 }
 
 // s[j] = sum_c (q[c] * scale) k_j[c] for j in [r.lo, r.hi), with k_j[c] at kt[c * n + j].
@@ -181,11 +201,7 @@ void attention_forward_generic(const Args<T>& a, T* out, int64_t o_row, T* lse) 
         for (int64_t it = 0; it < n_items; ++it) {
             const int64_t b = items[it].first, h = items[it].second;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
-            // K^T of this sequence and head: (d, n)
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
-                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
-            }
+            head_transposed(a.k, a.k_row, start, n, h, a.d, kt);  // K^T of this sequence and head: (d, n)
             for (int64_t i = 0; i < n; ++i) {
                 const Range r = key_range(i, n, a.causal, a.window);
                 // 1) scores s_j = scale * q_i . k_j
@@ -241,12 +257,8 @@ void attention_backward_generic(const Args<T>& a, const T* out, int64_t o_row, c
         for (int64_t it = 0; it < n_items; ++it) {
             const int64_t b = items[it].first, h = items[it].second;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
-                const T* vj = a.v + (start + j) * a.v_row + h * a.dv;
-                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
-                for (int64_t c = 0; c < a.dv; ++c) vt[c * n + j] = vj[c];
-            }
+            head_transposed(a.k, a.k_row, start, n, h, a.d, kt);
+            head_transposed(a.v, a.v_row, start, n, h, a.dv, vt);
             std::fill(dkl, dkl + n * a.d, (T)0);
             std::fill(dvl, dvl + n * a.dv, (T)0);
             for (int64_t i = 0; i < n; ++i) {
@@ -329,19 +341,8 @@ struct Simd<float> {
     typedef vint32 I;
     static constexpr int L = 16;
     static V exp(V x) {
-        const V lo = V{} - 87.0f;
-        x = x < lo ? lo : x;
-        const V t = x * 1.44269504088896341f;
-        const V r = (t + 12582912.0f) - 12582912.0f;
-        const V f = (t - r) * 0.69314718055994531f;
-        V p = V{} + 1.0f / 5040.0f;
-        p = p * f + 1.0f / 720.0f;
-        p = p * f + 1.0f / 120.0f;
-        p = p * f + 1.0f / 24.0f;
-        p = p * f + 1.0f / 6.0f;
-        p = p * f + 0.5f;
-        p = p * f + 1.0f;
-        p = p * f + 1.0f;
+        V r;
+        const V p = exp_parts(x, r);
         const I bits = (__builtin_convertvector(r, I) + 127) << 23;
         return p * (V)bits;
     }
