@@ -13,7 +13,9 @@ No torch here: the command line reads settings without loading it.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Iterable
+from typing import Iterable, TypeVar
+
+C = TypeVar("C", bound="JsonConfig")
 
 
 class JsonConfig:
@@ -24,7 +26,7 @@ class JsonConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_json(cls, obj: dict):
+    def from_json(cls: type[C], obj: dict) -> C:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in obj.items() if k in known})
 
