@@ -21,12 +21,13 @@ the character path cheap.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
 
+from .config import JsonConfig, check_fraction, check_positive
 from .data.vocab import Vocab
 
 PAD, UNK = Vocab.PAD, Vocab.UNK
@@ -55,7 +56,7 @@ def word_shape(form: str) -> str:
 
 
 @dataclass(frozen=True)
-class FeatureConfig:
+class FeatureConfig(JsonConfig):
     """Sizes of the token features.
 
     word_dim      lowercased-word embedding width
@@ -79,28 +80,14 @@ class FeatureConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "char_widths", tuple(int(w) for w in self.char_widths))
-        for name in ("word_dim", "shape_dim", "char_dim", "char_filters", "max_chars"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"features {name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, ("word_dim", "shape_dim", "char_dim", "char_filters", "max_chars"), "features ")
         if not self.char_widths or min(self.char_widths) < 1:
             raise ValueError(f"char_widths must be positive, got {self.char_widths}")
-        for name in ("word_dropout", "dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"features {name} must be in [0, 1), got {getattr(self, name)}")
+        check_fraction(self, ("word_dropout", "dropout"), "features ")
 
     @property
     def out_dim(self) -> int:
         return self.word_dim + self.shape_dim + self.char_filters * len(self.char_widths)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["char_widths"] = list(self.char_widths)
-        return d
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "FeatureConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
 
 
 @dataclass

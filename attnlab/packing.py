@@ -57,15 +57,9 @@ def _show(values: list[int], limit: int = 12) -> str:
 
 def cu_seqlens_from_lengths(lengths: torch.Tensor | Sequence[int]) -> torch.Tensor:
     """lengths (B,) -> cu_seqlens (B + 1,) long: [0, l0, l0 + l1, ...]."""
-    lengths = torch.as_tensor(lengths)
-    if lengths.dim() != 1:
-        raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
-    if lengths.dtype.is_floating_point or lengths.dtype == torch.bool:
-        raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
-    if lengths.numel() and int(lengths.min()) < 0:
-        raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
+    lengths = check_lengths(lengths)
     cu = torch.zeros(lengths.numel() + 1, dtype=torch.long, device=lengths.device)
-    torch.cumsum(lengths.long(), dim=0, out=cu[1:])
+    torch.cumsum(lengths, dim=0, out=cu[1:])
     return cu
 
 

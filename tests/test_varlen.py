@@ -89,6 +89,16 @@ def test_float32_within_1e_5_and_stacked_qkv_is_the_same(impl, causal, d):
     torch.testing.assert_close(ga, gb, atol=1e-5, rtol=0)
 
 
+def test_stacked_qkv_takes_the_options_of_varlen_attention_and_no_others():
+    cu = cu_seqlens_from_lengths([5, 3])
+    qkv = randn(8, 3, 2, 4, seed=1)
+    out = varlen_attention_qkv(qkv, cu, window=1, normalize="relu", impl="buckets")
+    ref = varlen_attention(*qkv.unbind(1), cu, window=1, normalize="relu", impl="buckets")
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=0)
+    with pytest.raises(TypeError, match="casual"):
+        varlen_attention_qkv(qkv, cu, casual=True)
+
+
 def test_plan_covers_every_token_once_and_identity_layouts_copy_nothing():
     plan = VarlenPlan(cu_seqlens_from_lengths(LENGTHS), width=256)
     assert sorted(s for b in plan.buckets for s in b.seqs) == [i for i, n in enumerate(LENGTHS) if n]

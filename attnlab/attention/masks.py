@@ -24,8 +24,9 @@ def _check_n(n: int) -> int:
     return n
 
 
-def check_lengths(lengths: torch.Tensor | Sequence[int], n: int) -> torch.Tensor:
-    """Validate ``lengths`` (B,) against a padded length ``n``; returns a long tensor."""
+def check_lengths(lengths: torch.Tensor | Sequence[int], n: int | None = None) -> torch.Tensor:
+    """Validate ``lengths`` (B,): integers >= 0 and, when a padded length ``n`` is given,
+    <= n. Returns a long tensor."""
     lengths = torch.as_tensor(lengths)
     if lengths.dim() != 1:
         raise ValueError(f"lengths must have shape (B,), got {tuple(lengths.shape)}")
@@ -33,7 +34,7 @@ def check_lengths(lengths: torch.Tensor | Sequence[int], n: int) -> torch.Tensor
         raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
     if lengths.numel() and int(lengths.min()) < 0:
         raise ValueError(f"lengths must be >= 0, got {lengths.tolist()}")
-    if lengths.numel() and int(lengths.max()) > n:
+    if n is not None and lengths.numel() and int(lengths.max()) > n:
         raise ValueError(f"lengths must be <= N = {n}, got max {int(lengths.max())}")
     return lengths.long()
 

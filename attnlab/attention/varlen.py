@@ -40,6 +40,7 @@ through the readable path one sequence at a time.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from dataclasses import dataclass
@@ -306,29 +307,26 @@ def varlen_attention(
     )
 
 
-def varlen_attention_qkv(
-    qkv: torch.Tensor,
-    cu_seqlens: torch.Tensor,
-    *,
-    causal: bool = False,
-    window: int | None = None,
-    normalize: str = "softmax",
-    scale: float | None = None,
-    dropout: float = 0.0,
-    return_weights: bool = False,
-    plan: VarlenPlan | None = None,
-    impl: str = "auto",
-) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+def varlen_attention_qkv(qkv: torch.Tensor, cu_seqlens: torch.Tensor, **options):
     """``varlen_attention`` on stacked projections qkv (T, 3, H, d) -> out (T, H, d).
 
-    The same computation, but the rows of q, k and v are gathered in one step.
+    The same computation, but the rows of q, k and v are gathered in one step. ``options``
+    are the keyword arguments of ``varlen_attention`` (causal, window, normalize, scale,
+    dropout, return_weights, plan, impl), with its defaults.
     """
     if qkv.dim() != 4 or qkv.shape[1] != 3:
         raise ValueError(f"qkv must have shape (T, 3, H, d), got {tuple(qkv.shape)}")
-    return _varlen(
-        qkv, qkv.shape[0], cu_seqlens, causal=causal, window=window, normalize=normalize,
-        scale=scale, dropout=dropout, return_weights=return_weights, plan=plan, impl=impl,
-    )
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"varlen_attention_qkv() got unexpected keyword arguments: {', '.join(unknown)}")
+    return _varlen(qkv, qkv.shape[0], cu_seqlens, **{**_OPTIONS, **options})
+
+
+# varlen_attention's keyword arguments and their defaults: the options of both entry points
+_OPTIONS = {
+    name: p.default for name, p in inspect.signature(varlen_attention).parameters.items()
+    if p.kind is p.KEYWORD_ONLY
+}
 
 
 def _check_options(normalize: str, window: int | None, dropout: float, impl: str) -> None:

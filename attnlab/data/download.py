@@ -37,6 +37,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -189,12 +190,10 @@ def _write_manifest(path: Path, manifest: dict[str, str], order: list[str]) -> N
 
     names = [n for n in order if n in manifest] + sorted(n for n in manifest if n not in order)
     text = "".join(f"{manifest[n]}  {n}\n" for n in names)
-    try:
+    with _writing(path):
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
         atomic_write_bytes(path, text.encode("utf-8"))
-    except OSError as exc:
-        raise DownloadError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 # -- one file -------------------------------------------------------------------------------
@@ -241,68 +240,92 @@ def fetch(
 def _transfer(url: str, part: Path, offset: int, *, progress: bool, timeout: float, desc: str,
               log: Callable[[str], None]) -> None:
     """Append the bytes of ``url`` from ``offset`` on to ``part`` (or rewrite it when the server ignores Range)."""
-    from tqdm import tqdm
+    response = _request(url, offset, timeout)
+    if response is None:
+        return  # nothing past offset: the part file may already be whole; the checksum decides
+    with response:
+        offset = _resume_offset(response, url, part, offset, desc, log)
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        received = _copy(response, url, part, offset, length, progress=progress, desc=desc)
+    if length is not None and received != length:
+        raise DownloadError(_interrupted(url, part, offset + received, f"{received} of {length} bytes received"))
 
+
+def _request(url: str, offset: int, timeout: float):
+    """The open response to a GET of ``url`` from byte ``offset`` on; None when the server
+    answers 416 to a resumed request (it has no bytes past ``offset``)."""
     from .. import __version__
 
     headers = {"User-Agent": f"attnlab/{__version__}", "Accept-Encoding": "identity"}
     if offset:
         headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset:
-            return  # nothing past offset: the part file may already be whole; the checksum decides
+            return None
         raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
         raise DownloadError(f"cannot reach {url}: {_reason(exc.reason)}") from None
     except (OSError, http.client.HTTPException) as exc:
         raise DownloadError(f"cannot reach {url}: {_reason(exc)}") from None
 
-    with response:
-        if offset and response.status == 206:
-            start = _content_range_start(response.headers.get("Content-Range"))
-            if start != offset:
-                _unlink(part)
-                raise DownloadError(
-                    f"{url}: asked for bytes from {offset}, server sent Content-Range "
-                    f"{response.headers.get('Content-Range')!r}; the partial file was discarded, run again"
-                )
-        elif offset:
-            log(f"{desc}: the server ignored the Range request; downloading from the start")
-            offset = 0
-        length = response.headers.get("Content-Length")
-        length = int(length) if length and length.isdigit() else None
-        received = 0
-        try:
-            out = open(part, "ab" if offset else "wb")
-        except OSError as exc:
-            raise DownloadError(f"{part}: cannot write: {exc.strerror or exc}") from None
-        bar = tqdm(total=None if length is None else offset + length, initial=offset, desc=desc, unit="B",
-                   unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=not progress, leave=True)
-        with out, bar:
-            while True:
-                try:
-                    chunk = response.read(CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise DownloadError(_interrupted(url, part, offset + received, _reason(exc))) from None
-                if not chunk:
-                    break
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise DownloadError(f"{part}: cannot write: {exc.strerror or exc}") from None
-                received += len(chunk)
-                bar.update(len(chunk))
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                raise DownloadError(f"{part}: cannot write: {exc.strerror or exc}") from None
-    if length is not None and received != length:
-        raise DownloadError(_interrupted(url, part, offset + received, f"{received} of {length} bytes received"))
+
+def _resume_offset(response, url: str, part: Path, offset: int, desc: str, log: Callable[[str], None]) -> int:
+    """Where the response's body starts in ``part``: ``offset`` when the server sent that range,
+    0 when it ignored the Range request and sends the whole file."""
+    if offset and response.status == 206:
+        if _content_range_start(response.headers.get("Content-Range")) != offset:
+            _unlink(part)
+            raise DownloadError(
+                f"{url}: asked for bytes from {offset}, server sent Content-Range "
+                f"{response.headers.get('Content-Range')!r}; the partial file was discarded, run again"
+            )
+    elif offset:
+        log(f"{desc}: the server ignored the Range request; downloading from the start")
+        offset = 0
+    return offset
+
+
+def _copy(response, url: str, part: Path, offset: int, length: int | None, *, progress: bool, desc: str) -> int:
+    """Write the response's body to ``part`` after its first ``offset`` bytes (from the start
+    when 0), flushed to disk; returns the bytes received."""
+    from tqdm import tqdm
+
+    with _writing(part):
+        out = open(part, "ab" if offset else "wb")
+    bar = tqdm(total=None if length is None else offset + length, initial=offset, desc=desc, unit="B",
+               unit_scale=True, unit_divisor=1024, file=sys.stderr, disable=not progress, leave=True)
+    received = 0
+    with out, bar:
+        while chunk := _read_chunk(response, url, part, offset + received):
+            with _writing(part):
+                out.write(chunk)
+            received += len(chunk)
+            bar.update(len(chunk))
+        with _writing(part):
+            out.flush()
+            os.fsync(out.fileno())
+    return received
+
+
+def _read_chunk(response, url: str, part: Path, have: int) -> bytes:
+    """The next chunk of the body (b"" at its end); a failure says how much ``part`` keeps."""
+    try:
+        return response.read(CHUNK)
+    except (OSError, http.client.HTTPException) as exc:
+        raise DownloadError(_interrupted(url, part, have, _reason(exc))) from None
+
+
+@contextmanager
+def _writing(path: Path):
+    """Turn an OSError inside the block into a DownloadError: '<path>: cannot write: ...'."""
+    try:
+        yield
+    except OSError as exc:
+        raise DownloadError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _interrupted(url: str, part: Path, have: int, why: str) -> str:

@@ -28,8 +28,10 @@ is the one all five share; the attention encoder converts to the packed layout i
 from __future__ import annotations
 
 import importlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from ..config import JsonConfig, check_fraction, check_positive
 
 if TYPE_CHECKING:  # the command line reads ENCODERS without loading torch
     import torch.nn as nn
@@ -46,7 +48,7 @@ ENCODERS = tuple(_CLASSES)
 
 
 @dataclass(frozen=True)
-class EncoderConfig:
+class EncoderConfig(JsonConfig):
     """Sizes of an encoder; each encoder reads the fields it needs.
 
     hidden   output width (bilstm: per direction, so its out_dim is 2 * hidden)
@@ -69,23 +71,12 @@ class EncoderConfig:
     normalize: str = "softmax"
 
     def __post_init__(self):
-        for name in ("hidden", "layers", "heads", "d_ff", "kernel"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"encoder {name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, ("hidden", "layers", "heads", "d_ff", "kernel"), "encoder ")
         if self.window < 0:
             raise ValueError(f"encoder window must be >= 0, got {self.window}")
         if self.kernel % 2 == 0:
             raise ValueError(f"encoder kernel must be odd (centred on the token), got {self.kernel}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"encoder dropout must be in [0, 1), got {self.dropout}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "EncoderConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
+        check_fraction(self, ("dropout",), "encoder ")
 
 
 def build_encoder(name: str, d_in: int, config: EncoderConfig | None = None) -> nn.Module:

@@ -147,8 +147,6 @@ def plot_spec(title: str, xlabel: str, ylabel: str, lines: list[dict], *, xscale
 
 def draw(panels: dict | list[dict], suptitle: str | None = None):
     """A matplotlib figure with one axis per panel spec (a spec or a list of specs)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
     from ..viz.figure import pyplot
 
     panels = [panels] if isinstance(panels, dict) else list(panels)
@@ -156,31 +154,34 @@ def draw(panels: dict | list[dict], suptitle: str | None = None):
     for ax, spec in zip(axes[0], panels):
         if spec.get("kind") == "bar":
             _draw_bars(ax, spec)
-            continue
-        for s in spec["series"]:
-            (line,) = ax.plot(s["x"], s["y"], marker=s.get("marker", "o"), label=s["label"], markersize=4)
-            if "low" in s:
-                ax.fill_between(s["x"], s["low"], s["high"], alpha=0.18, color=line.get_color(), linewidth=0)
-        if "hline" in spec:
-            ax.axhline(spec["hline"]["y"], color="grey", linestyle="--", linewidth=1, label=spec["hline"]["label"])
-        ax.set_xscale(spec["xscale"])
-        ax.set_yscale(spec["yscale"])
-        for axis, scale in ((ax.xaxis, spec["xscale"]), (ax.yaxis, spec["yscale"])):
-            if scale == "log":  # plain numbers (20, 50, 100, 1000) instead of 2 x 10^1 ...
-                axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
-                axis.set_minor_formatter(NullFormatter())
-        if "ylim" in spec:
-            ax.set_ylim(*spec["ylim"])
-        ax.set_title(spec["title"], fontsize=11)
-        ax.set_xlabel(spec["xlabel"])
-        ax.set_ylabel(spec["ylabel"])
-        ax.grid(True, which="major", alpha=0.3)
-        ax.legend(fontsize=8)
+        else:
+            _draw_lines(ax, spec)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def _draw_lines(ax, spec: dict) -> None:
+    """One line per series (min..max as a band), an optional horizontal reference line."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    for s in spec["series"]:
+        (line,) = ax.plot(s["x"], s["y"], marker=s.get("marker", "o"), label=s["label"], markersize=4)
+        if "low" in s:
+            ax.fill_between(s["x"], s["low"], s["high"], alpha=0.18, color=line.get_color(), linewidth=0)
+    if "hline" in spec:
+        ax.axhline(spec["hline"]["y"], color="grey", linestyle="--", linewidth=1, label=spec["hline"]["label"])
+    ax.set_xscale(spec["xscale"])
+    ax.set_yscale(spec["yscale"])
+    for axis, scale in ((ax.xaxis, spec["xscale"]), (ax.yaxis, spec["yscale"])):
+        if scale == "log":  # plain numbers (20, 50, 100, 1000) instead of 2 x 10^1 ...
+            axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}"))
+            axis.set_minor_formatter(NullFormatter())
+    _label(ax, spec)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _draw_bars(ax, spec: dict) -> None:
@@ -197,13 +198,18 @@ def _draw_bars(ax, spec: dict) -> None:
             ax.annotate(f"{y:.1f}", (rect.get_x() + rect.get_width() / 2, y), ha="center", va="bottom", fontsize=7,
                         xytext=(0, 2), textcoords="offset points")
     ax.set_xticks(range(len(spec["categories"])), spec["categories"])
+    _label(ax, spec)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def _label(ax, spec: dict) -> None:
+    """A panel's y range (when the spec sets one), title and axis labels."""
     if "ylim" in spec:
         ax.set_ylim(*spec["ylim"])
     ax.set_title(spec["title"], fontsize=11)
     ax.set_xlabel(spec["xlabel"])
     ax.set_ylabel(spec["ylabel"])
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
 
 
 def finish(settings: Settings, name: str, result: dict, panels: list[dict], markdown: str,

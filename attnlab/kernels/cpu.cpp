@@ -45,15 +45,34 @@ inline bool keep_bit(uint64_t base, uint64_t j, uint32_t threshold) {
     return (uint32_t)(mix64(base + j) >> 40) >= threshold;
 }
 
+// The constants of dropout with drop probability p: keep_bit's threshold and the factor
+// 1 / (1 - p) that kept values are scaled by (exactly 1 when p = 0).
+template <typename T>
+struct Dropout {
+    uint32_t threshold;
+    T scale;
+    explicit Dropout(double p) : threshold((uint32_t)std::lround(p * 16777216.0)), scale((T)(1.0 / (1.0 - p))) {}
+};
+
+// The hash base of attention dropout for query `row` (a token) and head h of H: key j of
+// that row is kept iff keep_bit(row_base(...), j, threshold).
+inline uint64_t row_base(uint64_t seed, int64_t row, int64_t H, int64_t h) {
+    return mix64(seed ^ (uint64_t)(row * H + h));
+}
+
 // -- exp ------------------------------------------------------------------------------
 // float: 2^(x log2 e) with round-to-nearest range reduction and a degree-7 polynomial
 // (relative error below 1e-7 on [-87, 0]); plain arithmetic, so loops vectorize.
-inline float exp_approx(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float t = x * 1.44269504088896341f;
-    const float r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
-    const float f = (t - r) * 0.69314718055994531f;    // |f| <= ln(2) / 2
-    float p = 1.0f / 5040.0f;
+// X is float or a vector of floats (the tiled kernels' Simd<float>::exp): e^x = 2^r p(f),
+// where r is returned through `r` and the polynomial p(f) ~ e^f is the result.
+template <typename X>
+inline X exp_parts(X x, X& r) {
+    const X lo = X{} - 87.0f;
+    x = x < lo ? lo : x;
+    const X t = x * 1.44269504088896341f;
+    r = (t + 12582912.0f) - 12582912.0f;  // round to nearest integer
+    const X f = (t - r) * 0.69314718055994531f;  // |f| <= ln(2) / 2
+    X p = X{} + 1.0f / 5040.0f;
     p = p * f + 1.0f / 720.0f;
     p = p * f + 1.0f / 120.0f;
     p = p * f + 1.0f / 24.0f;
@@ -61,6 +80,12 @@ inline float exp_approx(float x) {
     p = p * f + 0.5f;
     p = p * f + 1.0f;
     p = p * f + 1.0f;
+    return p;
+}
+
+inline float exp_approx(float x) {
+    float r;
+    const float p = exp_parts(x, r);
     const int32_t bits = ((int32_t)r + 127) << 23;
     float scale;
     std::memcpy(&scale, &bits, sizeof(scale));
@@ -94,6 +119,34 @@ std::vector<std::pair<int64_t, int64_t>> work_items(const int64_t* cu, int64_t B
     for (int64_t b : order)
         for (int64_t h = 0; h < H; ++h) items.emplace_back(b, h);
     return items;
+}
+
+// The longest sequence.
+inline int64_t longest(const int64_t* cu, int64_t B) {
+    int64_t n_max = 0;
+    for (int64_t b = 0; b < B; ++b) n_max = std::max(n_max, cu[b + 1] - cu[b]);
+    return n_max;
+}
+
+// Head h (width d) of the n rows from `start` of x (row stride `row`), transposed:
+// out[c * n + j] = x[(start + j) * row + h * d + c].
+template <typename T>
+inline void head_transposed(const T* x, int64_t row, int64_t start, int64_t n, int64_t h, int64_t d, T* out) {
+    for (int64_t j = 0; j < n; ++j) {
+        const T* xj = x + (start + j) * row + h * d;
+        for (int64_t c = 0; c < d; ++c) out[c * n + j] = xj[c];
+    }
+}
+
+// s[j] = sum_c (q[c] * scale) k_j[c] for j in [r.lo, r.hi), with k_j[c] at kt[c * n + j].
+template <typename T>
+inline void row_scores(const T* q, T scale, const T* kt, int64_t n, int64_t d, Range r, T* s) {
+    for (int64_t j = r.lo; j < r.hi; ++j) s[j] = 0;
+    for (int64_t c = 0; c < d; ++c) {
+        const T qc = q[c] * scale;
+        const T* ktc = kt + c * n;
+        for (int64_t j = r.lo; j < r.hi; ++j) s[j] += qc * ktc[j];
+    }
 }
 
 // Forward work: (sequence, head, first query row, end query row). A long sequence is cut
@@ -134,39 +187,25 @@ struct Args {
 template <typename T>
 void attention_forward_generic(const Args<T>& a, T* out, int64_t o_row, T* lse) {
     const auto items = work_items(a.cu, a.B, a.H);
-    int64_t n_max = 0;
-    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
-    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_max = longest(a.cu, a.B);
+    const Dropout<T> drop(a.p_drop);
     const int64_t n_items = (int64_t)items.size();
 
 #pragma omp parallel
     {
-        std::vector<T> kt_buf(n_max * a.d), s_buf(n_max), o_buf(a.dv), q_buf(a.d);
+        std::vector<T> kt_buf(n_max * a.d), s_buf(n_max), o_buf(a.dv);
         T* kt = kt_buf.data();
         T* s = s_buf.data();
         T* o = o_buf.data();
-        T* qi = q_buf.data();
 #pragma omp for schedule(dynamic, 1)
         for (int64_t it = 0; it < n_items; ++it) {
             const int64_t b = items[it].first, h = items[it].second;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
-            // K^T of this sequence and head: (d, n)
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
-                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
-            }
+            head_transposed(a.k, a.k_row, start, n, h, a.d, kt);  // K^T of this sequence and head: (d, n)
             for (int64_t i = 0; i < n; ++i) {
                 const Range r = key_range(i, n, a.causal, a.window);
-                const T* qrow = a.q + (start + i) * a.q_row + h * a.d;
-                for (int64_t c = 0; c < a.d; ++c) qi[c] = qrow[c] * a.scale;
                 // 1) scores s_j = scale * q_i . k_j
-                for (int64_t j = r.lo; j < r.hi; ++j) s[j] = 0;
-                for (int64_t c = 0; c < a.d; ++c) {
-                    const T qc = qi[c];
-                    const T* ktc = kt + c * n;
-                    for (int64_t j = r.lo; j < r.hi; ++j) s[j] += qc * ktc[j];
-                }
+                row_scores(a.q + (start + i) * a.q_row + h * a.d, a.scale, kt, n, a.d, r, s);
                 // 2) softmax over the allowed keys
                 T m = s[r.lo];
 #pragma omp simd reduction(max : m)
@@ -181,9 +220,9 @@ void attention_forward_generic(const Args<T>& a, T* out, int64_t o_row, T* lse) 
                 lse[(start + i) * a.H + h] = m + std::log(total);
                 const T inv = (T)1 / total;
                 if (a.p_drop > 0) {
-                    const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i) * a.H + h));
+                    const uint64_t base = row_base(a.seed, start + i, a.H, h);
                     for (int64_t j = r.lo; j < r.hi; ++j)
-                        s[j] = keep_bit(base, (uint64_t)j, threshold) ? s[j] * keep_scale : (T)0;
+                        s[j] = keep_bit(base, (uint64_t)j, drop.threshold) ? s[j] * drop.scale : (T)0;
                 }
                 // 3) o_i = sum_j p_ij v_j
                 for (int64_t c = 0; c < a.dv; ++c) o[c] = 0;
@@ -203,10 +242,8 @@ template <typename T>
 void attention_backward_generic(const Args<T>& a, const T* out, int64_t o_row, const T* dout, int64_t do_row,
                                 const T* lse, T* dq, int64_t dq_row, T* dk, int64_t dk_row, T* dv, int64_t dv_row) {
     const auto items = work_items(a.cu, a.B, a.H);
-    int64_t n_max = 0;
-    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
-    const uint32_t threshold = (uint32_t)std::lround((double)a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - (double)a.p_drop)) : (T)1;
+    const int64_t n_max = longest(a.cu, a.B);
+    const Dropout<T> drop(a.p_drop);
     const int64_t n_items = (int64_t)items.size();
 
 #pragma omp parallel
@@ -220,12 +257,8 @@ void attention_backward_generic(const Args<T>& a, const T* out, int64_t o_row, c
         for (int64_t it = 0; it < n_items; ++it) {
             const int64_t b = items[it].first, h = items[it].second;
             const int64_t start = a.cu[b], n = a.cu[b + 1] - start;
-            for (int64_t j = 0; j < n; ++j) {
-                const T* kj = a.k + (start + j) * a.k_row + h * a.d;
-                const T* vj = a.v + (start + j) * a.v_row + h * a.dv;
-                for (int64_t c = 0; c < a.d; ++c) kt[c * n + j] = kj[c];
-                for (int64_t c = 0; c < a.dv; ++c) vt[c * n + j] = vj[c];
-            }
+            head_transposed(a.k, a.k_row, start, n, h, a.d, kt);
+            head_transposed(a.v, a.v_row, start, n, h, a.dv, vt);
             std::fill(dkl, dkl + n * a.d, (T)0);
             std::fill(dvl, dvl + n * a.dv, (T)0);
             for (int64_t i = 0; i < n; ++i) {
@@ -241,25 +274,15 @@ void attention_backward_generic(const Args<T>& a, const T* out, int64_t o_row, c
                     di += doi[c] * orow[c];
                 }
                 // 1) p_ij = exp(scale q_i . k_j - lse_i)
-                for (int64_t j = r.lo; j < r.hi; ++j) p[j] = 0;
-                for (int64_t c = 0; c < a.d; ++c) {
-                    const T qc = qi[c] * a.scale;
-                    const T* ktc = kt + c * n;
-                    for (int64_t j = r.lo; j < r.hi; ++j) p[j] += qc * ktc[j];
-                }
+                row_scores(qi, a.scale, kt, n, a.d, r, p);
                 const T l = lse[(start + i) * a.H + h];
                 for (int64_t j = r.lo; j < r.hi; ++j) p[j] = exp_approx(p[j] - l);
                 // 2) dP_ij = dO_i . v_j (through the dropout mask)
-                for (int64_t j = r.lo; j < r.hi; ++j) dp[j] = 0;
-                for (int64_t c = 0; c < a.dv; ++c) {
-                    const T g = doi[c];
-                    const T* vtc = vt + c * n;
-                    for (int64_t j = r.lo; j < r.hi; ++j) dp[j] += g * vtc[j];
-                }
+                row_scores(doi, (T)1, vt, n, a.dv, r, dp);
                 if (a.p_drop > 0) {
-                    const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i) * a.H + h));
+                    const uint64_t base = row_base(a.seed, start + i, a.H, h);
                     for (int64_t j = r.lo; j < r.hi; ++j) {
-                        const T keep = keep_bit(base, (uint64_t)j, threshold) ? keep_scale : (T)0;
+                        const T keep = keep_bit(base, (uint64_t)j, drop.threshold) ? drop.scale : (T)0;
                         dp[j] *= keep;
                         ds[j] = p[j] * keep;  // the weight v_j actually received
                     }
@@ -318,19 +341,8 @@ struct Simd<float> {
     typedef vint32 I;
     static constexpr int L = 16;
     static V exp(V x) {
-        const V lo = V{} - 87.0f;
-        x = x < lo ? lo : x;
-        const V t = x * 1.44269504088896341f;
-        const V r = (t + 12582912.0f) - 12582912.0f;
-        const V f = (t - r) * 0.69314718055994531f;
-        V p = V{} + 1.0f / 5040.0f;
-        p = p * f + 1.0f / 720.0f;
-        p = p * f + 1.0f / 120.0f;
-        p = p * f + 1.0f / 24.0f;
-        p = p * f + 1.0f / 6.0f;
-        p = p * f + 0.5f;
-        p = p * f + 1.0f;
-        p = p * f + 1.0f;
+        V r;
+        const V p = exp_parts(x, r);
         const I bits = (__builtin_convertvector(r, I) + 127) << 23;
         return p * (V)bits;
     }
@@ -505,25 +517,15 @@ inline typename Simd<T>::I lane_index() {
 }
 
 // Row s over blocks [jb0, jb1): keys outside [lo, hi) -> 0, others exp(s - shift);
-// returns the sum. With find_max, shift is the row's maximum (stored in *shift).
+// returns the sum.
 template <typename T>
-inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T* shift, bool find_max) {
+inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T shift) {
     using V = typename Simd<T>::V;
     using I = typename Simd<T>::I;
     using E = typename std::remove_reference<decltype(std::declval<I>()[0])>::type;
     constexpr int L = Simd<T>::L;
     const I iota = lane_index<T>();
-    if (find_max) {
-        V m = V{} - std::numeric_limits<T>::infinity();
-        for (int64_t jb = jb0; jb < jb1; ++jb) {
-            const I j = iota + (E)(jb * L);
-            const V x = vload<V>(s + jb * L);
-            const V cand = (j >= (E)lo) & (j < (E)hi) ? x : m;
-            m = cand > m ? cand : m;
-        }
-        *shift = hmax<T>(m);
-    }
-    const V sh = V{} + *shift;
+    const V sh = V{} + shift;
     V total = V{};
     for (int64_t jb = jb0; jb < jb1; ++jb) {
         const I j = iota + (E)(jb * L);
@@ -567,8 +569,7 @@ void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
     int64_t piece_max = 0;
     for (const Piece& pc : pieces) piece_max = std::max(piece_max, pc.i1 - pc.i0);
     const int64_t total = a.cu[a.B], stride = total + L;
-    const uint32_t threshold = (uint32_t)std::lround(a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - a.p_drop)) : (T)1;
+    const Dropout<T> drop(a.p_drop);
     const int64_t n_pieces = (int64_t)pieces.size();
     static thread_local std::vector<T> kt_buf;  // the calling thread's; workers read kt_all
     transpose_heads<T, D>(a.k, a.k_row, total, a.H, kt_buf, stride);
@@ -630,13 +631,13 @@ void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
                         const T m_old = run_m[pr];
                         T m_new = std::max(m_old, masked_max<T>(sr, jb0, jb1, lo, hi));
                         alpha[r] = m_old == -std::numeric_limits<T>::infinity() ? (T)0 : std::exp(m_old - m_new);
-                        const T sum = masked_exp<T>(sr, jb0, jb1, lo, hi, &m_new, false);
+                        const T sum = masked_exp<T>(sr, jb0, jb1, lo, hi, m_new);
                         run_m[pr] = m_new;
                         run_l[pr] = run_l[pr] * alpha[r] + sum;
                         if (a.p_drop > 0) {
-                            const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
+                            const uint64_t base = row_base(a.seed, start + i0 + r, a.H, h);
                             for (int64_t j = lo; j < hi; ++j)
-                                sr[j] = keep_bit(base, (uint64_t)(j + k0), threshold) ? sr[j] * keep_scale : (T)0;
+                                sr[j] = keep_bit(base, (uint64_t)(j + k0), drop.threshold) ? sr[j] * drop.scale : (T)0;
                         }
                     }
                     // 3) o_r = alpha_r o_r + sum_j p_rj v_j over the chunk
@@ -689,11 +690,9 @@ void attention_backward_tiled(const Args<T>& a, const T* out, int64_t o_row, con
     using V = typename Simd<T>::V;
     constexpr int L = Simd<T>::L, R = rows_per_block<T, D>(), DV = D / L;
     const auto items = work_items(a.cu, a.B, a.H);
-    int64_t n_max = 0;
-    for (int64_t b = 0; b < a.B; ++b) n_max = std::max(n_max, a.cu[b + 1] - a.cu[b]);
+    const int64_t n_max = longest(a.cu, a.B);
     const int64_t np_max = (n_max + L - 1) / L * L, total = a.cu[a.B], stride = total + L;
-    const uint32_t threshold = (uint32_t)std::lround(a.p_drop * 16777216.0);
-    const T keep_scale = a.p_drop > 0 ? (T)(1.0 / (1.0 - a.p_drop)) : (T)1;
+    const Dropout<T> drop(a.p_drop);
     const int64_t n_items = (int64_t)items.size();
     static thread_local std::vector<T> kt_buf, vt_buf;  // the calling thread's; workers read the pointers
     transpose_heads<T, D>(a.k, a.k_row, total, a.H, kt_buf, stride);
@@ -745,13 +744,12 @@ void attention_backward_tiled(const Args<T>& a, const T* out, int64_t o_row, con
                         continue;
                     }
                     const Range kr = key_range(i0 + r, n, a.causal, a.window);
-                    T l = lse[(start + i0 + r) * a.H + h];
-                    masked_exp<T>(pr, jb0, jb1, kr.lo, kr.hi, &l, false);
+                    masked_exp<T>(pr, jb0, jb1, kr.lo, kr.hi, lse[(start + i0 + r) * a.H + h]);
                     if (a.p_drop > 0) {
-                        const uint64_t base = mix64(a.seed ^ (uint64_t)((start + i0 + r) * a.H + h));
+                        const uint64_t base = row_base(a.seed, start + i0 + r, a.H, h);
                         for (int64_t j = jb0 * L; j < jb1 * L; ++j) {
-                            const T keep = (j >= kr.lo && j < kr.hi && keep_bit(base, (uint64_t)j, threshold))
-                                               ? keep_scale : (T)0;
+                            const T keep = (j >= kr.lo && j < kr.hi && keep_bit(base, (uint64_t)j, drop.threshold))
+                                               ? drop.scale : (T)0;
                             dpr[j] *= keep;
                             pkr[j] = pr[j] * keep;  // the weight v_j received
                         }
@@ -865,17 +863,16 @@ constexpr int64_t kChunk = 1 << 14;
 
 template <typename T>
 void dropout_apply(const T* x, T* y, int64_t numel, double p, uint64_t seed, const T* add) {
-    const uint32_t threshold = (uint32_t)std::lround((double)p * 16777216.0);
-    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+    const Dropout<T> drop(p);
     const uint64_t base = mix64(seed);
 #pragma omp parallel for schedule(static)
     for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
         const int64_t c1 = std::min(numel, c0 + kChunk);
         if (add) {
             for (int64_t e = c0; e < c1; ++e)
-                y[e] = add[e] + (keep_bit(base, (uint64_t)e, threshold) ? x[e] * keep_scale : (T)0);
+                y[e] = add[e] + (keep_bit(base, (uint64_t)e, drop.threshold) ? x[e] * drop.scale : (T)0);
         } else {
-            for (int64_t e = c0; e < c1; ++e) y[e] = keep_bit(base, (uint64_t)e, threshold) ? x[e] * keep_scale : (T)0;
+            for (int64_t e = c0; e < c1; ++e) y[e] = keep_bit(base, (uint64_t)e, drop.threshold) ? x[e] * drop.scale : (T)0;
         }
     }
 }
@@ -883,22 +880,21 @@ void dropout_apply(const T* x, T* y, int64_t numel, double p, uint64_t seed, con
 // In place: x = relu(x) * keep / (1 - p). Its gradient only needs the result (y > 0).
 template <typename T>
 void relu_dropout_inplace(T* x, int64_t numel, double p, uint64_t seed) {
-    const uint32_t threshold = (uint32_t)std::lround((double)p * 16777216.0);
-    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+    const Dropout<T> drop(p);
     const uint64_t base = mix64(seed);
 #pragma omp parallel for schedule(static)
     for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
         const int64_t c1 = std::min(numel, c0 + kChunk);
         for (int64_t e = c0; e < c1; ++e) {
-            const T v = x[e] > (T)0 ? x[e] * keep_scale : (T)0;
-            x[e] = keep_bit(base, (uint64_t)e, threshold) ? v : (T)0;
+            const T v = x[e] > (T)0 ? x[e] * drop.scale : (T)0;
+            x[e] = keep_bit(base, (uint64_t)e, drop.threshold) ? v : (T)0;
         }
     }
 }
 
 template <typename T>
 void relu_dropout_backward(const T* y, const T* dy, T* dx, int64_t numel, double p) {
-    const T keep_scale = (T)(1.0 / (1.0 - (double)p));
+    const T keep_scale = Dropout<T>(p).scale;
 #pragma omp parallel for schedule(static)
     for (int64_t c0 = 0; c0 < numel; c0 += kChunk) {
         const int64_t c1 = std::min(numel, c0 + kChunk);

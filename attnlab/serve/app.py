@@ -32,6 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import check_positive
+
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -45,9 +47,7 @@ class Limits:
     max_token_chars: int = 100
 
     def __post_init__(self):
-        for name in ("max_body_bytes", "max_tokens", "max_token_chars"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        check_positive(self, ("max_body_bytes", "max_tokens", "max_token_chars"))
 
 
 class ApiError(Exception):

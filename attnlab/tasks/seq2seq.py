@@ -26,7 +26,7 @@ model generalizes to unseen ones.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from ..checkpoint import (
     CheckpointError, add_model_json, load_task_model, read_model_json, save_task_model,
 )
+from ..config import JsonConfig, check_positive
 from ..data.vocab import Vocab
 from ..decoder import KVCache, TransformerDecoder
 from ..modules import TransformerEncoder
@@ -49,7 +50,7 @@ SPECIALS = ("<pad>", "<unk>", "<s>", "</s>")
 
 
 @dataclass(frozen=True)
-class Seq2seqConfig:
+class Seq2seqConfig(JsonConfig):
     """Sizes of the encoder-decoder.
 
     max_chars  longest form (in characters) the model reads; longer forms are not
@@ -68,16 +69,7 @@ class Seq2seqConfig:
     def __post_init__(self):
         if self.d_model % self.heads:
             raise ValueError(f"d_model = {self.d_model} must be divisible by heads = {self.heads}")
-        if self.max_chars < 1:
-            raise ValueError(f"max_chars must be >= 1, got {self.max_chars}")
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "Seq2seqConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
+        check_positive(self, ("max_chars",))
 
 
 def tag_symbol(upos: str) -> str:
