@@ -47,7 +47,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
@@ -58,6 +58,7 @@ from .checkpoint import (
     read_bytes, read_json, read_tensors, remove_stale_temporaries, sha256, tensors_bytes,
 )
 from .data.batching import bucket_batches
+from .config import JsonConfig, check_positive
 
 STATE_FORMAT = "attnlab-train-state/1"
 CHECKPOINTS = "checkpoints"
@@ -96,7 +97,7 @@ def batch_units(batch) -> float:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(JsonConfig):
     """How to train.
 
     batch_tokens      tokens per batch (sentences of similar length are batched together)
@@ -120,26 +121,13 @@ class TrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_tokens < 1:
-            raise ValueError(f"batch_tokens must be >= 1, got {self.batch_tokens}")
+        check_positive(self, ("epochs", "batch_tokens"))
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
         if self.warmup < 0 or self.patience < 0 or self.checkpoint_every < 0:
             raise ValueError("warmup, patience and checkpoint_every must be >= 0")
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_json(cls, obj: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in obj.items() if k in known})
 
 
 def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
