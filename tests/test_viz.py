@@ -128,9 +128,21 @@ def test_steps_reject_a_layer_or_head_that_does_not_exist(model):
         model.attention([])
 
 
-def test_a_tagger_without_attention_is_refused():
-    with pytest.raises(ValueError, match="'none' encoder, which has no attention"):
-        load_explainable(tiny_tagger_dir(steps=0, encoder="none"))
+def test_a_tagger_without_attention_gives_its_tags_and_says_why_there_is_no_attention():
+    model = load_explainable(tiny_tagger_dir(steps=0, encoder="none"))
+    assert (model.layers, model.heads) == (0, 0)
+    assert "'none' encoder, which has no attention" in model.no_attention
+    [(tags, probs)] = model.tag([["I", "saw"]])
+    [upos] = model.annotate(["I", "saw"])  # the tiny models have no XPOS head
+    assert upos["name"] == "UPOS" and upos["tags"] == tags and np.allclose(upos["probabilities"], probs)
+    for call in (lambda: model.attention(["I"]), lambda: model.steps(["I"], 0, 0)):
+        with pytest.raises(ValueError, match="'none' encoder, which has no attention"):
+            call()
+
+
+def test_explain_refuses_a_tagger_without_attention_in_one_line(capsys):
+    assert main(["explain", "--model", str(tiny_tagger_dir(steps=0, encoder="none")), "I", "saw"]) == 2
+    assert "'none' encoder, which has no attention" in capsys.readouterr().err
 
 
 # -- the heatmaps --------------------------------------------------------------------------
