@@ -37,7 +37,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
+from ..viz.payload import attention_body, rounded, steps_body
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -228,36 +228,6 @@ class TagBatcher:
 
 # -- the app ---------------------------------------------------------------------------
 
-def _rounded(x: float) -> float:
-    return round(float(x), 6)
-
-
-def _table(x) -> list:
-    """An array as nested lists of numbers rounded to 6 decimals (what the API sends)."""
-    return np.round(np.asarray(x, dtype=np.float64), 6).tolist()
-
-
-def attention_body(model, tokens: list[str]) -> dict:
-    """The answer of ``/api/attention`` for ``tokens`` (also embedded by ``attnlab.viz.show``)."""
-    annotations = [{**a, "probabilities": [_rounded(p) for p in a["probabilities"]]} for a in model.annotate(tokens)]
-    body = {"tokens": tokens, "tags": annotations[0]["tags"], "probabilities": annotations[0]["probabilities"],
-            "annotations": annotations, "layers": model.layers, "heads": model.heads, "normalize": model.normalize}
-    if model.no_attention is not None:
-        return {**body, "weights": [], "no_attention": model.no_attention}
-    tags, probs, weights = model.attention(tokens)
-    return {**body, "tags": tags, "probabilities": [_rounded(p) for p in probs], "weights": _table(weights)}
-
-
-def steps_body(model, tokens: list[str], layer: int, head: int) -> dict:
-    """The answer of ``/api/steps``: the seed's intermediates of one head on ``tokens``."""
-    s = model.steps(tokens, layer, head)
-    formula, values = model.normalizers(s.alpha)
-    return {"tokens": tokens, "layer": layer, "head": head, "d": int(s.q.shape[1]), "normalize": model.normalize,
-            "q": _table(s.q), "k": _table(s.k), "v": _table(s.v), "alpha": _table(s.alpha),
-            "alpha_prime": _table(s.alpha_prime), "b": _table(s.b),
-            "normalizer": _table(values), "normalizer_formula": formula}
-
-
 def error_response(status: int, message: str):
     """``{"error": message}`` with ``status``: how the explorer answers whatever it refuses."""
     from starlette.responses import JSONResponse
@@ -295,7 +265,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     async def tag(request):
         tokens = await sentence(request)
         tags, probs = await batcher.tag(tokens)
-        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [_rounded(p) for p in probs]})
+        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [rounded(p) for p in probs]})
 
     async def attention(request):
         tokens = await sentence(request)
