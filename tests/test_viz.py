@@ -128,15 +128,16 @@ def test_steps_reject_a_layer_or_head_that_does_not_exist(model):
         model.attention([])
 
 
-def test_a_tagger_without_attention_gives_its_tags_and_says_why_there_is_no_attention():
-    model = load_explainable(tiny_tagger_dir(steps=0, encoder="none"))
+@pytest.mark.parametrize("encoder", ["none", "cnn", "bilstm", "window"])
+def test_a_tagger_without_attention_gives_its_tags_and_says_why_there_is_no_attention(encoder):
+    model = load_explainable(tiny_tagger_dir(steps=0, encoder=encoder))
     assert (model.layers, model.heads) == (0, 0)
-    assert "'none' encoder, which has no attention" in model.no_attention
+    assert f"'{encoder}' encoder, which has no attention" in model.no_attention
     [(tags, probs)] = model.tag([["I", "saw"]])
     [upos] = model.annotate(["I", "saw"])  # the tiny models have no XPOS head
     assert upos["name"] == "UPOS" and upos["tags"] == tags and np.allclose(upos["probabilities"], probs)
     for call in (lambda: model.attention(["I"]), lambda: model.steps(["I"], 0, 0)):
-        with pytest.raises(ValueError, match="'none' encoder, which has no attention"):
+        with pytest.raises(ValueError, match=f"'{encoder}' encoder, which has no attention"):
             call()
 
 

@@ -14,9 +14,10 @@ def add_parser(sub) -> None:
         "serve",
         help="serve the attention explorer (a page and a JSON API) for a trained tagger",
         description=(
-            "Serve a trained attention tagger locally: a page to type a sentence, see its tags and "
-            "explore the attention of every layer and head (heatmap and line view), and the JSON API "
-            "behind it: POST /api/tag, POST /api/attention, GET /api/health. Listens on 127.0.0.1 "
+            "Serve a trained tagger locally: a page to type a sentence, see its tags and explore the "
+            "attention of every layer and head (one head or several overlaid, the whole model, one head's "
+            "steps with their numbers, two sentences side by side), and the JSON API behind it: "
+            "POST /api/tag, POST /api/attention, POST /api/steps, GET /api/health. Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
             "address and every --allow-host name. Needs the 'serve' extra: pip install 'attnlab[serve]'."
