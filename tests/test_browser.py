@@ -286,6 +286,14 @@ def test_model_view_shows_every_head_and_a_click_focuses_one(browser, model, ser
     assert Select(driver.find_element(By.ID, "head")).first_selected_option.text == "head 2"
     assert "view=head" in driver.current_url and "layer=2" in driver.current_url and "head=2" in driver.current_url
 
+    # from the keyboard too
+    from selenium.webdriver.common.keys import Keys
+
+    driver.find_element(By.CSS_SELECTOR, "#view-tabs button[data-view='model']").click()
+    driver.find_elements(By.CSS_SELECTOR, "#thumbs canvas.thumb")[1].send_keys(Keys.ENTER)
+    assert driver.find_element(By.ID, "view-head").is_displayed()
+    assert (canvas.get_attribute("data-layer"), canvas.get_attribute("data-head")) == ("0", "1")
+
 
 # -- the seed's steps --------------------------------------------------------------------------------
 
@@ -452,6 +460,19 @@ def test_one_letter_key_labels_are_written_upright(browser, server):
     assert upright == [True, True, True, True]
     # the label area above the columns is one line high, not the width of a rotated word
     assert driver.execute_script("return document.getElementById('heatmap').geometry.top") <= 32
+
+
+def test_every_tag_layer_is_shown_with_its_probability(browser):
+    driver = browser
+    model = load_explainable(tiny_tagger_dir(xpos_weight=1.0))
+    upos, xpos = model.annotate(tokenize(SENTENCE))
+    with ServerThread(create_app(model)) as url:
+        open_view(driver, url, text=SENTENCE)
+        chips = driver.find_elements(By.CSS_SELECTOR, "#tagged .token")
+        assert [c.find_element(By.CSS_SELECTOR, ".tag[data-layer='XPOS']").text for c in chips] == xpos["tags"]
+        assert [c.find_elements(By.CSS_SELECTOR, ".prob")[1].text for c in chips] == [f"{p:.2f}" for p in xpos["probabilities"]]
+        assert chips[0].get_attribute("title") == (f"UPOS {upos['tags'][0]}: P = {upos['probabilities'][0]:.3f}\n"
+                                                   f"XPOS {xpos['tags'][0]}: P = {xpos['probabilities'][0]:.3f}")
 
 
 # -- a model without attention -----------------------------------------------------------------------------

@@ -128,6 +128,20 @@ def test_steps_reject_a_layer_or_head_that_does_not_exist(model):
         model.attention([])
 
 
+def test_every_tag_layer_the_model_predicts_with_its_probabilities():
+    from attnlab.tasks.tagging import load_tagger, predict_tags
+
+    directory = tiny_tagger_dir(xpos_weight=1.0)
+    model, loaded = load_explainable(directory), load_tagger(directory)
+    tokens = tokenize(SENTENCE)
+    expected = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [tokens], probabilities=True)
+    upos, xpos = model.annotate(tokens)
+    assert (upos["name"], xpos["name"]) == ("UPOS", "XPOS")
+    assert upos["tags"] == expected.upos[0] and xpos["tags"] == expected.xpos[0]
+    np.testing.assert_allclose(xpos["probabilities"], expected.xpos_prob[0], atol=1e-6)
+    np.testing.assert_allclose(upos["probabilities"], expected.upos_prob[0], atol=1e-6)
+
+
 @pytest.mark.parametrize("encoder", ["none", "cnn", "bilstm", "window"])
 def test_a_tagger_without_attention_gives_its_tags_and_says_why_there_is_no_attention(encoder):
     model = load_explainable(tiny_tagger_dir(steps=0, encoder=encoder))

@@ -483,12 +483,15 @@ function thumbnail(l, h, cell) {
       ctx.fillRect(j * cell, i * cell, cell, cell);
     }
   }
-  canvas.addEventListener("click", () => {
+  canvas.tabIndex = 0;
+  const focusHead = () => {
     state.layer = l; state.head = h; state.view = "head"; state.overlay = new Set([h]);
     $("layer").value = String(l); $("head").value = String(h);
     renderToggles();
     render();
-  });
+  };
+  canvas.addEventListener("click", focusHead);
+  canvas.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); focusHead(); } });
   const figure = document.createElement("figure");
   figure.className = "thumb-cell";
   const caption = document.createElement("figcaption");
