@@ -251,9 +251,9 @@ function renderHead() {
 function drawHeatmap(canvas, data, w, { focus = null, maxCell = 40, area = 420 } = {}) {
   const ctx = canvas.getContext("2d");
   const n = data.tokens.length;
-  const font = "13px system-ui, sans-serif";
-  ctx.font = font;
   const cell = Math.max(12, Math.min(maxCell, Math.floor(area / n)));
+  const font = `${cell < 16 ? 11 : 13}px system-ui, sans-serif`;  // labels no taller than their row
+  ctx.font = font;
   const width = (s) => ctx.measureText(s).width;
   const tagGap = Math.max(...data.tags.map(width)) + 10;
   const left = Math.ceil(Math.max(...data.tokens.map(width)) + tagGap) + 14;
@@ -278,7 +278,7 @@ function drawHeatmap(canvas, data, w, { focus = null, maxCell = 40, area = 420 }
     if (focus.side === "query") ctx.strokeRect(left + 1, top + k * cell + 1, n * cell - 2, cell - 2);
     else ctx.strokeRect(left + k * cell + 1, top + 1, cell - 2, n * cell - 2);
   }
-  drawAxisLabels(ctx, data, { left, top, cell, tagGap, upright });
+  drawAxisLabels(ctx, data, { left, top, cell, tagGap, upright, font });
   drawLegend(ctx, scale, left + n * cell + 16, top, n * cell);
 }
 
@@ -292,8 +292,8 @@ function sizeCanvas(canvas, ctx, width, height) {
   ctx.fillRect(0, 0, width, height);
 }
 
-function drawAxisLabels(ctx, data, { left, top, cell, tagGap, upright }) {
-  ctx.font = "13px system-ui, sans-serif"; ctx.textBaseline = "middle"; ctx.textAlign = "right";
+function drawAxisLabels(ctx, data, { left, top, cell, tagGap, upright, font }) {
+  ctx.font = font; ctx.textBaseline = "middle"; ctx.textAlign = "right";
   data.tokens.forEach((t, i) => {  // query tokens and their tags, left of their row
     const y = top + (i + 0.5) * cell;
     ctx.fillStyle = "#2a6fb0";
