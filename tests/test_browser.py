@@ -514,3 +514,28 @@ def test_the_notebook_page_works_offline(browser, model, tmp_path):
     driver.find_element(By.ID, "submit").click()
     assert "saved with “I saw a saw” and “I saw the saw” only" in driver.find_element(By.ID, "error").text
     assert severe_errors(driver) == []
+
+
+def test_two_notebook_outputs_on_one_page_each_work(browser, model, tmp_path):
+    """What Jupyter does with ``_repr_html_``: the iframes sit in the notebook's page, each its own view."""
+    driver = browser
+    outputs = [show(model, "I saw a saw", view="steps", layer=1, head=2), show(model, "They watch the old watch", view="model")]
+    host = tmp_path / "notebook.html"
+    host.write_text("<!doctype html><html><body><h1>notebook</h1>" + "".join(o._repr_html_() for o in outputs) + "</body></html>",
+                    encoding="utf-8")
+    driver.get("about:blank")
+    driver.get_log("browser")
+    driver.get(host.as_uri())
+    frames = driver.find_elements(By.TAG_NAME, "iframe")
+    assert len(frames) == 2
+    try:
+        for frame, (view, count) in zip(frames, (("steps", 4), ("model", LAYERS * HEADS))):
+            driver.switch_to.frame(frame)
+            WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+            assert driver.find_element(By.ID, f"view-{view}").is_displayed()
+            selector = "#steps-table tbody tr" if view == "steps" else "#thumbs canvas"
+            assert len(driver.find_elements(By.CSS_SELECTOR, selector)) == count
+            driver.switch_to.default_content()
+    finally:
+        driver.switch_to.default_content()
+    assert severe_errors(driver) == []
