@@ -629,6 +629,23 @@ def test_attnlab_serve_listens_on_loopback_and_answers():
         proc.wait(10)
 
 
+def test_attnlab_serve_shows_a_model_without_attention():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab", "serve", "--model", str(tiny_tagger_dir(steps=0, encoder="cnn")), "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r" at (http://127\.0\.0\.1:\d+)/", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        assert "(tags only: no attention)" in line
+        status, _, body = call(m.group(1), "POST", "/api/attention", {"text": "I saw a saw"})
+        assert status == 200 and len(body["tags"]) == 4 and "'cnn' encoder, which has no attention" in body["no_attention"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_the_hosts_attnlab_serve_answers():
     """Listening on every address does not turn the Host check off: the loopback names, the bound
     address and the --allow-host names, nothing else."""

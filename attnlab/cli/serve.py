@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
             "address and every --allow-host name. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`)")
+    p.add_argument("--model", type=Path, required=True,
+                   help="model directory (from `attnlab train` or `attnlab demo`); a model without attention shows its tags")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only); with another address, "
                         "name the server as other machines reach it with --allow-host")
@@ -75,8 +76,8 @@ def run(args) -> int:
     if args.host not in LOOPBACK:
         print(f"attnlab serve: warning: listening on {args.host}: other machines can reach this server; it answers "
               f"requests for Host {', '.join(hosts)} (add names with --allow-host)", file=sys.stderr)
-    print(f"attnlab explorer for {args.model} ({model.layers} layers x {model.heads} heads) at {url}/  (Ctrl-C stops it)",
-          flush=True)
+    shape = "tags only: no attention" if model.no_attention else f"{model.layers} layers x {model.heads} heads"
+    print(f"attnlab explorer for {args.model} ({shape}) at {url}/  (Ctrl-C stops it)", flush=True)
     server = make_server(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet)
     server.run(sockets=[sock])
     return 0
