@@ -107,9 +107,85 @@ def test_attention_returns_every_layer_and_head(server, model):
     assert status == 200, body
     assert body["tokens"] == tokens and body["tags"] == tags
     assert (body["layers"], body["heads"], body["normalize"]) == (LAYERS, HEADS, "softmax")
+    assert body["annotations"] == [{"name": "UPOS", "tags": tags, "probabilities": body["probabilities"]}]
     got = np.array(body["weights"])
     assert got.shape == (LAYERS, HEADS, len(tokens), len(tokens))
     np.testing.assert_allclose(got, w.numpy(), atol=1e-6)
+
+
+def head_outputs(model, tokens, layer):
+    """b^i of every head of ``layer`` from the model's own forward pass: what the layer hands to
+    W^O (``_merge``), (n, H, d)."""
+    import torch
+
+    attn, seen = model.transformer.layers[layer].attn, []
+    merge = attn._merge
+
+    def spy(heads, *args, **kwargs):
+        seen.append(heads.detach().clone())
+        return merge(heads, *args, **kwargs)
+
+    attn._merge = spy
+    try:
+        with torch.inference_mode():
+            model.model(model.features.encode([tokens]))
+    finally:
+        del attn._merge
+    [x] = seen
+    return x.reshape(len(tokens), model.heads, -1).double().numpy()
+
+
+@pytest.mark.parametrize("layer, head", [(0, 0), (LAYERS - 1, HEADS - 1)])
+def test_steps_equal_the_models_own_forward_pass(server, model, layer, head):
+    tokens = tokenize("I saw a saw with my saw .")
+    n = len(tokens)
+    status, _, body = call(server, "POST", "/api/steps", {"tokens": tokens, "layer": layer, "head": head})
+    assert status == 200, body
+    assert body["tokens"] == tokens and (body["layer"], body["head"]) == (layer, head)
+    q, k, v, b = (np.array(body[name]) for name in ("q", "k", "v", "b"))
+    alpha, alpha_prime = np.array(body["alpha"]), np.array(body["alpha_prime"])
+    d = body["d"]
+    assert q.shape == k.shape == v.shape == b.shape == (n, d) and alpha.shape == (n, n)
+    # the numbers are the model's: its attention weights and its heads' outputs (the input of W^O)
+    _, _, weights = model.attention(tokens)
+    np.testing.assert_allclose(alpha_prime, weights[layer, head].numpy(), atol=2e-6)
+    np.testing.assert_allclose(b, head_outputs(model, tokens, layer)[:, head], atol=2e-5)
+    # and they follow from one another as the seed says
+    np.testing.assert_allclose(alpha, q @ k.T / np.sqrt(d), atol=1e-5)
+    log_z = np.array(body["normalizer"])
+    np.testing.assert_allclose(log_z, np.log(np.exp(alpha).sum(axis=1)), atol=1e-5)
+    np.testing.assert_allclose(alpha_prime, np.exp(alpha - log_z[:, None]), atol=1e-5)
+    np.testing.assert_allclose(b, alpha_prime @ v, atol=1e-5)
+    assert "log Z_i" in body["normalizer_formula"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"layer": LAYERS, "head": 0}, f'"layer" {LAYERS} does not exist: the model has {LAYERS}'),
+    ({"layer": 0, "head": -1}, '"head" -1 does not exist'),
+    ({"layer": "1", "head": 0}, '"layer" must be a whole number from 0 to 1, got "1"'),
+    ({"layer": 0}, '"head" must be a whole number from 0 to 1, got null'),
+    ({"layer": 0, "head": True}, '"head" must be a whole number'),
+    ({"layer": 0, "head": 0, "query": 1}, "unknown field 'query'"),
+])
+def test_steps_of_a_head_that_does_not_exist(server, extra, message):
+    status, _, body = call(server, "POST", "/api/steps", {"text": "I saw", **extra})
+    assert status == 422 and message in body["error"], body
+
+
+def test_a_model_without_attention_gives_its_tags_and_the_reason():
+    model = load_explainable(tiny_tagger_dir(steps=0, encoder="none"))
+    [(tags, probs)] = model.tag([["I", "saw"]])
+    with ServerThread(create_app(model)) as url:
+        status, _, body = call(url, "POST", "/api/attention", {"text": "I saw"})
+        assert status == 200, body
+        assert body["tags"] == tags and np.allclose(body["probabilities"], probs, atol=1e-6)
+        assert (body["layers"], body["heads"], body["weights"]) == (0, 0, [])
+        assert "'none' encoder, which has no attention" in body["no_attention"]
+        assert [a["name"] for a in body["annotations"]] == ["UPOS"]
+        status, _, body = call(url, "POST", "/api/steps", {"text": "I saw", "layer": 0, "head": 0})
+        assert status == 422 and "'none' encoder, which has no attention" in body["error"]
+        status, _, body = call(url, "GET", "/api/health")
+        assert "'none' encoder" in body["model"]["no_attention"]
 
 
 def test_page_and_assets_are_served_from_the_package(server):
@@ -363,7 +439,7 @@ def test_host_names_are_compared_in_lower_case_and_without_brackets():
 
 def test_an_internal_failure_is_a_500_without_a_traceback(model):
     class Broken:
-        normalize, describe = model.normalize, model.describe
+        normalize, describe, layers, heads, no_attention = model.normalize, model.describe, 1, 1, None
 
         def tag(self, sentences):
             raise RuntimeError("secret internal detail")
@@ -371,9 +447,11 @@ def test_an_internal_failure_is_a_500_without_a_traceback(model):
         def attention(self, tokens):
             raise KeyError("secret")
 
+        annotate = steps = attention
+
     with ServerThread(create_app(Broken())) as url:
-        for path in ("/api/tag", "/api/attention"):
-            status, headers, body = call(url, "POST", path, {"text": "I saw"})
+        for path in ("/api/tag", "/api/attention", "/api/steps"):
+            status, headers, body = call(url, "POST", path, {"text": "I saw", **({"layer": 0, "head": 0} if "steps" in path else {})})
             assert status == 500 and headers["content-type"] == "application/json"
             assert body == {"error": "internal error while answering the request (details are in the server's log)"}
             assert_secured(headers)
@@ -546,6 +624,23 @@ def test_attnlab_serve_listens_on_loopback_and_answers():
         assert f"({LAYERS} layers x {HEADS} heads)" in line
         for host, status in (("lab.example", 200), ("10.1.2.3:8000", 200), ("lab.example.evil", 400)):
             assert call(m.group(1), "POST", "/api/tag", {"text": "I saw"}, headers={"Host": host})[0] == status, host
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_attnlab_serve_shows_a_model_without_attention():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "attnlab", "serve", "--model", str(tiny_tagger_dir(steps=0, encoder="cnn")), "--port", "0", "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r" at (http://127\.0\.0\.1:\d+)/", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        assert "(tags only: no attention)" in line
+        status, _, body = call(m.group(1), "POST", "/api/attention", {"text": "I saw a saw"})
+        assert status == 200 and len(body["tags"]) == 4 and "'cnn' encoder, which has no attention" in body["no_attention"]
     finally:
         proc.terminate()
         proc.wait(10)

@@ -128,9 +128,36 @@ def test_steps_reject_a_layer_or_head_that_does_not_exist(model):
         model.attention([])
 
 
-def test_a_tagger_without_attention_is_refused():
-    with pytest.raises(ValueError, match="'none' encoder, which has no attention"):
-        load_explainable(tiny_tagger_dir(steps=0, encoder="none"))
+def test_every_tag_layer_the_model_predicts_with_its_probabilities():
+    from attnlab.tasks.tagging import load_tagger, predict_tags
+
+    directory = tiny_tagger_dir(xpos_weight=1.0)
+    model, loaded = load_explainable(directory), load_tagger(directory)
+    tokens = tokenize(SENTENCE)
+    expected = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [tokens], probabilities=True)
+    upos, xpos = model.annotate(tokens)
+    assert (upos["name"], xpos["name"]) == ("UPOS", "XPOS")
+    assert upos["tags"] == expected.upos[0] and xpos["tags"] == expected.xpos[0]
+    np.testing.assert_allclose(xpos["probabilities"], expected.xpos_prob[0], atol=1e-6)
+    np.testing.assert_allclose(upos["probabilities"], expected.upos_prob[0], atol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["none", "cnn", "bilstm", "window"])
+def test_a_tagger_without_attention_gives_its_tags_and_says_why_there_is_no_attention(encoder):
+    model = load_explainable(tiny_tagger_dir(steps=0, encoder=encoder))
+    assert (model.layers, model.heads) == (0, 0)
+    assert f"'{encoder}' encoder, which has no attention" in model.no_attention
+    [(tags, probs)] = model.tag([["I", "saw"]])
+    [upos] = model.annotate(["I", "saw"])  # the tiny models have no XPOS head
+    assert upos["name"] == "UPOS" and upos["tags"] == tags and np.allclose(upos["probabilities"], probs)
+    for call in (lambda: model.attention(["I"]), lambda: model.steps(["I"], 0, 0)):
+        with pytest.raises(ValueError, match=f"'{encoder}' encoder, which has no attention"):
+            call()
+
+
+def test_explain_refuses_a_tagger_without_attention_in_one_line(capsys):
+    assert main(["explain", "--model", str(tiny_tagger_dir(steps=0, encoder="none")), "I", "saw"]) == 2
+    assert "'none' encoder, which has no attention" in capsys.readouterr().err
 
 
 # -- the heatmaps --------------------------------------------------------------------------
@@ -264,3 +291,73 @@ def test_explain_without_a_model_directory(tmp_path, capsys):
     assert main(["explain", "--model", str(tmp_path / "missing"), SENTENCE]) == 2
     err = capsys.readouterr().err
     assert "missing" in err and err.count("\n") == 1
+
+
+# -- the explorer in a notebook ------------------------------------------------------------------
+
+def _embedded(page: str) -> dict:
+    """The data a page from ``show`` carries (window.ATTNLAB_EMBED = {...};)."""
+    import json
+
+    found = re.search(r"window\.ATTNLAB_EMBED = (\{.*?\});</script>", page, re.S)
+    assert found, "no embedded data"
+    return json.loads(found.group(1))
+
+
+def test_show_returns_a_self_contained_page_with_the_models_numbers(model):
+    import html
+    from html.parser import HTMLParser
+
+    from attnlab.viz import show
+    from attnlab.viz.payload import attention_body, steps_body
+
+    shown = show(model, "I saw a saw", compare="I saw the saw", view="model", layer=2, head=1)
+    frame = shown._repr_html_()
+    assert frame.startswith("<iframe srcdoc=") and 'title="attnlab explorer"' in frame
+    page = html.unescape(re.search(r'srcdoc="([^"]*)"', frame).group(1))
+    assert page == shown.html
+
+    class Parts(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.tags, self.links = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags.append(tag)
+            self.links += [v for k, v in attrs if k in ("src", "href")]
+
+    parts = Parts()
+    parts.feed(page)
+    assert parts.links == ["data:,"]  # no script, style or picture is fetched from anywhere
+    assert parts.tags.count("script") == 2 and parts.tags.count("style") == 1 and "link" in parts.tags
+    assert "function drawHeatmap" in page and "#steps-table" in page  # the explorer's own script and styles
+    assert not re.search(r"https?://", page.replace("http://www.w3.org/2000/svg", ""))
+
+    data = _embedded(page)
+    tokens = tokenize("I saw a saw")
+    assert data["hash"] == "text=I+saw+a+saw&view=model&layer=2&head=1&compare=I+saw+the+saw"
+    assert set(data["sentences"]) == {"I saw a saw", "I saw the saw"}
+    first = data["sentences"]["I saw a saw"]
+    assert first["attention"] == attention_body(model, tokens)
+    assert set(first["steps"]) == {f"{l},{h}" for l in range(LAYERS) for h in range(HEADS)}
+    assert first["steps"]["1,0"] == steps_body(model, tokens, 1, 0)
+    _, _, w = model.attention(tokens)
+    np.testing.assert_allclose(first["attention"]["weights"], w.numpy(), atol=1e-6)
+    assert data["health"]["model"]["layers"] == LAYERS
+
+
+def test_show_takes_a_model_directory_and_refuses_what_it_cannot_show(tmp_path):
+    from attnlab.viz import show
+
+    shown = show(str(tiny_tagger_dir()), "They watch </script><b>it</b>")
+    data = _embedded(shown.html)  # the sentence cannot end the script that carries it
+    assert list(data["sentences"]) == ["They watch </script><b>it</b>"]
+    assert shown.save(tmp_path / "page.html").read_text(encoding="utf-8") == shown.html
+    with pytest.raises(ValueError, match="view 'grid' is unknown"):
+        show(str(tiny_tagger_dir()), "I saw", view="grid")
+    with pytest.raises(ValueError, match=f"layer {LAYERS + 1} does not exist"):
+        show(str(tiny_tagger_dir()), "I saw", layer=LAYERS + 1)
+    with pytest.raises(TypeError, match="loaded model .* or a model directory, got int"):
+        show(3, "I saw")
+    none = show(str(tiny_tagger_dir(steps=0, encoder="none")), "I saw")
+    assert "which has no attention" in _embedded(none.html)["sentences"]["I saw"]["attention"]["no_attention"]

@@ -16,8 +16,9 @@ LAYERS, HEADS = 2, 2
 
 
 @functools.lru_cache(maxsize=None)
-def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "attention") -> Path:
-    """The directory of a tiny tagger trained for ``steps`` steps (built once per test session)."""
+def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "attention", xpos_weight: float = 0.0) -> Path:
+    """The directory of a tiny tagger trained for ``steps`` steps (built once per test session);
+    with ``xpos_weight`` > 0 it predicts XPOS too."""
     from attnlab.encoders import EncoderConfig
     from attnlab.features import FeatureConfig
     from attnlab.tasks.tagging import Tagger, TaggerConfig, TaggerVocabs, TaggingTask, save_tagger
@@ -32,7 +33,7 @@ def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "
         features=FeatureConfig(word_dim=12, shape_dim=4, char_dim=6, char_filters=4, char_widths=(2, 3),
                                max_chars=10, word_dropout=0.0, dropout=0.0),
         encoder_config=EncoderConfig(hidden=16, layers=LAYERS, heads=HEADS, d_ff=32, dropout=0.0, positions=positions),
-        xpos_weight=0.0,
+        xpos_weight=xpos_weight,
     )
     before = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -50,6 +51,6 @@ def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "
         model.eval()
     finally:
         torch.set_num_threads(before)
-    directory = root / f"{encoder}-{positions}-{steps}"
+    directory = root / f"{encoder}-{positions}-{steps}-{xpos_weight}"
     save_tagger(directory, model, vocabs, {"note": "tiny test model"})
     return directory

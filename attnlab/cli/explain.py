@@ -55,6 +55,7 @@ def run(args) -> int:
     if not tokens:
         raise ValueError("the sentence has no words")
     model = load_explainable(args.model)
+    model.require_attention()
     layer = args.layer - 1 if args.layer is not None else None
     head = args.head - 1 if args.head is not None else None
     model.check_layer_head(layer, head)

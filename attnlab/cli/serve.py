@@ -14,15 +14,17 @@ def add_parser(sub) -> None:
         "serve",
         help="serve the attention explorer (a page and a JSON API) for a trained tagger",
         description=(
-            "Serve a trained attention tagger locally: a page to type a sentence, see its tags and "
-            "explore the attention of every layer and head (heatmap and line view), and the JSON API "
-            "behind it: POST /api/tag, POST /api/attention, GET /api/health. Listens on 127.0.0.1 "
+            "Serve a trained tagger locally: a page to type a sentence, see its tags and explore the "
+            "attention of every layer and head (one head or several overlaid, the whole model, one head's "
+            "steps with their numbers, two sentences side by side), and the JSON API behind it: "
+            "POST /api/tag, POST /api/attention, POST /api/steps, GET /api/health. Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
             "address and every --allow-host name. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`)")
+    p.add_argument("--model", type=Path, required=True,
+                   help="model directory (from `attnlab train` or `attnlab demo`); a model without attention shows its tags")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only); with another address, "
                         "name the server as other machines reach it with --allow-host")
@@ -74,8 +76,8 @@ def run(args) -> int:
     if args.host not in LOOPBACK:
         print(f"attnlab serve: warning: listening on {args.host}: other machines can reach this server; it answers "
               f"requests for Host {', '.join(hosts)} (add names with --allow-host)", file=sys.stderr)
-    print(f"attnlab explorer for {args.model} ({model.layers} layers x {model.heads} heads) at {url}/  (Ctrl-C stops it)",
-          flush=True)
+    shape = "tags only: no attention" if model.no_attention else f"{model.layers} layers x {model.heads} heads"
+    print(f"attnlab explorer for {args.model} ({shape}) at {url}/  (Ctrl-C stops it)", flush=True)
     server = make_server(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet)
     server.run(sockets=[sock])
     return 0

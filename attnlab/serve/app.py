@@ -5,9 +5,16 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
     GET  /api/health      {"status": "ok", "model": {...}, "limits": {...}}
     POST /api/tag         {"text": "I saw a saw"} or {"tokens": ["I", "saw", "a", "saw"]}
                           -> {"tokens": [...], "tags": [...], "probabilities": [...]}
-    POST /api/attention   same body -> the above plus "layers", "heads", "normalize" and
-                          "weights": [L][H][n][n], weights[l][h][i][j] = alpha'_(i,j) of head h
-                          in layer l (query token i, key token j; numbered from 0)
+    POST /api/attention   same body -> the above plus "annotations" (every layer of tags the
+                          model predicts: [{"name", "tags", "probabilities"}], UPOS first),
+                          "layers", "heads", "normalize" and "weights": [L][H][n][n],
+                          weights[l][h][i][j] = alpha'_(i,j) of head h in layer l (query token
+                          i, key token j; numbered from 0); for a model without attention,
+                          layers = heads = 0, weights = [] and "no_attention" says why
+    POST /api/steps       {"text" or "tokens", "layer": l, "head": h} (from 0) -> the seed's
+                          steps of that head: "q", "k", "v" ([n][d], row i = token i), "alpha"
+                          and "alpha_prime" ([n][n]), "b" ([n][d]), "d", "normalizer" (one
+                          number per query i) and "normalizer_formula"
     GET  /                the explorer page; its script and styles are under /static/
 
 Limits: a body over ``max_body_bytes`` or a sentence over ``max_tokens`` tokens is refused with
@@ -30,7 +37,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
+from ..viz.payload import attention_body, rounded, steps_body
 
 from ..config import check_positive
 
@@ -110,13 +117,14 @@ def _check_text(value: str, where: str) -> None:
         raise ApiError(400, f"{where} holds {ascii(value[exc.start])}, a lone surrogate, which is not a character") from None
 
 
-def sentence_tokens(obj, limits: Limits) -> list[str]:
-    """The tokens of ``{"text": str}`` or ``{"tokens": [str, ...]}``; 422 / 413 otherwise."""
+def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = ()) -> list[str]:
+    """The tokens of ``{"text": str}`` or ``{"tokens": [str, ...]}``; 422 / 413 otherwise.
+    ``extra``: the other fields the endpoint reads (checked by the caller)."""
     from ..viz.model import tokenize
 
     if not isinstance(obj, dict):
         raise ApiError(422, f'expected a JSON object with "text" or "tokens", got a JSON {_json_type(obj)}')
-    unknown = sorted(set(obj) - {"text", "tokens"})
+    unknown = sorted(set(obj) - {"text", "tokens", *extra})
     if unknown:
         raise ApiError(422, f'unknown field {unknown[0]!r}; send "text" (a string) or "tokens" (a list of strings)')
     if ("text" in obj) == ("tokens" in obj):
@@ -145,6 +153,21 @@ def sentence_tokens(obj, limits: Limits) -> list[str]:
         if len(t) > limits.max_token_chars:
             raise ApiError(413, f"token {i} is {len(t)} characters long; at most {limits.max_token_chars} are accepted")
     return tokens
+
+
+def layer_and_head(obj: dict, model) -> tuple[int, int]:
+    """``obj["layer"]``, ``obj["head"]`` (numbered from 0) of a model that has them; 422 otherwise."""
+    if model.no_attention is not None:
+        raise ApiError(422, model.no_attention)
+    found = []
+    for name, count in (("layer", model.layers), ("head", model.heads)):
+        value = obj.get(name)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ApiError(422, f'"{name}" must be a whole number from 0 to {count - 1}, got {json.dumps(value)[:40]}')
+        if not 0 <= value < count:
+            raise ApiError(422, f'"{name}" {value} does not exist: the model has {count} (numbered from 0 to {count - 1})')
+        found.append(value)
+    return found[0], found[1]
 
 
 def _json_type(x) -> str:
@@ -205,10 +228,6 @@ class TagBatcher:
 
 # -- the app ---------------------------------------------------------------------------
 
-def _rounded(x: float) -> float:
-    return round(float(x), 6)
-
-
 def error_response(status: int, message: str):
     """``{"error": message}`` with ``status``: how the explorer answers whatever it refuses."""
     from starlette.responses import JSONResponse
@@ -233,9 +252,12 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     hosts = frozenset(host_name(h) for h in allowed_hosts)
     batcher = TagBatcher(model.tag, max_batch)
 
-    async def sentence(request) -> list[str]:
+    async def request_json(request):
         require_json(request.headers.get("content-type"))
-        return sentence_tokens(parse_json(await read_body(request, limits.max_body_bytes)), limits)
+        return parse_json(await read_body(request, limits.max_body_bytes))
+
+    async def sentence(request) -> list[str]:
+        return sentence_tokens(await request_json(request), limits)
 
     async def health(request):
         return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
@@ -243,17 +265,17 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     async def tag(request):
         tokens = await sentence(request)
         tags, probs = await batcher.tag(tokens)
-        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [_rounded(p) for p in probs]})
+        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [rounded(p) for p in probs]})
 
     async def attention(request):
         tokens = await sentence(request)
-        tags, probs, weights = await run_in_threadpool(model.attention, tokens)
-        w = np.round(np.asarray(weights, dtype=np.float64), 6)  # (L, H, n, n)
-        return JSONResponse({
-            "tokens": tokens, "tags": tags, "probabilities": [_rounded(p) for p in probs],
-            "layers": int(w.shape[0]), "heads": int(w.shape[1]), "normalize": model.normalize,
-            "weights": w.tolist(),
-        })
+        return JSONResponse(await run_in_threadpool(attention_body, model, tokens))
+
+    async def steps(request):
+        obj = await request_json(request)
+        tokens = sentence_tokens(obj, limits, extra=("layer", "head"))
+        layer, head = layer_and_head(obj, model)
+        return JSONResponse(await run_in_threadpool(steps_body, model, tokens, layer, head))
 
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -266,6 +288,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         Route("/api/health", health, methods=["GET"]),
         Route("/api/tag", tag, methods=["POST"]),
         Route("/api/attention", attention, methods=["POST"]),
+        Route("/api/steps", steps, methods=["POST"]),
         Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

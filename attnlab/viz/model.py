@@ -3,15 +3,20 @@
 Shape letters: L layers, H heads, n tokens of one sentence, d head width.
 
 ``load_explainable(model_dir)`` reads a tagger model directory (``attnlab train``,
-``attnlab demo``) whose encoder is the attention encoder, and returns an ``Explainable``:
+``attnlab demo``) and returns an ``Explainable``:
 
 * ``tag(sentences)``      for each list of tokens: (UPOS tags, probability of each tag)
+* ``annotate(tokens)``    every layer of tags the model predicts (UPOS, then XPOS when it has
+                          that head), each with its probabilities
 * ``attention(tokens)``   (tags, probabilities, weights (L, H, n, n)): alpha'_{i,j} of every
                           layer and head, row i the query token, column j the key token
 * ``steps(tokens, layer, head)``  the seed's intermediates of one head (q, k, v, alpha,
                           alpha', b), recomputed from the layer's input; its alpha' equals
                           ``attention(tokens)[2][layer, head]``
-* ``layers``, ``heads``, ``normalize``, ``name``
+* ``layers``, ``heads``, ``normalize``, ``name``; ``no_attention``: why there is no attention
+  to show (a model whose encoder is not the attention encoder: its tags only), else None
+
+``attention`` and ``steps`` of a model without attention raise ValueError with that reason.
 
 Layers and heads are numbered from 0 here (from 1 in what people read: the CLI and the page).
 Calls are serialized by a lock, so one ``Explainable`` can serve many threads.
@@ -23,6 +28,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from .. import reference as R
@@ -31,41 +37,63 @@ from ..data.tokenize import tokenize  # noqa: F401  (re-exported for serve)
 
 
 class Explainable:
-    """A loaded attention tagger (``attnlab.tasks.tagging.LoadedTagger``) with its attention exposed."""
+    """A loaded tagger (``attnlab.tasks.tagging.LoadedTagger``) with its attention exposed, when it has some."""
 
     def __init__(self, loaded, name: str = "model"):
         encoder = loaded.model.encoder
         transformer = getattr(encoder, "transformer", None)
+        self.no_attention: str | None = None
         if transformer is None or not hasattr(encoder, "attention_weights"):
-            raise ValueError(
-                f"{name}: the model uses the {loaded.config.encoder!r} encoder, which has no attention to show; "
-                "train one with --encoder attention"
-            )
+            self.no_attention = (f"{name} uses the {loaded.config.encoder!r} encoder, which has no attention "
+                                 "to show (only its tags); train one with --encoder attention")
         self.name = name
         self.model = loaded.model.eval()
         self.vocabs = loaded.vocabs
         self.features = loaded.encoder()
         self.transformer = transformer
-        self.layers: int = len(transformer.layers)
-        self.heads: int = transformer.heads
-        self.normalize: str = transformer.layers[0].attn.normalize
+        self.layers: int = len(transformer.layers) if transformer is not None else 0
+        self.heads: int = transformer.heads if transformer is not None else 0
+        self.normalize: str | None = transformer.layers[0].attn.normalize if transformer is not None else None
         self._lock = threading.Lock()
+
+    def require_attention(self) -> None:
+        """ValueError saying why, for a model without attention."""
+        if self.no_attention is not None:
+            raise ValueError(self.no_attention)
 
     # -- tags -----------------------------------------------------------------------------
     def _scores(self, batch) -> torch.Tensor:
         return self.model(batch).upos  # (B, N, C)
 
-    def _decode(self, scores: torch.Tensor, lengths: Sequence[int]) -> list[tuple[list[str], list[float]]]:
+    def _decode(self, scores: torch.Tensor, lengths: Sequence[int], vocab=None) -> list[tuple[list[str], list[float]]]:
         from ..features import PAD, UNK
 
+        vocab = vocab if vocab is not None else self.vocabs.upos
         scores = scores.clone()
         scores[..., PAD] = float("-inf")  # never predicted
         scores[..., UNK] = float("-inf")
         probs, best = scores.softmax(dim=-1).max(dim=-1)  # (B, N) each
         out = []
         for b, n in enumerate(lengths):
-            out.append((self.vocabs.upos.decode(best[b, :n].tolist()), [float(p) for p in probs[b, :n]]))
+            out.append((vocab.decode(best[b, :n].tolist()), [float(p) for p in probs[b, :n]]))
         return out
+
+    @torch.inference_mode()
+    def annotate(self, tokens: Sequence[str]) -> list[dict]:
+        """Every layer of tags the model predicts for one sentence, in order (UPOS first):
+        ``[{"name": "UPOS", "tags": [...], "probabilities": [...]}, ...]``."""
+        tokens = list(tokens)
+        if not tokens:
+            raise ValueError("the sentence has no tokens")
+        with self._lock:
+            out = self.model(self.features.encode([tokens]))
+        layers = [("UPOS", out.upos, self.vocabs.upos), ("XPOS", out.xpos, self.vocabs.xpos)]
+        found = []
+        for name, scores, vocab in layers:
+            if scores is not None:
+                tags, probs = self._decode(scores, [len(tokens)], vocab)[0]
+                found.append({"name": name, "tags": tags, "probabilities": probs})
+        return found
 
     @torch.inference_mode()
     def tag(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
@@ -87,6 +115,7 @@ class Explainable:
     def attention(self, tokens: Sequence[str]) -> tuple[list[str], list[float], torch.Tensor]:
         """(tags, probabilities, weights (L, H, n, n)) of one sentence."""
         tokens = list(tokens)
+        self.require_attention()
         if not tokens:
             raise ValueError("the sentence has no tokens")
         with self._lock:
@@ -106,6 +135,7 @@ class Explainable:
         alpha, alpha' and b^i follow from them by ``attnlab.reference.attend_steps``.
         """
         tokens = list(tokens)
+        self.require_attention()
         self.check_layer_head(layer, head)
         if not tokens:
             raise ValueError("the sentence has no tokens")
@@ -127,12 +157,32 @@ class Explainable:
             if t.rotary is not None:
                 t.rotary.rotate_(qkv[:, :2], positions)
             q, k, v = (qkv[:, i, head].double().numpy() for i in range(3))  # (n, d) each
-        mask = torch.ones(n, n, dtype=torch.bool)  # (n, n), True = may attend
+        return R.attend_steps(q, k, v, self.attend_mask(n), self.normalize)
+
+    def attend_mask(self, n: int) -> np.ndarray:
+        """(n, n) booleans, True where query i may attend to key j (causal and window limits)."""
+        t = self.transformer
+        mask = torch.ones(n, n, dtype=torch.bool)
         if t.causal:
             mask &= masks.causal(n)
         if t.window is not None:
             mask &= masks.window(n, t.window)
-        return R.attend_steps(q, k, v, mask.numpy(), self.normalize)
+        return mask.numpy()
+
+    def normalizers(self, alpha: np.ndarray) -> tuple[str, np.ndarray]:
+        """How alpha'_(i,.) follows from alpha_(i,.), and the one number per query i it divides by
+        or shifts by: (formula, (n,) values). softmax: log Z_i = log sum_j exp(alpha_(i,j)), so
+        alpha'_(i,j) = exp(alpha_(i,j) - log Z_i); relu: the count c_i of keys i may attend to;
+        sigmoid: log c_i."""
+        allowed = self.attend_mask(alpha.shape[0])
+        count = allowed.sum(axis=1).astype(np.float64)
+        if self.normalize == "softmax":
+            top = np.where(allowed, alpha, -np.inf).max(axis=1)
+            log_z = top + np.log(np.where(allowed, np.exp(alpha - top[:, None]), 0.0).sum(axis=1))
+            return "alpha'_(i,j) = exp(alpha_(i,j) - log Z_i),  log Z_i = log sum_j exp(alpha_(i,j))", log_z
+        if self.normalize == "relu":
+            return "alpha'_(i,j) = max(alpha_(i,j), 0) / c_i,  c_i = keys token i may attend to", count
+        return "alpha'_(i,j) = sigmoid(alpha_(i,j) - log c_i),  c_i = keys token i may attend to", np.log(count)
 
     def check_layer_head(self, layer: int | None, head: int | None) -> None:
         if layer is not None and not 0 <= layer < self.layers:
@@ -146,11 +196,12 @@ class Explainable:
 
         ids = [i for i in range(len(self.vocabs.upos)) if i not in (PAD, UNK)]
         return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
-                "tags": self.vocabs.upos.decode(ids)}
+                "tags": self.vocabs.upos.decode(ids), "no_attention": self.no_attention}
 
 
 def load_explainable(model_dir: str | Path) -> Explainable:
-    """Read a tagger model directory (safetensors + JSON) whose encoder is the attention encoder."""
+    """Read a tagger model directory (safetensors + JSON); a model whose encoder is not the
+    attention encoder gives its tags only (``no_attention`` says why)."""
     from ..tasks.tagging import load_tagger
 
     loaded = load_tagger(model_dir)

@@ -1,0 +1,95 @@
+"""The explorer in a notebook: ``show(model, "I saw a saw")`` returns an object that Jupyter
+draws inline with the explorer's own page (same script and styles, inlined), the model's
+answers for the sentence embedded in it: nothing is fetched, no server runs.
+
+The page sits in an ``<iframe srcdoc=...>``, so that several of them in one notebook keep
+their own element ids and styles. ``Explorer.html`` is the page alone (``save`` writes it).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
+STATIC = Path(__file__).resolve().parent.parent / "serve" / "static"
+VIEWS = ("head", "model", "steps", "compare")
+
+
+def _as_model(model_or_dir):
+    """An ``Explainable`` from one, or from a tagger model directory."""
+    from .model import Explainable, load_explainable
+
+    if isinstance(model_or_dir, Explainable):
+        return model_or_dir
+    if isinstance(model_or_dir, (str, Path)):
+        return load_explainable(model_or_dir)
+    raise TypeError(f"show() takes a loaded model (attnlab.viz.model.Explainable) or a model directory, "
+                    f"got {type(model_or_dir).__name__}")
+
+
+def _answers(model, text: str) -> dict:
+    """What the page would ask the server about ``text``: its attention, and the steps of every head."""
+    from .model import tokenize
+    from .payload import attention_body, steps_body
+
+    tokens = tokenize(text)
+    if not tokens:
+        raise ValueError(f"the sentence {text!r} has no words")
+    steps = {f"{l},{h}": steps_body(model, tokens, l, h)
+             for l in range(model.layers) for h in range(model.heads)}
+    return {"attention": attention_body(model, tokens), "steps": steps}
+
+
+def _script_data(obj) -> str:
+    """JSON that is safe inside <script>: no "</" (it could end the element)."""
+    return json.dumps(obj, ensure_ascii=False).replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1) -> str:
+    """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1."""
+    if view not in VIEWS:
+        raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
+    model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
+    sentences = {text.strip(): _answers(model, text)}
+    if compare is not None:
+        sentences[compare.strip()] = _answers(model, compare)
+    state = {"text": text.strip(), "view": view, "layer": layer, "head": head}
+    if compare is not None:
+        state["compare"] = compare.strip()
+    embed = {"health": {"status": "ok", "model": model.describe(), "limits": {}},
+             "sentences": sentences, "hash": urlencode(state)}
+    doc = (STATIC / "index.html").read_text(encoding="utf-8")
+    styles = (STATIC / "style.css").read_text(encoding="utf-8")
+    script = (STATIC / "app.js").read_text(encoding="utf-8")
+    doc = doc.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{styles}</style>")
+    return doc.replace('<script src="/static/app.js"></script>',
+                       f"<script>window.ATTNLAB_EMBED = {_script_data(embed)};</script>\n<script>\n{script}</script>")
+
+
+class Explorer:
+    """The explorer's page for one sentence, drawn inline by Jupyter (``_repr_html_``)."""
+
+    def __init__(self, html_page: str, height: int = 760):
+        self.html, self.height = html_page, height
+
+    def _repr_html_(self) -> str:
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" title="attnlab explorer" '
+                f'style="width: 100%; height: {self.height}px; border: 1px solid #d5dae0; border-radius: 4px"></iframe>')
+
+    def save(self, path: str | Path) -> Path:
+        """Write the page to ``path`` (an .html file any browser opens offline)."""
+        path = Path(path)
+        path.write_text(self.html, encoding="utf-8")
+        return path
+
+
+def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
+         head: int = 1, height: int = 760) -> Explorer:
+    """The explorer for ``text`` in a notebook. ``model_or_dir``: a loaded model
+    (``attnlab.viz.model.load_explainable``) or a tagger model directory; ``compare``: a second
+    sentence for the compare view; ``view``: head, model, steps or compare; ``layer``, ``head``
+    from 1."""
+    model = _as_model(model_or_dir)
+    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)
