@@ -271,7 +271,7 @@ class TaggingTask:
 
     def __init__(self, model: Tagger, vocabs: TaggerVocabs, train: Sequence, dev: Sequence, *, batch_tokens_eval: int = 4096):
         self.model, self.vocabs = model, vocabs
-        self.encoder = FeatureEncoder(vocabs.features, model.config.features.max_chars)
+        self.encoder = self.feature_encoder(model)
         self.train_forms = [list(s.forms) for s in train]
         self.train_upos = [vocabs.upos.encode(s.upos) for s in train]
         self.train_xpos = [vocabs.xpos.encode(s.xpos) if s.xpos else [PAD] * len(s.forms) for s in train]
@@ -281,9 +281,16 @@ class TaggingTask:
     def lengths(self) -> list[int]:
         return [len(f) for f in self.train_forms]
 
+    def feature_encoder(self, model: Tagger) -> FeatureEncoder:
+        return FeatureEncoder(self.vocabs.features, model.config.features.max_chars)
+
+    def features(self, sentences: Sequence[Sequence[str]]):
+        """(the model's input for these sentences of word forms, N: their padded length)."""
+        feats = self.encoder.encode(sentences)
+        return feats, feats.words.shape[1]
+
     def make_batch(self, indices: Sequence[int]) -> TaggingBatch:
-        feats = self.encoder.encode([self.train_forms[i] for i in indices])
-        n = feats.words.shape[1]
+        feats, n = self.features([self.train_forms[i] for i in indices])
 
         def pad(rows):
             return torch.tensor([r + [PAD] * (n - len(r)) for r in rows], dtype=torch.long).view(len(rows), n)
