@@ -25,7 +25,7 @@ from ..checkpoint import load_task_model, save_task_model
 from ..errors import UserError
 from ..hf import HFConfig, HFEncoder, WordPieces, load_encoder, load_tokenizer
 from ..packing import cu_seqlens_from_lengths, unpack_padded
-from .tagging import Emissions, TaggerVocabs, TaggingTask, decode
+from .tagging import Emissions, TaggerVocabs, TaggingTask, decode, score_tagger
 
 TASK = "tagging-pretrained"
 TOKENIZER = "tokenizer.json"
@@ -94,6 +94,25 @@ def piece_batch(pieces: WordPieces, sentences: Sequence[Sequence[str]], longest:
                       torch.tensor(first, dtype=torch.long), torch.tensor([len(s) for s in sentences]))
 
 
+@torch.inference_mode()
+def predict_pieces(model: PieceTagger, pieces: WordPieces, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
+                   *, batch_size: int = 64) -> tuple[list[list[str]], list[list[str]] | None]:
+    """Tag sentences of word forms: (UPOS per sentence, XPOS per sentence or None)."""
+    was_training = model.training
+    model.eval()
+    upos, xpos = [], [] if model.xpos_head is not None else None
+    try:
+        for start in range(0, len(sentences), batch_size):
+            batch = piece_batch(pieces, sentences[start: start + batch_size], model.encoder.config.longest)
+            out = model(batch)
+            upos += [vocabs.upos.decode(ids) for ids in decode(out.upos, batch.lengths)]
+            if xpos is not None:
+                xpos += [vocabs.xpos.decode(ids) for ids in decode(out.xpos, batch.lengths)]
+    finally:
+        model.train(was_training)
+    return upos, xpos
+
+
 class PieceTaggingTask(TaggingTask):
     """``TaggingTask`` with word-piece batches; loss and dev score are the tagger's."""
 
@@ -108,19 +127,8 @@ class PieceTaggingTask(TaggingTask):
         batch = piece_batch(self.pieces, sentences, self.model.encoder.config.longest)
         return batch, int(batch.lengths.max())
 
-    def evaluate(self, model: PieceTagger) -> float:
-        correct = total = 0
-        with torch.inference_mode():
-            was_training = model.training
-            model.eval()
-            for start in range(0, len(self.dev), 64):
-                chunk = self.dev[start: start + 64]
-                batch, _ = self.features([s.forms for s in chunk])
-                for sentence, ids in zip(chunk, decode(model(batch).upos, batch.lengths)):
-                    correct += sum(p == g for p, g in zip(self.vocabs.upos.decode(ids), sentence.upos))
-                    total += len(sentence.upos)
-            model.train(was_training)
-        return correct / total if total else 0.0
+    def predict(self, model: PieceTagger, sentences):
+        return predict_pieces(model, self.pieces, self.vocabs, sentences)
 
     def save_model(self, directory, model: PieceTagger, extra: dict) -> None:
         tokenizer = json.loads(self.pieces.tokenizer.to_str())
@@ -154,3 +162,10 @@ def load_piece_tagger(directory: str | Path) -> LoadedPieceTagger:
     if not (Path(directory) / TOKENIZER).is_file():
         raise UserError(f"{directory}: no {TOKENIZER}")
     return LoadedPieceTagger(model, vocabs, config, files.config, load_tokenizer(directory))
+
+
+def evaluate_piece_tagger(model_dir: str | Path, sentences: Sequence, *, source: str) -> dict:
+    """``attnlab.tasks.tagging.evaluate_tagger`` for a pretrained tagger's directory."""
+    loaded = load_piece_tagger(model_dir)
+    return score_tagger(lambda forms: predict_pieces(loaded.model, loaded.pieces, loaded.vocabs, forms),
+                        loaded.vocabs, model_dir, sentences, source)

@@ -64,8 +64,12 @@ class Tag:
         return f"{what} tagger", f"{len(train):,} sentences, {tokens:,} tokens"
 
     def evaluate(self, args, gold, source: str) -> dict:
+        from . import model_task
+        from .piece_tagging import TASK, evaluate_piece_tagger
         from .tagging import evaluate_tagger
 
+        if model_task(args.model) == TASK:
+            return evaluate_piece_tagger(args.model, gold, source=source)
         return evaluate_tagger(args.model, gold, source=source, batch_tokens=args.batch_size)
 
     def report_json(self, result: dict) -> dict:

@@ -241,14 +241,23 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
 def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
     """Tag gold ``sentences`` (read from ``source``) with a model directory and score them: a
     ``TaggingReport`` for UPOS (``report``), one for XPOS when the model and the gold have it."""
+    loaded = load_tagger(model_dir)
+    return score_tagger(
+        lambda forms: predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens),
+        loaded.vocabs, model_dir, sentences, source,
+    )
+
+
+def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, source: str) -> dict:
+    """``evaluate_tagger``'s result for a model that ``tag(list of word-form lists)`` runs:
+    (UPOS per sentence, XPOS per sentence or None)."""
     from ..evaluate import score_tags
 
-    loaded = load_tagger(model_dir)
     forms = [s.forms for s in sentences]
     start = time.perf_counter()
-    upos, xpos = predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens)
+    upos, xpos = tag(forms)
     seconds = time.perf_counter() - start
-    known = loaded.vocabs.features.is_known
+    known = vocabs.features.is_known
     report = score_tags([s.upos for s in sentences], upos, [[not known(f) for f in s.forms] for s in sentences])
     result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
     if xpos is not None and any(s.xpos for s in sentences):
@@ -310,9 +319,13 @@ class TaggingTask:
             loss = loss + model.config.xpos_weight * tagging_loss(out.xpos, batch.xpos, batch.features.lengths, ls)
         return loss
 
+    def predict(self, model: Tagger, sentences: Sequence[Sequence[str]]):
+        """(UPOS per sentence, XPOS per sentence or None) of sentences of word forms."""
+        return predict(model, self.encoder, self.vocabs, sentences, batch_tokens=self.batch_tokens_eval)
+
     def evaluate(self, model: Tagger) -> float:
         """UPOS accuracy on the dev sentences."""
-        pred, _ = predict(model, self.encoder, self.vocabs, [s.forms for s in self.dev], batch_tokens=self.batch_tokens_eval)
+        pred, _ = self.predict(model, [s.forms for s in self.dev])
         total = sum(len(s.upos) for s in self.dev)
         correct = sum(p == g for s, tags in zip(self.dev, pred) for p, g in zip(tags, s.upos))
         return correct / total if total else 0.0
