@@ -111,3 +111,21 @@ def test_pretrained_needs_the_tag_task(setup, tmp_path, capsys):
     root, checkpoint = setup
     assert main(train_args(root, checkpoint, tmp_path / "x", "--task", "classify")) == 2
     assert "--pretrained trains --task tag, not --task classify" in capsys.readouterr().err
+
+
+def test_a_checkpoint_without_tokenizer_or_extra_is_one_line(setup, tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import attnlab.errors
+
+    root, checkpoint = setup
+    bare = tmp_path / "bare"
+    shutil.copytree(checkpoint, bare)
+    (bare / "tokenizer.json").unlink()
+    assert main(train_args(root, bare, tmp_path / "x")) == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"{bare}: no tokenizer.json (attnlab reads the fast tokenizer's file only)\n") and err.count("\n") == 1
+    monkeypatch.setattr(attnlab.errors, "_importable", lambda module: module != "tokenizers")
+    assert main(train_args(root, checkpoint, tmp_path / "y")) == 2
+    assert capsys.readouterr().err == "attnlab train: needs the 'hf' extra: pip install 'attnlab[hf]'\n"
+    assert not (tmp_path / "y").exists()
