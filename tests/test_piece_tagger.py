@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -103,8 +104,10 @@ def test_first_word_piece_per_word(setup):
     assert tokens == ["[CLS]", "z", "##z", "##q", "a", "[SEP]", "[CLS]", "a", "[SEP]"]
     assert batch.first.tolist() == [1, 4, 7]  # each word's first piece, in packed order
     assert batch.lengths.tolist() == [2, 1] and batch.cu.tolist() == [0, 6, 9]
-    with pytest.raises(ValueError, match="the encoder takes at most 4"):
+    with pytest.raises(ValueError, match="a sentence of 2 words gives 6 word pieces; the encoder takes at most 4"):
         piece_batch(pieces, [["zzq", "a"]], longest=4)
+    with pytest.raises(ValueError, match=re.escape(f"the word {chr(0x200B)!r} gives no word piece")):
+        piece_batch(pieces, [["a", chr(0x200B)]], longest=40)  # a zero-width space: nothing left
 
 
 def test_pretrained_needs_the_tag_task(setup, tmp_path, capsys):

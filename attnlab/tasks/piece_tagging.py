@@ -83,9 +83,12 @@ def piece_batch(pieces: WordPieces, sentences: Sequence[Sequence[str]], longest:
     for words in sentences:
         encoded = pieces.encode(list(words))
         starts = encoded.first_pieces()
-        if len(encoded.ids) > longest or len(starts) != len(words):
-            raise ValueError(f"a sentence of {len(words)} words gives {len(encoded.ids)} word pieces "
-                             f"({len(starts)} words with a piece); the encoder takes at most {longest}")
+        if len(encoded.ids) > longest:
+            raise ValueError(f"a sentence of {len(words)} words gives {len(encoded.ids)} word pieces; "
+                             f"the encoder takes at most {longest}")
+        if len(starts) != len(words):
+            empty = next(w for i, w in enumerate(words) if i not in set(encoded.word_ids))
+            raise ValueError(f"the word {empty!r} gives no word piece (sentence {' '.join(words)[:60]!r})")
         ids += encoded.ids
         first += [offset + s for s in starts]
         offset += len(encoded.ids)
