@@ -32,6 +32,9 @@ def add_parser(subparsers) -> None:
                    help="; ".join(f"{name}: {task.summary}" for name, task in TASKS.items())
                         + f" (default {DEFAULT_TASK}; --resume: the task of the model in --out)")
     p.add_argument("--encoder", choices=ENCODERS, default="attention", help="context encoder (default attention)")
+    p.add_argument("--pretrained", type=Path, metavar="DIR",
+                   help="--task tag on a BERT-family checkpoint (config.json, model.safetensors, tokenizer.json; "
+                        "needs the 'hf' extra): its word pieces and encoder, each word by its first piece")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--max-minutes", type=float, help="stop this run after this many minutes (checkpointed; --resume continues)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
@@ -74,8 +77,14 @@ def _add_size_options(p) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..errors import UserError, require_extra
     from ..tasks.run import prepare_training
     from ..train import describe_result, is_main_process
+
+    if args.pretrained:
+        if args.task != "tag":
+            raise UserError(f"--pretrained trains --task tag, not --task {args.task}")
+        require_extra("hf", ["tokenizers"])
 
     run = prepare_training(args)
     main = is_main_process()  # under torchrun, rank 0 alone speaks

@@ -35,4 +35,4 @@ def model_task(directory: str | Path) -> str | None:
 def task_for_model(directory: str | Path) -> Task | None:
     """The task whose models the directory holds (None when config.json names none of them)."""
     recorded = model_task(directory)
-    return next((task for task in TASKS.values() if task.model_task == recorded), None)
+    return next((task for task in TASKS.values() if recorded in getattr(task, "model_tasks", (task.model_task,))), None)

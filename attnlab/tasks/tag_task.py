@@ -13,6 +13,7 @@ from .base import token_model_configs
 class Tag:
     name = "tag"
     model_task = "tagging"
+    model_tasks = ("tagging", "tagging-pretrained")  # with --pretrained DIR: attnlab.tasks.piece_tagging
     summary = "part of speech per token (N->N)"
 
     def add_train_arguments(self, group) -> None:
@@ -30,6 +31,11 @@ class Tag:
     def build(self, args, train):
         from .tagging import LoadedTagger, Tagger, TaggerConfig, TaggerVocabs
 
+        if getattr(args, "pretrained", None):
+            from .piece_tagging import build_piece_tagger
+
+            return build_piece_tagger(args.pretrained, train, xpos_weight=args.xpos_weight,
+                                      label_smoothing=args.label_smoothing)
         encoder, features = token_model_configs(args)
         config = TaggerConfig(encoder=args.encoder, features=features, encoder_config=encoder,
                               xpos_weight=args.xpos_weight, label_smoothing=args.label_smoothing)
@@ -37,22 +43,33 @@ class Tag:
         return LoadedTagger(Tagger(config, vocabs), vocabs, config, {})
 
     def load(self, directory):
+        from . import model_task
+        from .piece_tagging import TASK, load_piece_tagger
         from .tagging import load_tagger
 
-        return load_tagger(directory)
+        return load_piece_tagger(directory) if model_task(directory) == TASK else load_tagger(directory)
 
     def training_task(self, loaded, args, train, dev):
+        from .piece_tagging import LoadedPieceTagger, PieceTaggingTask
         from .tagging import TaggingTask
 
+        if isinstance(loaded, LoadedPieceTagger):
+            return PieceTaggingTask(loaded.model, loaded.vocabs, loaded.pieces, train, dev)
         return TaggingTask(loaded.model, loaded.vocabs, train, dev)
 
     def describe(self, loaded, training, train) -> tuple[str, str]:
         tokens = sum(len(s.forms) for s in train)
-        return f"{loaded.model.config.encoder} tagger", f"{len(train):,} sentences, {tokens:,} tokens"
+        config = loaded.model.config
+        what = f"{config.encoder['model_type']} (pretrained)" if isinstance(config.encoder, dict) else config.encoder
+        return f"{what} tagger", f"{len(train):,} sentences, {tokens:,} tokens"
 
     def evaluate(self, args, gold, source: str) -> dict:
+        from . import model_task
+        from .piece_tagging import TASK, evaluate_piece_tagger
         from .tagging import evaluate_tagger
 
+        if model_task(args.model) == TASK:
+            return evaluate_piece_tagger(args.model, gold, source=source)
         return evaluate_tagger(args.model, gold, source=source, batch_tokens=args.batch_size)
 
     def report_json(self, result: dict) -> dict:

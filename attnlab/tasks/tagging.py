@@ -241,14 +241,23 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
 def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
     """Tag gold ``sentences`` (read from ``source``) with a model directory and score them: a
     ``TaggingReport`` for UPOS (``report``), one for XPOS when the model and the gold have it."""
+    loaded = load_tagger(model_dir)
+    return score_tagger(
+        lambda forms: predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens),
+        loaded.vocabs, model_dir, sentences, source,
+    )
+
+
+def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, source: str) -> dict:
+    """``evaluate_tagger``'s result for a model that ``tag(list of word-form lists)`` runs:
+    (UPOS per sentence, XPOS per sentence or None)."""
     from ..evaluate import score_tags
 
-    loaded = load_tagger(model_dir)
     forms = [s.forms for s in sentences]
     start = time.perf_counter()
-    upos, xpos = predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens)
+    upos, xpos = tag(forms)
     seconds = time.perf_counter() - start
-    known = loaded.vocabs.features.is_known
+    known = vocabs.features.is_known
     report = score_tags([s.upos for s in sentences], upos, [[not known(f) for f in s.forms] for s in sentences])
     result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
     if xpos is not None and any(s.xpos for s in sentences):
@@ -271,7 +280,7 @@ class TaggingTask:
 
     def __init__(self, model: Tagger, vocabs: TaggerVocabs, train: Sequence, dev: Sequence, *, batch_tokens_eval: int = 4096):
         self.model, self.vocabs = model, vocabs
-        self.encoder = FeatureEncoder(vocabs.features, model.config.features.max_chars)
+        self.encoder = self.feature_encoder(model)
         self.train_forms = [list(s.forms) for s in train]
         self.train_upos = [vocabs.upos.encode(s.upos) for s in train]
         self.train_xpos = [vocabs.xpos.encode(s.xpos) if s.xpos else [PAD] * len(s.forms) for s in train]
@@ -281,9 +290,16 @@ class TaggingTask:
     def lengths(self) -> list[int]:
         return [len(f) for f in self.train_forms]
 
+    def feature_encoder(self, model: Tagger) -> FeatureEncoder:
+        return FeatureEncoder(self.vocabs.features, model.config.features.max_chars)
+
+    def features(self, sentences: Sequence[Sequence[str]]):
+        """(the model's input for these sentences of word forms, N: their padded length)."""
+        feats = self.encoder.encode(sentences)
+        return feats, feats.words.shape[1]
+
     def make_batch(self, indices: Sequence[int]) -> TaggingBatch:
-        feats = self.encoder.encode([self.train_forms[i] for i in indices])
-        n = feats.words.shape[1]
+        feats, n = self.features([self.train_forms[i] for i in indices])
 
         def pad(rows):
             return torch.tensor([r + [PAD] * (n - len(r)) for r in rows], dtype=torch.long).view(len(rows), n)
@@ -303,9 +319,13 @@ class TaggingTask:
             loss = loss + model.config.xpos_weight * tagging_loss(out.xpos, batch.xpos, batch.features.lengths, ls)
         return loss
 
+    def predict(self, model: Tagger, sentences: Sequence[Sequence[str]]):
+        """(UPOS per sentence, XPOS per sentence or None) of sentences of word forms."""
+        return predict(model, self.encoder, self.vocabs, sentences, batch_tokens=self.batch_tokens_eval)
+
     def evaluate(self, model: Tagger) -> float:
         """UPOS accuracy on the dev sentences."""
-        pred, _ = predict(model, self.encoder, self.vocabs, [s.forms for s in self.dev], batch_tokens=self.batch_tokens_eval)
+        pred, _ = self.predict(model, [s.forms for s in self.dev])
         total = sum(len(s.upos) for s in self.dev)
         correct = sum(p == g for s, tags in zip(self.dev, pred) for p, g in zip(tags, s.upos))
         return correct / total if total else 0.0
