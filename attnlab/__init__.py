@@ -21,6 +21,7 @@ _EXPORTS = {
     "TransformerEncoderLayer": (".modules", "TransformerEncoderLayer"),
     "VarlenPlan": (".attention.varlen", "VarlenPlan"),
     "cu_seqlens_from_lengths": (".packing", "cu_seqlens_from_lengths"),
+    "hf": (".hf", None),
     "masks": (".attention.masks", None),
     "pack": (".packing", "pack"),
     "pack_padded": (".packing", "pack_padded"),

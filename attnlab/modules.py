@@ -426,8 +426,10 @@ class TransformerEncoder(nn.Module):
         """The dtype of the weights (inputs must have it)."""
         return self.layers[0].ff1.weight.dtype
 
-    def forward_packed(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
-        """tokens (T, D), cu_seqlens (B + 1,) -> (T, D) [, per layer a list of B weights (H, n, n)]."""
+    def layer_outputs(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
+        """Yield every layer's output (T, D) in turn, with its list of B weights (H, n, n)
+        when ``return_weights`` (else None). The final LayerNorm of a pre-norm stack is not
+        applied here (``forward_packed`` applies it)."""
         check_input(tokens, self.d_model, self._weights_dtype(), shape="(T, D)", name="tokens")
         total = tokens.shape[0]
         cu = check_cu_seqlens(cu_seqlens, total).to(tokens.device)
@@ -436,15 +438,19 @@ class TransformerEncoder(nn.Module):
         x = tokens
         if self.position_table is not None:
             x = self.position_table(x, positions)
-        weights = []
         for layer in self.layers:
             x = layer.forward_packed(
                 x, cu, plan=plan, rotary=self.rotary, positions=positions,
                 causal=self.causal, window=self.window, return_weights=return_weights,
             )
-            if return_weights:
-                x, w = x
-                weights.append(w)
+            x, w = x if return_weights else (x, None)
+            yield x, w
+
+    def forward_packed(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
+        """tokens (T, D), cu_seqlens (B + 1,) -> (T, D) [, per layer a list of B weights (H, n, n)]."""
+        x, weights = tokens, []
+        for x, w in self.layer_outputs(tokens, cu_seqlens, return_weights=return_weights):
+            weights.append(w)
         if self.norm is not None:
             x = self.norm(x)
         return (x, weights) if return_weights else x

@@ -25,7 +25,9 @@ def extra_only_modules() -> set[str]:
 
 
 def test_the_extras_are_what_the_test_blocks():
-    assert extra_only_modules() == {"starlette", "uvicorn", "pytest", "hypothesis", "selenium"}
+    assert extra_only_modules() == {
+        "starlette", "uvicorn", "pytest", "hypothesis", "selenium", "transformers", "tokenizers", "onnxruntime", "onnx",
+    }
 
 
 def test_demo_runs_without_any_extra(tmp_path):

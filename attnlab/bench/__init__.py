@@ -2,6 +2,7 @@
 
     attention.py     `attnlab bench attention`: attention kernels and layers beside PyTorch's
     encoder/         `attnlab bench encoder`: the packed encoder beside torch's, long sequences
+    hf/              `attnlab bench hf`: a BERT checkpoint beside transformers and ONNX Runtime
     serve_load.py    `attnlab bench serve`: a load test of the explorer's POST /api/tag
 
 and what they share:

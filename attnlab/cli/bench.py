@@ -1,4 +1,4 @@
-"""`attnlab bench <benchmark>`: attention, encoder and serve.
+"""`attnlab bench <benchmark>`: attention, encoder, hf and serve.
 
 Parses the options into the benchmark's config, runs it (``attnlab.bench``), prints its report
 and writes the JSON if asked. The benchmarks import torch when they run, not here.
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..bench.attention import DEFAULT_SIZES
 from ..bench.serve_load import MAX_CLIENTS
-from ..errors import UserError
+from ..errors import UserError, require_extra
 
 
 def add_parser(sub) -> None:
@@ -18,6 +18,7 @@ def add_parser(sub) -> None:
     bsub = p.add_subparsers(dest="bench", metavar="<benchmark>", required=True)
     _add_attention(bsub)
     _add_encoder(bsub)
+    _add_hf(bsub)
     _add_serve(bsub)
 
 
@@ -132,6 +133,57 @@ def _run_encoder(args) -> int:
     from ..bench.encoder import format_report, run
 
     report = run(encoder_config(args))
+    print(format_report(report))
+    if args.json:
+        _write_json(args.json, report)
+    return 0
+
+
+# -- hf ------------------------------------------------------------------------------------
+
+def _add_hf(bsub) -> None:
+    p = bsub.add_parser(
+        "hf",
+        help="a bert-base-sized checkpoint: attnlab packed vs transformers (sdpa, eager) and ONNX Runtime",
+        description=(
+            "One random bert-base-sized checkpoint (12 layers, 768 wide, 12 heads) through attnlab's packed "
+            "encoder, transformers (sdpa and eager attention, padded) and ONNX Runtime (exported and fused by "
+            "its transformer optimiser, padded): batches of 64 sentences with EWT's lengths in word pieces, "
+            "torch.inference_mode, interleaved, medians, speed-ups. Needs the 'hf' extra."
+        ),
+    )
+    p.add_argument("--quick", action="store_true", help="one batch, three rounds (same model size)")
+    p.add_argument("--treebank", default=None, help="directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads and ONNX Runtime intra-op threads (default 2)")
+    p.add_argument("--batches", type=int, default=None, help="different batches of 64 per sample (default 3)")
+    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5)")
+    p.add_argument("--pieces-per-word", type=float, default=None, help="word pieces per treebank word (default 1.3)")
+    p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
+    p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one batch")
+    p.add_argument("--json", default=None, help="also write the full report to this file")
+    p.set_defaults(func=_run_hf)
+
+
+def hf_config(args):
+    """The ``HFBenchConfig`` of `attnlab bench hf` with these options."""
+    from ..bench.hf import QUICK, HFBenchConfig
+
+    _at_least(1, threads=args.threads, batches=args.batches, repeats=args.repeats)
+    if args.pieces_per_word is not None and args.pieces_per_word < 1:
+        raise UserError(f"--pieces-per-word must be >= 1, got {args.pieces_per_word}")
+    options = dict(QUICK) if args.quick else {}
+    for name in ("batches", "repeats", "pieces_per_word"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    return HFBenchConfig(threads=args.threads, onnx=not args.no_onnx, profile=args.profile, treebank=args.treebank, **options)
+
+
+def _run_hf(args) -> int:
+    cfg = hf_config(args)
+    require_extra("hf", ["transformers"] + ([] if args.no_onnx else ["onnxruntime", "onnx"]))
+    from ..bench.hf import format_report, run
+
+    report = run(cfg)
     print(format_report(report))
     if args.json:
         _write_json(args.json, report)

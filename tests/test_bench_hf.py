@@ -1,0 +1,83 @@
+"""`attnlab bench hf`: word-piece lengths, the two forms of a batch, the options, the missing
+extra, and one run end to end on a tiny checkpoint (every engine computes attnlab's numbers)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attnlab.errors
+from attnlab.bench.hf import QUICK, HFBenchConfig, format_report, run
+from attnlab.bench.hf.engines import make_batches, pieces_of
+from attnlab.cli import build_parser, main
+from attnlab.cli.bench import hf_config
+
+TINY = HFBenchConfig(batch=3, batches=2, repeats=1, layers=2, width=32, heads=4, d_ff=64, vocab_size=100,
+                     max_positions=64, threads=1, matmul_sizes=(64,))
+
+
+def test_word_pieces_per_sentence():
+    assert pieces_of(10, TINY) == 15  # round(10 x 1.3) + [CLS] + [SEP]
+    assert pieces_of(1, TINY) == 3
+    assert pieces_of(200, TINY) == 64  # at most max_positions
+
+
+def test_a_batch_in_its_padded_and_packed_forms():
+    (first, second) = make_batches(TINY, [4, 10, 20])
+    assert first.lengths != second.lengths or not torch.equal(first.ids, second.ids)
+    lengths = torch.tensor(first.lengths)
+    assert set(first.lengths) <= {7, 15, 28} and first.ids.shape == (3, max(first.lengths))
+    assert first.mask.sum(1).tolist() == first.lengths
+    assert (first.ids[first.mask == 0] == 0).all() and (first.ids[first.mask == 1] > 0).all()
+    assert torch.equal(first.packed, first.ids[first.mask.bool()])
+    assert first.cu.tolist() == [0, *lengths.cumsum(0).tolist()]
+    assert first.onnx_feed["position_ids"][1].tolist() == list(range(max(first.lengths)))
+
+
+def _args(*argv):
+    return build_parser().parse_args(["bench", "hf", *argv])
+
+
+def test_options_fill_the_config():
+    cfg = hf_config(_args("--quick", "--threads", "1", "--no-onnx", "--pieces-per-word", "1.5"))
+    assert (cfg.batches, cfg.repeats, cfg.threads, cfg.onnx, cfg.pieces_per_word) == (1, 3, 1, False, 1.5)
+    assert QUICK == {"batches": 1, "repeats": 3}
+    full = hf_config(_args("--repeats", "2"))
+    assert (full.batches, full.repeats, full.threads, full.onnx, full.layers, full.width, full.heads, full.batch) == (
+        3, 2, 2, True, 12, 768, 12, 64)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--repeats", "0"], "--repeats must be >= 1, got 0"),
+    (["--threads", "0"], "--threads must be >= 1, got 0"),
+    (["--pieces-per-word", "0.5"], "--pieces-per-word must be >= 1, got 0.5"),
+])
+def test_bad_options_exit_2_before_any_work(argv, message, capsys):
+    assert main(["bench", "hf", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_without_the_extra_the_command_names_it(monkeypatch, capsys):
+    monkeypatch.setattr(attnlab.errors, "_importable", lambda module: module != "onnxruntime")
+    assert main(["bench", "hf", "--quick"]) == 2
+    assert capsys.readouterr().err == "attnlab bench: needs the 'hf' extra: pip install 'attnlab[hf]'\n"
+
+
+def test_a_tiny_run_end_to_end():
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    pytest.importorskip("onnxruntime", reason="the hf extra (onnxruntime) is not installed")
+    report = run(TINY, log=lambda line: None)
+    assert list(report["rows"]) == ["attnlab packed", "transformers sdpa", "transformers eager", "onnxruntime"]
+    for name, diff in report["max_abs_diff_vs_attnlab"].items():
+        assert diff < 1e-5, name
+    assert report["onnx"]["fused_operators"]["Attention"] == TINY.layers  # ONNX Runtime's fused attention ran
+    mine = report["rows"]["attnlab packed"]
+    assert mine["attnlab_speedup"] == 1.0 and len(mine["samples_s"]) == TINY.repeats
+    assert report["pieces_per_batch"] < report["padded_pieces_per_batch"]
+    assert [t["target"] for t in report["targets"]] == [
+        "attnlab packed >= 3.0x transformers sdpa", "attnlab packed >= 1.5x onnxruntime",
+        "attnlab useful FLOP/s >= 90% of the best matmul",
+    ]
+    text = format_report(report)
+    assert "| engine | input | ms per batch | attnlab speed-up |" in text and "| onnxruntime | padded |" in text
