@@ -24,7 +24,8 @@ def add_parser(sub) -> None:
         ),
     )
     p.add_argument("--model", type=Path, required=True,
-                   help="model directory (from `attnlab train` or `attnlab demo`); a model without attention shows its tags")
+                   help="model directory (from `attnlab train` or `attnlab demo`; a model without attention shows "
+                        "its tags), or a Hugging Face checkpoint directory (its word pieces and attention, no tags)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only); with another address, "
                         "name the server as other machines reach it with --allow-host")

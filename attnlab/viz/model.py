@@ -3,7 +3,8 @@
 Shape letters: L layers, H heads, n tokens of one sentence, d head width.
 
 ``load_explainable(model_dir)`` reads a tagger model directory (``attnlab train``,
-``attnlab demo``) and returns an ``Explainable``:
+``attnlab demo``), or a Hugging Face checkpoint directory (``attnlab.viz.hf_model``: word
+pieces, attention, steps, no tags), and returns an ``Explainable``:
 
 * ``tag(sentences)``      for each list of tokens: (UPOS tags, probability of each tag)
 * ``annotate(tokens)``    every layer of tags the model predicts (UPOS, then XPOS when it has
@@ -13,8 +14,10 @@ Shape letters: L layers, H heads, n tokens of one sentence, d head width.
 * ``steps(tokens, layer, head)``  the seed's intermediates of one head (q, k, v, alpha,
                           alpha', b), recomputed from the layer's input; its alpha' equals
                           ``attention(tokens)[2][layer, head]``
+* ``split(text)``          the sentence as the tokens the other methods take (its words)
 * ``layers``, ``heads``, ``normalize``, ``name``; ``no_attention``: why there is no attention
-  to show (a model whose encoder is not the attention encoder: its tags only), else None
+  to show (a model whose encoder is not the attention encoder: its tags only), else None;
+  ``no_tags``: why there are no tags (a checkpoint without a tagging head), else None
 
 ``attention`` and ``steps`` of a model without attention raise ValueError with that reason.
 
@@ -43,6 +46,7 @@ class Explainable:
         encoder = loaded.model.encoder
         transformer = getattr(encoder, "transformer", None)
         self.no_attention: str | None = None
+        self.no_tags: str | None = None  # a model without a tagging head says why
         if transformer is None or not hasattr(encoder, "attention_weights"):
             self.no_attention = (f"{name} uses the {loaded.config.encoder!r} encoder, which has no attention "
                                  "to show (only its tags); train one with --encoder attention")
@@ -142,8 +146,7 @@ class Explainable:
         n = len(tokens)
         t = self.transformer
         with self._lock:
-            batch = self.features.encode([tokens])
-            x = self.model.encoder.proj(self.model.features(batch)[0])  # (n, D)
+            x = self.encoder_input(tokens)  # (n, D)
             cu = torch.tensor([0, n])
             positions = torch.arange(n)
             if t.position_table is not None:
@@ -158,6 +161,17 @@ class Explainable:
                 t.rotary.rotate_(qkv[:, :2], positions)
             q, k, v = (qkv[:, i, head].double().numpy() for i in range(3))  # (n, d) each
         return R.attend_steps(q, k, v, self.attend_mask(n), self.normalize)
+
+    def encoder_input(self, tokens: list[str]) -> torch.Tensor:
+        """(n, D): what the attention encoder's first layer is given for one sentence (before
+        the encoder's own position table, if it has one)."""
+        batch = self.features.encode([tokens])
+        return self.model.encoder.proj(self.model.features(batch)[0])
+
+    def split(self, text: str, how: str = "simple") -> list[str]:
+        """A sentence as the tokens this model reads and the explorer shows: its words
+        (``how``: "simple" or "whitespace", as ``attnlab.data.tokenize.tokenize``)."""
+        return tokenize(text, how)
 
     def attend_mask(self, n: int) -> np.ndarray:
         """(n, n) booleans, True where query i may attend to key j (causal and window limits)."""
@@ -196,12 +210,18 @@ class Explainable:
 
         ids = [i for i in range(len(self.vocabs.upos)) if i not in (PAD, UNK)]
         return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
-                "tags": self.vocabs.upos.decode(ids), "no_attention": self.no_attention}
+                "tags": self.vocabs.upos.decode(ids), "no_attention": self.no_attention, "no_tags": None}
 
 
 def load_explainable(model_dir: str | Path) -> Explainable:
     """Read a tagger model directory (safetensors + JSON); a model whose encoder is not the
-    attention encoder gives its tags only (``no_attention`` says why)."""
+    attention encoder gives its tags only (``no_attention`` says why). A Hugging Face
+    checkpoint directory (its config.json names a ``model_type``) gives its word pieces and
+    attention, without tags (``attnlab.viz.hf_model``)."""
+    from .hf_model import is_checkpoint, load_checkpoint
+
+    if is_checkpoint(model_dir):
+        return load_checkpoint(model_dir)
     from ..tasks.tagging import load_tagger
 
     loaded = load_tagger(model_dir)

@@ -31,10 +31,9 @@ def _as_model(model_or_dir):
 
 def _answers(model, text: str) -> dict:
     """What the page would ask the server about ``text``: its attention, and the steps of every head."""
-    from .model import tokenize
     from .payload import attention_body, steps_body
 
-    tokens = tokenize(text)
+    tokens = model.split(text)
     if not tokens:
         raise ValueError(f"the sentence {text!r} has no words")
     steps = {f"{l},{h}": steps_body(model, tokens, l, h)
