@@ -118,6 +118,15 @@ def test_explain_steps_of_a_checkpoint_head(checkpoint, expected, capsys):
     np.testing.assert_allclose(table, expected[1, 2], atol=1e-4)
 
 
+def test_show_embeds_a_checkpoints_pieces_and_steps(checkpoint, expected):
+    from attnlab.viz.notebook import _answers
+
+    answers = _answers(load_explainable(checkpoint), SENTENCE)
+    assert answers["attention"]["tokens"] == PIECES and answers["attention"]["no_tags"]
+    assert len(answers["steps"]) == LAYERS * HEADS
+    np.testing.assert_allclose(np.array(answers["steps"]["2,3"]["alpha_prime"]), expected[2, 3], atol=1e-6)
+
+
 # -- the explorer's API ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -157,3 +166,40 @@ def test_api_steps_and_refusals_of_a_checkpoint(server, expected):
     assert status == 422 and "without a tagging head" in body["error"]
     status, body = post(server, "/api/attention", {"tokens": ["[CLS]", "zebra"]})
     assert status == 422 and "'zebra' is not a word piece" in body["error"]
+
+
+def write_wordlevel_tokenizer(directory, words):
+    """A RoBERTa-style tokenizer.json: whole words, <s> ... </s> around the sentence."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {w: i for i, w in enumerate(["<s>", "<pad>", "</s>", "<unk>", *words])}
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tokenizer.add_special_tokens(["<s>", "<pad>", "</s>", "<unk>"])
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tokenizer.save(str(directory / "tokenizer.json"))
+
+
+def test_a_roberta_checkpoint_shows_its_own_special_pieces(tmp_path):
+    """RoBERTa: <s> ... </s> as its tokenizer gives them, positions from pad_token_id + 1; the
+    maps and one head's steps equal the encoder's."""
+    directory = save_checkpoint(hf_model("roberta", seed=3), tmp_path)
+    write_wordlevel_tokenizer(directory, ["I", "saw", "a", "with", "my", "old"])
+    model = load_explainable(directory)
+    pieces = model.split("I saw a saw with my old saw")
+    assert pieces == ["<s>", "I", "saw", "a", "saw", "with", "my", "old", "saw", "</s>"]
+    ids, cu = load_tokenizer(directory).pack(["I saw a saw with my old saw"])
+    with torch.inference_mode():
+        out = load_encoder(directory).forward_packed(ids, cu, return_weights=True)
+    expected = torch.stack([w[0] for w in out.attentions]).numpy()
+    np.testing.assert_allclose(model.attention(pieces)[2].numpy(), expected, atol=1e-6)
+    np.testing.assert_allclose(model.steps(pieces, 2, 3).alpha_prime, expected[2, 3], atol=1e-5)
+    assert "roberta checkpoint" in model.no_tags
+
+
+def test_explain_names_an_unsupported_checkpoint_in_one_line(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert main(["explain", "--model", str(tmp_path), SENTENCE]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnlab explain: error: ") and "model_type 'gpt2' is not supported" in err
+    assert err.count("\n") == 1

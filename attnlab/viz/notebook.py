@@ -18,7 +18,7 @@ VIEWS = ("head", "model", "steps", "compare")
 
 
 def _as_model(model_or_dir):
-    """An ``Explainable`` from one, or from a tagger model directory."""
+    """An ``Explainable`` from one, or from a tagger model or Hugging Face checkpoint directory."""
     from .model import Explainable, load_explainable
 
     if isinstance(model_or_dir, Explainable):
@@ -87,8 +87,8 @@ class Explorer:
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
          head: int = 1, height: int = 760) -> Explorer:
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a loaded model
-    (``attnlab.viz.model.load_explainable``) or a tagger model directory; ``compare``: a second
-    sentence for the compare view; ``view``: head, model, steps or compare; ``layer``, ``head``
-    from 1."""
+    (``attnlab.viz.model.load_explainable``), a tagger model directory or a Hugging Face
+    checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
+    model, steps or compare; ``layer``, ``head`` from 1."""
     model = _as_model(model_or_dir)
     return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)

@@ -119,6 +119,7 @@ async function loadHealth() {
   try {
     const health = await api("/api/health");
     const m = health.model;
+    if (m.no_tags) $("submit").textContent = "Attend";  // a checkpoint: nothing to tag
     const most = health.limits.max_tokens ? `; at most ${health.limits.max_tokens} tokens per sentence` : "";
     $("model-info").textContent = m.no_attention
       ? `model ${m.name}: tags only (no attention)${most}`
