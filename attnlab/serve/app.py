@@ -239,15 +239,25 @@ def error_response(status: int, message: str):
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def answer(function, *args):
+    """``function(*args)`` in a worker thread; a ValueError (input the model cannot take, such as
+    a word piece outside a checkpoint's vocabulary) is answered with 422."""
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        return await run_in_threadpool(function, *args)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
 def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32):
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
     ``tag``, ``attention`` and ``describe`` methods; its ``split``, when it has one, splits a
     text into the tokens it takes, its ``no_tags`` says why it has no tags). ``allowed_hosts``:
     the names and addresses a request's Host header may give (default: the loopback names; see
-    ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag`` requests tagged in
-    one forward pass (1 = one at a time)."""
+    ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag``
+    requests tagged in one forward pass (1 = one at a time)."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
     from starlette.responses import FileResponse, JSONResponse
@@ -264,13 +274,6 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
 
     async def sentence(request) -> list[str]:
         return sentence_tokens(await request_json(request), limits, split=split)
-
-    async def answer(function, *args):
-        """``function(*args)`` in a worker thread; a ValueError (input the model cannot take) is a 422."""
-        try:
-            return await run_in_threadpool(function, *args)
-        except ValueError as exc:
-            raise ApiError(422, str(exc)) from None
 
     async def health(request):
         return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
