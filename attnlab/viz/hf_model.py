@@ -2,9 +2,9 @@
 its word pieces and the attention of every layer and head, as attnlab's engine computes them.
 
 ``load_checkpoint(directory)`` reads ``config.json`` + ``model.safetensors`` (``attnlab.hf``)
-and ``tokenizer.json``, and returns a ``CheckpointExplainable``: an ``Explainable`` whose tokens
-are the checkpoint's word pieces, special ones included ([CLS] ... [SEP], <s> ... </s>, as its
-tokenizer gives them), and which has no tags (``no_tags`` says so):
+and ``tokenizer.json``, and returns a ``CheckpointExplainable``: ``Explainable``'s interface,
+whose tokens are the checkpoint's word pieces, special ones included ([CLS] ... [SEP],
+<s> ... </s>, as its tokenizer gives them), and which has no tags (``no_tags`` says so):
 
 * ``split(text)``             the word pieces of a sentence
 * ``attention(pieces)``       ([], [], weights (L, H, n, n)): alpha'_{i,j} of every layer and head
@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 
 from ..errors import require_extra
-from .model import Explainable
+from .heads import AttentionModel
 
 
 def is_checkpoint(directory: str | Path) -> bool:
@@ -50,8 +50,9 @@ def load_checkpoint(directory: str | Path) -> "CheckpointExplainable":
     return CheckpointExplainable(encoder, pieces, name=Path(directory).name or str(directory))
 
 
-class CheckpointExplainable(Explainable):
-    """An ``attnlab.hf.HFEncoder`` and its ``WordPieces``, with the explorer's interface."""
+class CheckpointExplainable(AttentionModel):
+    """An ``attnlab.hf.HFEncoder`` and its ``WordPieces``, with the explorer's interface (that of
+    ``attnlab.viz.model.Explainable``)."""
 
     def __init__(self, encoder, pieces, name: str = "checkpoint"):
         self.name = name

@@ -22,7 +22,8 @@ pieces, attention, steps, no tags), and returns an ``Explainable``:
 ``attention`` and ``steps`` of a model without attention raise ValueError with that reason.
 
 Layers and heads are numbered from 0 here (from 1 in what people read: the CLI and the page).
-Calls are serialized by a lock, so one ``Explainable`` can serve many threads.
+Calls are serialized by a lock, so one ``Explainable`` can serve many threads. ``steps`` and
+what it stands on are shared with the checkpoint's model (``attnlab.viz.heads``).
 """
 
 from __future__ import annotations
@@ -31,15 +32,13 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import torch
 
-from .. import reference as R
-from ..attention import masks
 from ..data.tokenize import tokenize  # noqa: F401  (re-exported for serve)
+from .heads import AttentionModel
 
 
-class Explainable:
+class Explainable(AttentionModel):
     """A loaded tagger (``attnlab.tasks.tagging.LoadedTagger``) with its attention exposed, when it has some."""
 
     def __init__(self, loaded, name: str = "model"):
@@ -59,11 +58,6 @@ class Explainable:
         self.heads: int = transformer.heads if transformer is not None else 0
         self.normalize: str | None = transformer.layers[0].attn.normalize if transformer is not None else None
         self._lock = threading.Lock()
-
-    def require_attention(self) -> None:
-        """ValueError saying why, for a model without attention."""
-        if self.no_attention is not None:
-            raise ValueError(self.no_attention)
 
     # -- tags -----------------------------------------------------------------------------
     def _scores(self, batch) -> torch.Tensor:
@@ -130,38 +124,6 @@ class Explainable:
         weights = torch.stack([w[0] for w in per_layer]).float()  # (L, H, n, n)
         return tags, probs, weights
 
-    @torch.inference_mode()
-    def steps(self, tokens: Sequence[str], layer: int, head: int) -> R.Steps:
-        """The seed's intermediates of head ``head`` of layer ``layer`` on one sentence (float64).
-
-        q^i, k^i, v^i are the head's slices of the layer's projections of its input (after the
-        layer norm, with rotary positions applied to q and k when the model uses them);
-        alpha, alpha' and b^i follow from them by ``attnlab.reference.attend_steps``.
-        """
-        tokens = list(tokens)
-        self.require_attention()
-        self.check_layer_head(layer, head)
-        if not tokens:
-            raise ValueError("the sentence has no tokens")
-        n = len(tokens)
-        t = self.transformer
-        with self._lock:
-            x = self.encoder_input(tokens)  # (n, D)
-            cu = torch.tensor([0, n])
-            positions = torch.arange(n)
-            if t.position_table is not None:
-                x = t.position_table(x, positions)
-            for block in t.layers[:layer]:
-                x = block.forward_packed(x, cu, rotary=t.rotary, positions=positions, causal=t.causal, window=t.window)
-            block = t.layers[layer]
-            a = block.norm1(x) if block.norm_first else x  # the a^i this layer's attention sees
-            attn = block.attn
-            qkv = attn.qkv(a).unflatten(-1, (3, attn.heads, attn.d_head))  # (n, 3, H, d)
-            if t.rotary is not None:
-                t.rotary.rotate_(qkv[:, :2], positions)
-            q, k, v = (qkv[:, i, head].double().numpy() for i in range(3))  # (n, d) each
-        return R.attend_steps(q, k, v, self.attend_mask(n), self.normalize)
-
     def encoder_input(self, tokens: list[str]) -> torch.Tensor:
         """(n, D): what the attention encoder's first layer is given for one sentence (before
         the encoder's own position table, if it has one)."""
@@ -172,37 +134,6 @@ class Explainable:
         """A sentence as the tokens this model reads and the explorer shows: its words
         (``how``: "simple" or "whitespace", as ``attnlab.data.tokenize.tokenize``)."""
         return tokenize(text, how)
-
-    def attend_mask(self, n: int) -> np.ndarray:
-        """(n, n) booleans, True where query i may attend to key j (causal and window limits)."""
-        t = self.transformer
-        mask = torch.ones(n, n, dtype=torch.bool)
-        if t.causal:
-            mask &= masks.causal(n)
-        if t.window is not None:
-            mask &= masks.window(n, t.window)
-        return mask.numpy()
-
-    def normalizers(self, alpha: np.ndarray) -> tuple[str, np.ndarray]:
-        """How alpha'_(i,.) follows from alpha_(i,.), and the one number per query i it divides by
-        or shifts by: (formula, (n,) values). softmax: log Z_i = log sum_j exp(alpha_(i,j)), so
-        alpha'_(i,j) = exp(alpha_(i,j) - log Z_i); relu: the count c_i of keys i may attend to;
-        sigmoid: log c_i."""
-        allowed = self.attend_mask(alpha.shape[0])
-        count = allowed.sum(axis=1).astype(np.float64)
-        if self.normalize == "softmax":
-            top = np.where(allowed, alpha, -np.inf).max(axis=1)
-            log_z = top + np.log(np.where(allowed, np.exp(alpha - top[:, None]), 0.0).sum(axis=1))
-            return "alpha'_(i,j) = exp(alpha_(i,j) - log Z_i),  log Z_i = log sum_j exp(alpha_(i,j))", log_z
-        if self.normalize == "relu":
-            return "alpha'_(i,j) = max(alpha_(i,j), 0) / c_i,  c_i = keys token i may attend to", count
-        return "alpha'_(i,j) = sigmoid(alpha_(i,j) - log c_i),  c_i = keys token i may attend to", np.log(count)
-
-    def check_layer_head(self, layer: int | None, head: int | None) -> None:
-        if layer is not None and not 0 <= layer < self.layers:
-            raise ValueError(f"layer {layer + 1} does not exist: the model has {self.layers} layers (1..{self.layers})")
-        if head is not None and not 0 <= head < self.heads:
-            raise ValueError(f"head {head + 1} does not exist: the model has {self.heads} heads (1..{self.heads})")
 
     def describe(self) -> dict:
         """Name, sizes and the tags the model can predict."""

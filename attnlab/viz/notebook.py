@@ -19,9 +19,10 @@ VIEWS = ("head", "model", "steps", "compare")
 
 def _as_model(model_or_dir):
     """An ``Explainable`` from one, or from a tagger model or Hugging Face checkpoint directory."""
-    from .model import Explainable, load_explainable
+    from .heads import AttentionModel
+    from .model import load_explainable
 
-    if isinstance(model_or_dir, Explainable):
+    if isinstance(model_or_dir, AttentionModel):
         return model_or_dir
     if isinstance(model_or_dir, (str, Path)):
         return load_explainable(model_or_dir)
