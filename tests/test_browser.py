@@ -539,3 +539,40 @@ def test_two_notebook_outputs_on_one_page_each_work(browser, model, tmp_path):
     finally:
         driver.switch_to.default_content()
     assert severe_errors(driver) == []
+
+
+# -- a Hugging Face checkpoint ---------------------------------------------------------------------------------
+
+def test_a_checkpoint_shows_its_word_pieces_and_every_heads_map(browser, tmp_path):
+    """A tiny random BERT checkpoint (built locally): word pieces instead of tag chips, the heatmap
+    with the pieces on its axes, and the steps of a head with the API's numbers."""
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    from test_hf import write_wordpiece_tokenizer
+    from tiny_hf import hf_model, save_checkpoint
+
+    directory = save_checkpoint(hf_model("bert"), tmp_path / "bert")
+    write_wordpiece_tokenizer(directory)
+    bert = load_explainable(directory)
+    text = "The cat sat on the unbelievable mat."
+    pieces = bert.split(text)
+    assert pieces[0] == "[CLS]" and pieces[-1] == "[SEP]" and "##believ" in pieces
+    driver = browser
+    with ServerThread(create_app(bert)) as url:
+        open_view(driver, url, text=text)
+        assert "bert checkpoint: word pieces, no tags" in driver.find_element(By.ID, "model-info").text
+        assert driver.find_element(By.ID, "submit").text == "Attend"
+        assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#tagged .token .word")] == pieces
+        assert driver.find_elements(By.CSS_SELECTOR, "#tagged .token .tag") == []
+        assert driver.find_element(By.ID, "tags-heading").text == "Word pieces"
+        note = driver.find_element(By.ID, "no-tags")
+        assert note.is_displayed() and "without a tagging head" in note.text
+        assert driver.execute_script("return document.getElementById('heatmap').geometry.tokens") == pieces
+        assert canvas_colours(driver) > 20
+        screenshot(driver, tmp_path / "checkpoint.png")
+
+        open_view(driver, url, text=text, view="steps", layer=3, head=2, query=8)
+        expected = api(url, "/api/steps", {"text": text, "layer": 2, "head": 1})
+        shown = [float(e.get_attribute("data-value")) for e in driver.find_elements(By.CSS_SELECTOR, "#steps-table td.alpha-prime")]
+        assert shown == expected["alpha_prime"][7]
+        assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#steps-table td.word")] == pieces
+        assert severe_errors(driver) == []

@@ -1,4 +1,5 @@
-"""`attnlab explain`: what a trained tagger attends to, as heatmaps or step by step."""
+"""`attnlab explain`: what a trained tagger, or a Hugging Face checkpoint, attends to, as
+heatmaps or step by step."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def add_parser(sub) -> None:
             "Tag a sentence with a trained attention tagger and draw its attention weights alpha'_(i,j): "
             "a grid of heatmaps, layers down and heads across, tokens (with their predicted tags) on both "
             "axes. --steps prints, for one head, q^i, k^i, v^i, the scaled scores alpha_(i,j) and the "
-            "weights alpha'_(i,j) of every token, in the notation of `attnlab steps`."
+            "weights alpha'_(i,j) of every token, in the notation of `attnlab steps`. --model may also be a "
+            "Hugging Face checkpoint directory (BERT, RoBERTa, DistilBERT, XLM-RoBERTa, ELECTRA: config.json, "
+            "model.safetensors, tokenizer.json): its word pieces are on the axes, without tags."
         ),
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`)")
+    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`), or a Hugging Face checkpoint directory")
     p.add_argument("sentence", nargs="+", help='the sentence, e.g. "I saw a saw"')
     p.add_argument("--out", type=Path, default=None,
                    help=f"image to write (.png, .svg or .pdf; default {DEFAULT_OUT}, or none with --steps)")
@@ -43,7 +46,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..data.tokenize import tokenize
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
@@ -51,18 +53,26 @@ def run(args) -> int:
     out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
     if out is not None:
         image_format(out)  # a bad --out fails before the model is loaded
-    tokens = tokenize(" ".join(args.sentence), args.tokenize)
-    if not tokens:
+    text = " ".join(args.sentence)
+    if not text.strip():
         raise ValueError("the sentence has no words")
     model = load_explainable(args.model)
     model.require_attention()
+    tokens = model.split(text, args.tokenize)  # words, or a checkpoint's word pieces
+    if not tokens:
+        raise ValueError("the sentence has no words")
     layer = args.layer - 1 if args.layer is not None else None
     head = args.head - 1 if args.head is not None else None
     model.check_layer_head(layer, head)
 
     tags, probs, weights = model.attention(tokens)
-    print(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags)))
-    print("  probabilities: " + " ".join(f"{p:.2f}" for p in probs))
+    if model.no_tags:
+        print(" ".join(tokens))
+        print(f"  ({model.no_tags})")
+    else:
+        print(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags)))
+        print("  probabilities: " + " ".join(f"{p:.2f}" for p in probs))
+    tags = tags or None
     if args.steps:
         steps = model.steps(tokens, layer or 0, head or 0)
         print()

@@ -20,11 +20,13 @@ def add_parser(sub) -> None:
             "POST /api/tag, POST /api/attention, POST /api/steps, GET /api/health. Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
-            "address and every --allow-host name. Needs the 'serve' extra: pip install 'attnlab[serve]'."
+            "address and every --allow-host name. --model may also be a Hugging Face checkpoint directory: its "
+            "word pieces and every head's attention, without tags. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
     p.add_argument("--model", type=Path, required=True,
-                   help="model directory (from `attnlab train` or `attnlab demo`); a model without attention shows its tags")
+                   help="model directory (from `attnlab train` or `attnlab demo`; a model without attention shows "
+                        "its tags), or a Hugging Face checkpoint directory (its word pieces and attention, no tags)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only); with another address, "
                         "name the server as other machines reach it with --allow-host")

@@ -5,12 +5,15 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
     GET  /api/health      {"status": "ok", "model": {...}, "limits": {...}}
     POST /api/tag         {"text": "I saw a saw"} or {"tokens": ["I", "saw", "a", "saw"]}
                           -> {"tokens": [...], "tags": [...], "probabilities": [...]}
+                          (422 for a model without tags: a checkpoint's word pieces)
     POST /api/attention   same body -> the above plus "annotations" (every layer of tags the
                           model predicts: [{"name", "tags", "probabilities"}], UPOS first),
                           "layers", "heads", "normalize" and "weights": [L][H][n][n],
                           weights[l][h][i][j] = alpha'_(i,j) of head h in layer l (query token
                           i, key token j; numbered from 0); for a model without attention,
-                          layers = heads = 0, weights = [] and "no_attention" says why
+                          layers = heads = 0, weights = [] and "no_attention" says why;
+                          for a Hugging Face checkpoint, "tokens" are its word pieces (special
+                          ones included), tags = annotations = [] and "no_tags" says why
     POST /api/steps       {"text" or "tokens", "layer": l, "head": h} (from 0) -> the seed's
                           steps of that head: "q", "k", "v" ([n][d], row i = token i), "alpha"
                           and "alpha_prime" ([n][n]), "b" ([n][d]), "d", "normalizer" (one
@@ -117,9 +120,10 @@ def _check_text(value: str, where: str) -> None:
         raise ApiError(400, f"{where} holds {ascii(value[exc.start])}, a lone surrogate, which is not a character") from None
 
 
-def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = ()) -> list[str]:
+def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = (), split=None) -> list[str]:
     """The tokens of ``{"text": str}`` or ``{"tokens": [str, ...]}``; 422 / 413 otherwise.
-    ``extra``: the other fields the endpoint reads (checked by the caller)."""
+    ``extra``: the other fields the endpoint reads (checked by the caller); ``split``: how the
+    model splits a text into its tokens (default: words, ``attnlab.data.tokenize.tokenize``)."""
     from ..viz.model import tokenize
 
     if not isinstance(obj, dict):
@@ -136,7 +140,7 @@ def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = ()) -> list[st
         if len(text) > limits.max_tokens * (limits.max_token_chars + 1):
             raise ApiError(413, f'"text" is {len(text)} characters long; send at most {limits.max_tokens} words')
         _check_text(text, '"text"')
-        tokens = tokenize(text)
+        tokens = (split or tokenize)(text)
     else:
         tokens = obj["tokens"]
         if not isinstance(tokens, list):
@@ -235,14 +239,25 @@ def error_response(status: int, message: str):
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def answer(function, *args):
+    """``function(*args)`` in a worker thread; a ValueError (input the model cannot take, such as
+    a word piece outside a checkpoint's vocabulary) is answered with 422."""
+    from starlette.concurrency import run_in_threadpool
+
+    try:
+        return await run_in_threadpool(function, *args)
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+
+
 def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32):
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
-    ``tag``, ``attention`` and ``describe`` methods). ``allowed_hosts``: the names and addresses
-    a request's Host header may give (default: the loopback names; see ``host_name``; no
-    patterns, so the check is never off). ``max_batch``: most ``/api/tag`` requests tagged in
-    one forward pass (1 = one at a time)."""
+    ``tag``, ``attention`` and ``describe`` methods; its ``split``, when it has one, splits a
+    text into the tokens it takes, its ``no_tags`` says why it has no tags). ``allowed_hosts``:
+    the names and addresses a request's Host header may give (default: the loopback names; see
+    ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag``
+    requests tagged in one forward pass (1 = one at a time)."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
     from starlette.responses import FileResponse, JSONResponse
@@ -250,6 +265,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     from starlette.staticfiles import StaticFiles
 
     hosts = frozenset(host_name(h) for h in allowed_hosts)
+    split = getattr(model, "split", None)
     batcher = TagBatcher(model.tag, max_batch)
 
     async def request_json(request):
@@ -257,25 +273,27 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         return parse_json(await read_body(request, limits.max_body_bytes))
 
     async def sentence(request) -> list[str]:
-        return sentence_tokens(await request_json(request), limits)
+        return sentence_tokens(await request_json(request), limits, split=split)
 
     async def health(request):
         return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
 
     async def tag(request):
+        if getattr(model, "no_tags", None):
+            raise ApiError(422, model.no_tags)
         tokens = await sentence(request)
         tags, probs = await batcher.tag(tokens)
         return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [rounded(p) for p in probs]})
 
     async def attention(request):
         tokens = await sentence(request)
-        return JSONResponse(await run_in_threadpool(attention_body, model, tokens))
+        return JSONResponse(await answer(attention_body, model, tokens))
 
     async def steps(request):
         obj = await request_json(request)
-        tokens = sentence_tokens(obj, limits, extra=("layer", "head"))
+        tokens = sentence_tokens(obj, limits, extra=("layer", "head"), split=split)
         layer, head = layer_and_head(obj, model)
-        return JSONResponse(await run_in_threadpool(steps_body, model, tokens, layer, head))
+        return JSONResponse(await answer(steps_body, model, tokens, layer, head))
 
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")

@@ -18,10 +18,11 @@ VIEWS = ("head", "model", "steps", "compare")
 
 
 def _as_model(model_or_dir):
-    """An ``Explainable`` from one, or from a tagger model directory."""
-    from .model import Explainable, load_explainable
+    """An ``Explainable`` from one, or from a tagger model or Hugging Face checkpoint directory."""
+    from .heads import AttentionModel
+    from .model import load_explainable
 
-    if isinstance(model_or_dir, Explainable):
+    if isinstance(model_or_dir, AttentionModel):
         return model_or_dir
     if isinstance(model_or_dir, (str, Path)):
         return load_explainable(model_or_dir)
@@ -31,10 +32,9 @@ def _as_model(model_or_dir):
 
 def _answers(model, text: str) -> dict:
     """What the page would ask the server about ``text``: its attention, and the steps of every head."""
-    from .model import tokenize
     from .payload import attention_body, steps_body
 
-    tokens = tokenize(text)
+    tokens = model.split(text)
     if not tokens:
         raise ValueError(f"the sentence {text!r} has no words")
     steps = {f"{l},{h}": steps_body(model, tokens, l, h)
@@ -88,8 +88,8 @@ class Explorer:
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
          head: int = 1, height: int = 760) -> Explorer:
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a loaded model
-    (``attnlab.viz.model.load_explainable``) or a tagger model directory; ``compare``: a second
-    sentence for the compare view; ``view``: head, model, steps or compare; ``layer``, ``head``
-    from 1."""
+    (``attnlab.viz.model.load_explainable``), a tagger model directory or a Hugging Face
+    checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
+    model, steps or compare; ``layer``, ``head`` from 1."""
     model = _as_model(model_or_dir)
     return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)

@@ -18,10 +18,13 @@ def table(x) -> list:
 
 def attention_body(model, tokens: list[str]) -> dict:
     """Tags (every layer the model predicts, UPOS first, in "annotations"), and the weights
-    [L][H][n][n] of every layer and head; a model without attention: no weights and why."""
+    [L][H][n][n] of every layer and head; a model without attention: no weights and why; a
+    model without tags (a checkpoint's word pieces): no tags and why ("no_tags")."""
     annotations = [{**a, "probabilities": [rounded(p) for p in a["probabilities"]]} for a in model.annotate(tokens)]
-    body = {"tokens": tokens, "tags": annotations[0]["tags"], "probabilities": annotations[0]["probabilities"],
-            "annotations": annotations, "layers": model.layers, "heads": model.heads, "normalize": model.normalize}
+    first = annotations[0] if annotations else {"tags": [], "probabilities": []}
+    body = {"tokens": tokens, "tags": first["tags"], "probabilities": first["probabilities"],
+            "annotations": annotations, "layers": model.layers, "heads": model.heads, "normalize": model.normalize,
+            "no_tags": getattr(model, "no_tags", None)}
     if model.no_attention is not None:
         return {**body, "weights": [], "no_attention": model.no_attention}
     tags, probs, weights = model.attention(tokens)

@@ -119,10 +119,12 @@ async function loadHealth() {
   try {
     const health = await api("/api/health");
     const m = health.model;
+    if (m.no_tags) $("submit").textContent = "Attend";  // a checkpoint: nothing to tag
+    const most = health.limits.max_tokens ? `; at most ${health.limits.max_tokens} tokens per sentence` : "";
     $("model-info").textContent = m.no_attention
-      ? `model ${m.name}: tags only (no attention); at most ${health.limits.max_tokens} tokens per sentence`
-      : `model ${m.name}: ${m.layers} layers × ${m.heads} heads, ${m.normalize}; ` +
-        `at most ${health.limits.max_tokens} tokens per sentence`;
+      ? `model ${m.name}: tags only (no attention)${most}`
+      : `model ${m.name}: ${m.layers} layers × ${m.heads} heads, ${m.normalize}` +
+        (m.no_tags ? `; ${m.model_type} checkpoint: word pieces, no tags` : "") + most;
   } catch (err) {
     $("model-info").textContent = "";
     showError(err.message);
@@ -164,6 +166,10 @@ async function submit(event) {
 
 function setupAttention() {
   const d = state.data;
+  // a checkpoint without a tagging head: its word pieces stand where the tags would
+  $("no-tags").hidden = !d.no_tags;
+  $("no-tags").textContent = d.no_tags ? `No tags: ${d.no_tags}.` : "";
+  $("tags-heading").textContent = d.no_tags ? "Word pieces" : "Tags";
   const none = Boolean(d.no_attention);
   $("no-attention").hidden = !none;
   $("no-attention").textContent = none ? `No attention to draw: ${d.no_attention}.` : "";
@@ -255,7 +261,7 @@ function drawHeatmap(canvas, data, w, { focus = null, maxCell = 40, area = 420 }
   const font = `${cell < 16 ? 11 : 13}px system-ui, sans-serif`;  // labels no taller than their row
   ctx.font = font;
   const width = (s) => ctx.measureText(s).width;
-  const tagGap = Math.max(...data.tags.map(width)) + 10;
+  const tagGap = data.tags.length ? Math.max(...data.tags.map(width)) + 10 : 0;  // no tags: word pieces alone
   const left = Math.ceil(Math.max(...data.tokens.map(width)) + tagGap) + 14;
   // a key label that fits in its column is written upright; a longer one upwards
   const upright = data.tokens.map((t) => width(t) <= cell - 3);
@@ -297,7 +303,7 @@ function drawAxisLabels(ctx, data, { left, top, cell, tagGap, upright, font }) {
   data.tokens.forEach((t, i) => {  // query tokens and their tags, left of their row
     const y = top + (i + 0.5) * cell;
     ctx.fillStyle = "#2a6fb0";
-    ctx.fillText(data.tags[i], left - 8, y);
+    ctx.fillText(data.tags[i] || "", left - 8, y);
     ctx.fillStyle = "#1d232a";
     ctx.fillText(t, left - 8 - tagGap, y);
   });
@@ -421,7 +427,7 @@ function drawLineLabels(svg, side, y, { xLeft, xRight, width }) {
     svg.appendChild(svgElement("text", {
       x: isLeft ? 8 : width - 8, y: y(i), "text-anchor": isLeft ? "start" : "end",
       "dominant-baseline": "middle", class: "tag",
-    }, state.data.tags[i]));
+    }, state.data.tags[i] || ""));
   });
 }
 
@@ -666,7 +672,7 @@ async function renderCompare() {
     drawHeatmap(canvas, data, headWeights(data, state.layer, state.head), { maxCell: 32, area: 300 });
     canvas.dataset.layer = String(state.layer); canvas.dataset.head = String(state.head);
     $(`caption-${side}`).textContent = `“${data.tokens.join(" ")}”: ` +
-      data.tokens.map((t, i) => `${t}/${data.tags[i]}`).join(" ");
+      (data.no_tags ? data.tokens : data.tokens.map((t, i) => `${t}/${data.tags[i]}`)).join(" ");
   }
 }
 
