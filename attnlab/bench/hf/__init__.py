@@ -164,8 +164,8 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def profile_engines(engines: dict, batches: list[Batch]) -> dict[str, str]:
-    """torch.profiler tables of one batch through attnlab and transformers sdpa."""
+    """torch.profiler tables of one batch through attnlab (and its bfloat16 form) and transformers sdpa."""
     from ..encoder.sentences import profile_table
 
-    cases = engine_cases({k: v for k, v in engines.items() if k in ("attnlab packed", "transformers sdpa")}, batches)
+    cases = engine_cases({k: v for k, v in engines.items() if k in (FP32, BF16, "transformers sdpa")}, batches)
     return {name: profile_table(call) for name, call in cases.items()}
