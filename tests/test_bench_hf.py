@@ -42,6 +42,7 @@ def test_options_fill_the_config():
     cfg = hf_config(_args("--quick", "--threads", "1", "--no-onnx", "--pieces-per-word", "1.5"))
     assert (cfg.batches, cfg.repeats, cfg.threads, cfg.onnx, cfg.pieces_per_word) == (1, 3, 1, False, 1.5)
     assert QUICK == {"batches": 1, "repeats": 3}
+    assert (cfg.bf16, hf_config(_args("--bf16")).bf16) == (False, True)
     full = hf_config(_args("--repeats", "2"))
     assert (full.batches, full.repeats, full.threads, full.onnx, full.layers, full.width, full.heads, full.batch) == (
         3, 2, 2, True, 12, 768, 12, 64)
@@ -81,3 +82,27 @@ def test_a_tiny_run_end_to_end():
     ]
     text = format_report(report)
     assert "| engine | input | ms per batch | attnlab speed-up |" in text and "| onnxruntime | padded |" in text
+
+
+def test_a_tiny_run_with_bf16():
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    from dataclasses import replace
+
+    from attnlab.kernels import native
+
+    report = run(replace(TINY, bf16=True, onnx=False), log=lambda line: None)
+    assert list(report["rows"]) == ["attnlab packed", "transformers sdpa", "transformers eager", "attnlab packed bf16"]
+    acc = report["bf16_accuracy"]
+    assert 1e-4 < acc["relative"] < 5e-2 and acc["min_cosine"] > 0.995  # see test_hf_bf16.py for the bound
+    assert "attnlab packed bf16" not in report["max_abs_diff_vs_attnlab"]  # bf16 is not held to 1e-5
+    # the native attention kernel and oneDNN linear take float32 only: bf16 runs plain PyTorch
+    assert report["attnlab_paths"]["attnlab packed bf16"] == []
+    if native.unavailable_reason() is None:
+        assert "native attention" in report["attnlab_paths"]["attnlab packed"]
+    text = format_report(report)
+    rows = report["rows"]
+    ratio = rows["attnlab packed"]["median_s"] / rows["attnlab packed bf16"]["median_s"]
+    assert f"bfloat16: {ratio:.2f}x the speed of float32" in text
+    assert "| attnlab packed bf16 | packed |" in text
+    assert "attnlab packed bf16: none (plain PyTorch)" in text
+    assert "bfloat16" not in format_report(run(replace(TINY, onnx=False), log=lambda line: None))

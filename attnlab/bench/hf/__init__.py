@@ -16,6 +16,7 @@ medians over the rounds are reported, with the speed-ups of attnlab and the usef
     config.py    HFBenchConfig, QUICK, the targets
     engines.py   the checkpoint, the batches, the transformers models, the ONNX export
     report.py    the printed report
+    bf16.py      ``--bf16``: attnlab in bfloat16 beside float32, its accuracy and fast paths
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..flops import encoder_flops
 from ..machine import machine_info
 from ..matmul import matmul_rates
 from ..timing import interleaved, warm_up
+from .bf16 import BF16, FP32, bf16_accuracy, paths_ran
 from .config import OF_MATMUL_TARGET, QUICK, TARGETS, HFBenchConfig
 from .engines import Batch, export_onnx, load_transformers, make_batches, ort_session, save_random_bert, temporary_directory
 from .report import format_report
@@ -61,7 +63,7 @@ def engine_cases(engines: dict, batches: list[Batch]) -> dict[str, Callable[[], 
                 session.run(None, b.onnx_feed)
         return call
 
-    kinds = {"attnlab packed": packed, "transformers sdpa": padded, "transformers eager": padded, "onnxruntime": onnx}
+    kinds = {FP32: packed, BF16: packed, "transformers sdpa": padded, "transformers eager": padded, "onnxruntime": onnx}
     return {name: kinds[name](engine) for name, engine in engines.items()}
 
 
@@ -86,11 +88,15 @@ def max_differences(engines: dict, batch: Batch) -> dict[str, float]:
 
 def build_engines(cfg: HFBenchConfig, directory, log: Callable[[str], None]) -> tuple[dict, dict]:
     """Every engine with the weights of one checkpoint saved in ``directory``; and notes on the ONNX export."""
+    import torch
+
     from ...hf import load_encoder
 
     eager = save_random_bert(cfg, directory)
-    engines = {"attnlab packed": load_encoder(directory), "transformers sdpa": load_transformers(directory, "sdpa"),
+    engines = {FP32: load_encoder(directory), "transformers sdpa": load_transformers(directory, "sdpa"),
                "transformers eager": eager}
+    if cfg.bf16:
+        engines[BF16] = load_encoder(directory, dtype=torch.bfloat16)
     notes = {}
     if cfg.onnx:
         path, fused, seconds = export_onnx(eager, cfg, directory)
@@ -134,6 +140,8 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
     with temporary_directory() as directory:
         engines, notes = build_engines(cfg, Path(directory), log)
         differences = max_differences(engines, batches[0])
+        accuracy = bf16_accuracy(engines, batches[0]) if cfg.bf16 else {}
+        ran = {name: paths_ran(engines[name], batches[0]) for name in (FP32, BF16) if name in engines}
         matmul = matmul_rates(cfg.matmul_sizes)
         rows = timing_rows(engine_cases(engines, batches), cfg, batches, max(r["gflops"] for r in matmul))
         profiles = profile_engines(engines, batches[:1]) if cfg.profile else {}
@@ -146,6 +154,8 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
         "matmul": matmul,
         "max_abs_diff_vs_attnlab": differences,
         "onnx": notes,
+        "bf16_accuracy": accuracy,
+        "attnlab_paths": ran,
         "rows": rows,
         "targets": check_targets(rows),
         "profiles": profiles,
@@ -154,8 +164,8 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def profile_engines(engines: dict, batches: list[Batch]) -> dict[str, str]:
-    """torch.profiler tables of one batch through attnlab and transformers sdpa."""
+    """torch.profiler tables of one batch through attnlab (and its bfloat16 form) and transformers sdpa."""
     from ..encoder.sentences import profile_table
 
-    cases = engine_cases({k: v for k, v in engines.items() if k in ("attnlab packed", "transformers sdpa")}, batches)
+    cases = engine_cases({k: v for k, v in engines.items() if k in (FP32, BF16, "transformers sdpa")}, batches)
     return {name: profile_table(call) for name, call in cases.items()}

@@ -24,6 +24,7 @@ class HFBenchConfig:
     pieces_per_word: float = PIECES_PER_WORD
     threads: int = 2
     onnx: bool = True
+    bf16: bool = False  # also attnlab in bfloat16 (weights and activations)
     matmul_sizes: tuple[int, ...] = (1024, 2048)  # the square products of the reference rate
     profile: bool = False
     treebank: str | None = None

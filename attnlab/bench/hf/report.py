@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .bf16 import format_bf16
+
 
 def format_report(report: dict) -> str:
     m, cfg = report["machine"], report["config"]
@@ -28,6 +30,7 @@ def format_report(report: dict) -> str:
     lines += ["", f"same function check, max |engine - attnlab| over real pieces: {diffs}"]
     if report["onnx"]:
         lines.append(f"ONNX Runtime fused operators: {report['onnx']['fused_operators']}")
+    lines += format_bf16(report)
     lines += ["", "targets:"]
     lines += [f"  [{'met' if t['met'] else 'MISSED'}] {t['target']}: {t['value']:.2f}" for t in report["targets"]]
     for name, table in report["profiles"].items():

@@ -1,0 +1,61 @@
+"""bfloat16 beside float32 in `attnlab bench hf --bf16`: the same checkpoint loaded twice by
+``attnlab.hf.load_encoder`` (weights and activations in bfloat16), which fast paths each ran
+(``attnlab.kernels.record()``), and what bfloat16 costs in accuracy on the last hidden state.
+
+Shape letters: T real word pieces, D width.
+"""
+
+from __future__ import annotations
+
+FP32, BF16 = "attnlab packed", "attnlab packed bf16"
+
+
+def paths_ran(encoder, batch) -> list[str]:
+    """The names of the fast paths (native attention, oneDNN linear, ...) one batch took."""
+    import torch
+
+    from ...kernels import record
+
+    with record() as ran, torch.inference_mode():
+        encoder.forward_packed(batch.packed, batch.cu)
+    return sorted(ran)
+
+
+def hidden_difference(fp32, bf16) -> dict[str, float]:
+    """How far ``bf16`` (T, D) is from ``fp32`` (T, D), both last hidden states over real pieces:
+    max and mean |bf16 - fp32|, the relative error ||bf16 - fp32|| / ||fp32|| (Frobenius), and
+    the cosine similarity of every piece's vector (the smallest and the mean)."""
+    import torch
+
+    a, b = fp32.float(), bf16.float()
+    diff = (b - a).abs()
+    cosine = torch.nn.functional.cosine_similarity(a, b, dim=-1)  # (T,)
+    return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
+            "relative": float(torch.linalg.norm(b - a) / torch.linalg.norm(a)),
+            "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean())}
+
+
+def bf16_accuracy(engines: dict, batch) -> dict[str, float]:
+    """``hidden_difference`` of the bfloat16 encoder against the float32 one on ``batch``."""
+    import torch
+
+    with torch.inference_mode():
+        fp32, bf16 = (engines[name].forward_packed(batch.packed, batch.cu).last_hidden_state for name in (FP32, BF16))
+    return hidden_difference(fp32, bf16)
+
+
+def format_bf16(report: dict) -> list[str]:
+    """The report's lines on bfloat16 (none without ``--bf16``)."""
+    acc = report.get("bf16_accuracy")
+    if not acc:
+        return []
+    rows = report["rows"]
+    ratio = rows[FP32]["median_s"] / rows[BF16]["median_s"]
+    paths = "; ".join(f"{name}: {', '.join(ran) or 'none (plain PyTorch)'}" for name, ran in report["attnlab_paths"].items())
+    return [
+        "", f"bfloat16: {ratio:.2f}x the speed of float32 (interleaved medians, same checkpoint and batches)",
+        f"bfloat16 vs float32, last hidden state over real pieces: max |diff| {acc['max_abs']:.2e}, "
+        f"mean |diff| {acc['mean_abs']:.2e}, relative {acc['relative']:.2e}, "
+        f"cosine per piece min {acc['min_cosine']:.5f} mean {acc['mean_cosine']:.5f}",
+        f"fast paths that ran: {paths}",
+    ]
