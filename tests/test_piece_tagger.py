@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from attnlab.cli import main
-from attnlab.data.conllu import format_conllu, read_conllu
-from attnlab.data.demo import demo_paths
+from attnlab.data.conllu import read_conllu
 from tiny_hf import hf_config, save_checkpoint
+from tiny_tasks import demo_slices
 
 pytest.importorskip("tokenizers", reason="the hf extra (tokenizers) is not installed")
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
@@ -39,10 +39,8 @@ def write_tokenizer(directory, words: set[str]) -> int:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrained")
-    paths = demo_paths()
-    train, dev = read_conllu(paths["train"])[:160], read_conllu(paths["dev"])[:30]
-    (root / "train.conllu").write_text(format_conllu(train), encoding="utf-8")
-    (root / "dev.conllu").write_text(format_conllu(dev), encoding="utf-8")
+    demo_slices(root, train=160, dev=30)
+    train = read_conllu(root / "train.conllu")
     checkpoint = root / "bert"
     checkpoint.mkdir()
     common = {w.lower() for s in train for w in s.forms}

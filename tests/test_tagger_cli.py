@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from attnlab.cli import main
-from attnlab.data.conllu import format_conllu, read_conllu
-from attnlab.data.demo import demo_paths
+from attnlab.data.conllu import read_conllu
+from tiny_tasks import demo_slices
 
 TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
         "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1"]
@@ -35,11 +35,8 @@ UD = (
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("tb")
-    paths = demo_paths()
-    train, dev = read_conllu(paths["train"])[:240], read_conllu(paths["dev"])[:40]
-    (root / "tiny-train.conllu").write_text(format_conllu(train), encoding="utf-8")
-    (root / "tiny-dev.conllu").write_text(format_conllu(dev), encoding="utf-8")
-    (root / "tiny-test.conllu").write_text(format_conllu(read_conllu(paths["test"])[:60]), encoding="utf-8")
+    for split, path in demo_slices(root, train=240, dev=40, test=60).items():
+        path.rename(root / f"tiny-{split}.conllu")
     return root
 
 

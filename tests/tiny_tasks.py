@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 
-from attnlab.data.conllu import parse_conllu
+from attnlab.data.conllu import format_conllu, parse_conllu, read_conllu
+from attnlab.data.demo import demo_paths
 
 NEWS = ["government", "minister", "report", "election", "market", "official", "said", "announced", "percent"]
 CHAT = ["lol", "hey", "gonna", "cool", "thanks", "yeah", "awesome", "dude", "omg"]
@@ -68,3 +69,16 @@ def genre_corpus(n: int, seed: int):
 
 def lemma_corpus(n: int, seed: int, stems=STEMS):
     return parse_conllu(lemma_text(n, seed, stems), f"<lemma {seed}>")
+
+
+def demo_slices(root, **counts: int) -> dict:
+    """The first sentences of the shipped demo corpus's splits, written into ``root``:
+    ``demo_slices(root, train=240, dev=40)`` writes train.conllu and dev.conllu there and
+    returns their paths by split."""
+    paths = demo_paths()
+    written = {}
+    for split, n in counts.items():
+        written[split] = root / f"{split}.conllu"
+        written[split].write_text(format_conllu(read_conllu(paths[split])[:n]), encoding="utf-8")
+    return written
+
