@@ -380,9 +380,13 @@ inline void vstore(T* p, V v) {
     std::memcpy(p, &v, sizeof(V));
 }
 
-// Rows per block: keep R * D / L accumulators within 16 registers.
+// Rows per block: keep R * D / L accumulators within 16 registers. ATTNLAB_ROWS (a build-time
+// define, for timing only) forces R.
 template <typename T, int D>
 constexpr int rows_per_block() {
+#ifdef ATTNLAB_ROWS
+    return ATTNLAB_ROWS;
+#endif
     constexpr int per_row = D / Simd<T>::L;
     return per_row <= 4 ? 4 : (per_row <= 8 ? 2 : 1);
 }
@@ -529,7 +533,11 @@ inline T masked_exp(T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi, T sh
     V total = V{};
     for (int64_t jb = jb0; jb < jb1; ++jb) {
         const I j = iota + (E)(jb * L);
+#ifdef ATTNLAB_TIME_WITHOUT_EXP  // timing only: wrong results, the cost of exp left out
+        const V e = vload<V>(s + jb * L) - sh;
+#else
         const V e = Simd<T>::exp(vload<V>(s + jb * L) - sh);
+#endif
         const V p = (j >= (E)lo) & (j < (E)hi) ? e : V{};
         vstore(s + jb * L, p);
         total += p;
@@ -558,8 +566,16 @@ inline T masked_max(const T* s, int64_t jb0, int64_t jb1, int64_t lo, int64_t hi
 // Keys are taken in chunks of this many (a multiple of every L): a chunk of K^T and V
 // stays in cache while all query rows of a piece use it (the flash-attention order), and
 // each row's softmax is carried across chunks by its running maximum and sum.
-constexpr int64_t kKeyChunk = 512;
-constexpr int64_t kQueryChunk = 64;  // query rows per piece of a long sequence
+// Both can be set at build time (-DATTNLAB_KEY_CHUNK=..., -DATTNLAB_QUERY_CHUNK=...) only to
+// time other sizes (attnlab/bench/encoder/tiles.py); attnlab's own builds use the defaults.
+#ifndef ATTNLAB_KEY_CHUNK
+#define ATTNLAB_KEY_CHUNK 512
+#endif
+#ifndef ATTNLAB_QUERY_CHUNK
+#define ATTNLAB_QUERY_CHUNK 64
+#endif
+constexpr int64_t kKeyChunk = ATTNLAB_KEY_CHUNK;
+constexpr int64_t kQueryChunk = ATTNLAB_QUERY_CHUNK;  // query rows per piece of a long sequence
 
 template <typename T, int D>
 void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
@@ -649,7 +665,11 @@ void attention_forward_tiled(const Args<T>& a, T* out, int64_t o_row, T* lse) {
                     // range must not reach it even as 0 * v_j (v_j may be inf or NaN)
                     const int64_t all_lo = key_range(i0 + rows - 1, n, a.causal, a.window).lo;
                     const int64_t all_hi = key_range(i0, n, a.causal, a.window).hi;
+#ifdef ATTNLAB_TIME_WITHOUT_PV  // timing only: wrong results, the P.V products left out
+                    for (int64_t j = lo_min; j < lo_min; ++j) {
+#else
                     for (int64_t j = lo_min; j < hi_max; ++j) {
+#endif
                         const T* vj = a.v + (start + j) * a.v_row + h * D;
                         V vv[DV];
                         for (int k = 0; k < DV; ++k) vv[k] = vload<V>(vj + k * L);
