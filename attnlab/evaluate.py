@@ -224,10 +224,12 @@ class WordLevelReport:
         raise KeyError(layer)
 
     def to_json(self) -> dict:
-        return {"words": self.words, "unknown_words": self.unknown_words,
-                "layers": {s.layer: {"status": s.status, "accuracy": s.accuracy, "correct": s.correct,
-                                     "unknown_accuracy": s.unknown_accuracy, "unknown_correct": s.unknown_correct}
-                           for s in self.layers}}
+        """``{"words": .., "unknown_words": .., "UPOS": {"status", "accuracy", ...}, "XPOS": ..., ...}``."""
+        obj: dict = {"words": self.words, "unknown_words": self.unknown_words}
+        for s in self.layers:
+            obj[s.layer] = {"status": s.status, "accuracy": s.accuracy, "correct": s.correct,
+                            "unknown_accuracy": s.unknown_accuracy, "unknown_correct": s.unknown_correct}
+        return obj
 
     def format(self) -> str:
         """One line per layer: accuracy and unknown-word accuracy, "–" where there is none."""

@@ -100,7 +100,7 @@ def test_a_gold_without_xpos_reports_it_absent():
     # AllTags = UPOS and UFeats: word 1 right, word 2 UPOS wrong -> 1/2.
     assert report["AllTags"].accuracy == 0.5
     assert report.format().splitlines()[2].split()[:3] == ["XPOS", "–", "–"]
-    assert report.to_json()["layers"]["XPOS"] == {"status": "absent", "accuracy": None, "correct": 0,
+    assert report.to_json()["XPOS"] == {"status": "absent", "accuracy": None, "correct": 0,
                                                   "unknown_accuracy": None, "unknown_correct": 0}
 
 
@@ -151,3 +151,27 @@ def test_sentence_boundaries_may_differ_but_gold_upos_must_be_valid():
         score([GOLD[0], GOLD[1], "3 books book NOUNS NNS _"], GOLD[:3])
     with pytest.raises(ConlluError, match=r"gold\.conllu:1: UPOS is '_'"):
         score(["1 She she _ PRP _"], GOLD[:1])
+
+
+def test_tag_model_evaluation_reports_the_layers_it_predicts():
+    from types import SimpleNamespace
+
+    from attnlab.tasks.tag_task import Tag
+    from attnlab.tasks.tagging import score_tagger
+
+    gold = parse_conllu(conllu(*GOLD), "gold.conllu")
+    vocabs = SimpleNamespace(features=SimpleNamespace(is_known=lambda form: form.lower() in {"she", "."}))
+    # UPOS: books wrong -> 3/4 (unknown reads, books: 1/2); XPOS: all right -> 4/4.
+    tag = lambda forms: ([["PRON", "VERB", "VERB", "PUNCT"]], [["PRP", "VBZ", "NNS", "."]])
+    result = score_tagger(tag, vocabs, "model", gold, "gold.conllu")
+    layers = result["layers"]
+    assert layers["UPOS"].accuracy == result["report"].accuracy == 0.75
+    assert layers["UPOS"].unknown_accuracy == result["report"].unknown_accuracy == 0.5
+    assert layers["XPOS"].accuracy == 1.0
+    assert [layers[n].status for n in ("UFeats", "AllTags", "Lemmas")] == ["not predicted"] * 3
+    task = Tag()
+    obj = task.report_json(result)
+    assert obj["upos"]["accuracy"] == 0.75 and obj["xpos_accuracy"] == 1.0  # the fields that were there
+    assert obj["layers"]["XPOS"]["accuracy"] == 1.0 and obj["layers"]["AllTags"]["accuracy"] is None
+    text = task.report_text(result)
+    assert "XPOS accuracy    100.00%" in text and "UPOS        75.00%    50.00%" in text
