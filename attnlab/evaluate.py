@@ -9,13 +9,20 @@ Everything here works on plain lists of tag strings, so it can score any tagger
 
 A token is *unknown* when the caller says so; for the taggers in this project that
 means its lowercased form never occurs in the training data.
+
+``score_conllu`` / ``score_conllu_files`` score a predicted CoNLL-U file against a gold one
+with the same words, layer by layer (UPOS, XPOS, UFeats, AllTags, Lemmas), by the definitions
+of the CoNLL 2018 shared task (see ``score_word_layers``).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from .data.conllu import ConlluError, check_tags, read_conllu
 
 
 @dataclass(frozen=True)
@@ -157,3 +164,194 @@ def score_tags(
         per_tag=tuple(per_tag),
         confusions=tuple(Confusion(g, p, n) for (g, p), n in worst),
     )
+
+
+# -- word-level layers, scored as the CoNLL 2018 shared task does -----------------------
+
+# The universal feature names of UD v2 that the CoNLL 2018 evaluation compares; any other name
+# (a language-specific feature, a layered one such as ``Number[psor]``) is left out of UFeats.
+UNIVERSAL_FEATURES = frozenset({
+    "PronType", "NumType", "Poss", "Reflex", "Foreign", "Abbr", "Gender", "Animacy", "Number", "Case",
+    "Definite", "Degree", "VerbForm", "Mood", "Tense", "Aspect", "Voice", "Evident", "Polarity", "Person",
+    "Polite",
+})
+WORD_LAYERS = ("UPOS", "XPOS", "UFeats", "AllTags", "Lemmas")
+_COLUMNS = {"UPOS": "upos", "XPOS": "xpos", "UFeats": "feats", "Lemmas": "lemma"}
+_TAG_LAYERS = ("UPOS", "XPOS", "UFeats")  # what AllTags joins
+
+
+def universal_features(feats: str) -> frozenset[str]:
+    """The ``Name=Value`` pairs of a FEATS field whose name is universal; ``_`` is the empty set."""
+    if feats in ("", "_"):
+        return frozenset()
+    return frozenset(f for f in feats.split("|") if f.split("=", 1)[0] in UNIVERSAL_FEATURES)
+
+
+@dataclass(frozen=True)
+class LayerScore:
+    """Accuracy of one layer over the syntactic words. ``status`` is ``"scored"``, ``"absent"``
+    (the gold has no such layer: every value ``_``) or ``"not predicted"``; only scored layers
+    have an accuracy."""
+
+    layer: str
+    status: str
+    words: int
+    correct: int
+    unknown_words: int
+    unknown_correct: int
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.words if self.status == "scored" and self.words else None
+
+    @property
+    def unknown_accuracy(self) -> float | None:
+        return self.unknown_correct / self.unknown_words if self.status == "scored" and self.unknown_words else None
+
+
+@dataclass(frozen=True)
+class WordLevelReport:
+    """UPOS, XPOS, UFeats, AllTags and Lemmas accuracy (``WORD_LAYERS``), overall and on unknown words."""
+
+    words: int
+    unknown_words: int
+    layers: tuple[LayerScore, ...]
+
+    def __getitem__(self, layer: str) -> LayerScore:
+        for score in self.layers:
+            if score.layer == layer:
+                return score
+        raise KeyError(layer)
+
+    def to_json(self) -> dict:
+        """``{"words": .., "unknown_words": .., "UPOS": {"status", "accuracy", ...}, "XPOS": ..., ...}``."""
+        obj: dict = {"words": self.words, "unknown_words": self.unknown_words}
+        for s in self.layers:
+            obj[s.layer] = {"status": s.status, "accuracy": s.accuracy, "correct": s.correct,
+                            "unknown_accuracy": s.unknown_accuracy, "unknown_correct": s.unknown_correct}
+        return obj
+
+    def format(self) -> str:
+        """One line per layer: accuracy and unknown-word accuracy, "–" where there is none."""
+        def pct(x: float | None) -> str:
+            return f"{100 * x:6.2f}%" if x is not None else "     –"
+
+        lines = [f"{'layer':<8} {'accuracy':>9} {'unknown':>9}   ({self.words:,} words, {self.unknown_words:,} unknown)"]
+        for s in self.layers:
+            note = "" if s.status == "scored" else f"   ({s.status})"
+            lines.append(f"{s.layer:<8} {pct(s.accuracy):>9} {pct(s.unknown_accuracy):>9}{note}")
+        return "\n".join(lines)
+
+
+def _matches(layer: str, gold: str, predicted: str) -> bool:
+    if layer == "UFeats":
+        return universal_features(gold) == universal_features(predicted)
+    if layer == "Lemmas":
+        return gold == "_" or gold == predicted
+    return gold == predicted
+
+
+def _unknown_flags(sentences: Sequence, known) -> list[bool]:
+    if known is None:
+        return [False] * sum(len(s.tokens) for s in sentences)
+    is_known = known if callable(known) else known.__contains__
+    return [not is_known(t.form) for s in sentences for t in s.tokens]
+
+
+def score_word_layers(gold: Sequence, predicted: Mapping[str, Sequence[Sequence[str]]], known=None) -> WordLevelReport:
+    """Score predicted layers against gold ``Sentence``\\ s by the CoNLL 2018 shared task's definitions
+    (Zeman et al. 2018, "CoNLL 2018 Shared Task: Multilingual Parsing from Raw Text to Universal
+    Dependencies", section on evaluation metrics), on gold tokenization:
+
+    - every syntactic word counts once, punctuation included; multiword-token lines (``3-4``)
+      and empty nodes (``8.1``) are not words and are not scored;
+    - UPOS, XPOS: the tag strings are equal;
+    - UFeats: the *sets* of universal features are equal (``UNIVERSAL_FEATURES``; order does not
+      matter, ``_`` is the empty set);
+    - AllTags: UPOS, XPOS and UFeats all correct;
+    - Lemmas: the LEMMA strings are equal, and a gold lemma ``_`` matches any predicted lemma.
+
+    ``predicted`` maps a column (``"upos"``, ``"xpos"``, ``"feats"``, ``"lemma"``) to one list of values
+    per gold sentence; a column left out is "not predicted". A layer whose gold values are all ``_``
+    is "absent" (not 100%); AllTags then joins the layers the gold has. ``known`` (a set of forms or
+    a predicate on a form) defines the unknown words, whose accuracy is reported per layer.
+    Gold UPOS must be UD tags (``check_tags``).
+    """
+    check_tags(gold)
+    flat_gold = {c: [getattr(t, c) for s in gold for t in s.tokens] for c in _COLUMNS.values()}
+    flat_pred = {}
+    for column, rows in predicted.items():
+        if column not in flat_gold:
+            raise ValueError(f"unknown column {column!r} (expected one of {', '.join(flat_gold)})")
+        if len(rows) != len(gold) or any(len(r) != len(s.tokens) for r, s in zip(rows, gold)):
+            raise ValueError(f"predicted {column} does not have one value per gold word")
+        flat_pred[column] = [v for r in rows for v in r]
+    unknown = _unknown_flags(gold, known)
+    words = len(unknown)
+
+    status = {}
+    hits: dict[str, list[bool]] = {}
+    for layer, column in _COLUMNS.items():
+        if layer != "UPOS" and all(v == "_" for v in flat_gold[column]):
+            status[layer] = "absent"
+        elif column not in flat_pred:
+            status[layer] = "not predicted"
+        else:
+            status[layer] = "scored"
+            hits[layer] = [_matches(layer, g, p) for g, p in zip(flat_gold[column], flat_pred[column])]
+    joined = [layer for layer in _TAG_LAYERS if status[layer] != "absent"]
+    status["AllTags"] = "scored" if all(status[layer] == "scored" for layer in joined) else "not predicted"
+    if status["AllTags"] == "scored":
+        hits["AllTags"] = [all(row) for row in zip(*(hits[layer] for layer in joined))]
+
+    scores = []
+    for layer in WORD_LAYERS:
+        ok = hits.get(layer, [False] * words)
+        scores.append(LayerScore(layer, status[layer], words, sum(ok), sum(unknown),
+                                 sum(o for o, u in zip(ok, unknown) if u)))
+    return WordLevelReport(words, sum(unknown), tuple(scores))
+
+
+def _check_same_words(gold: Sequence, predicted: Sequence) -> None:
+    """Raise ``ConlluError`` at the first word where the two files' word sequences differ."""
+    gold_words = [(s, t) for s in gold for t in s.tokens]
+    pred_words = [(s, t) for s in predicted for t in s.tokens]
+    for (gs, gt), (ps, pt) in zip(gold_words, pred_words):
+        if gt.form != pt.form:
+            raise ConlluError(f"{ps.source}:{pt.line}: word {pt.form!r} differs from the gold word {gt.form!r} "
+                              f"({gs.source}:{gt.line}); scoring needs the gold tokenization")
+    if len(gold_words) != len(pred_words):
+        n = len(pred_words)
+        if n < len(gold_words):
+            gs, gt = gold_words[n]
+            where = predicted[-1].source if predicted else "predictions"
+            raise ConlluError(f"{gs.source}:{gt.line}: gold word {gt.form!r} is missing from {where} "
+                              f"(it has {n} words, the gold {len(gold_words)})")
+        ps, pt = pred_words[len(gold_words)]
+        raise ConlluError(f"{ps.source}:{pt.line}: word {pt.form!r} is not in the gold "
+                          f"(the gold has {len(gold_words)} words, the predictions {n})")
+
+
+def score_conllu(gold: Sequence, predicted: Sequence, known=None) -> WordLevelReport:
+    """Score predicted CoNLL-U ``Sentence``\\ s against gold ones with the same words (as in
+    ``score_word_layers``, every layer the predictions fill counts as predicted). Sentence
+    boundaries may differ; the words, read in order, must not: the first difference raises
+    ``ConlluError`` as ``path:line: reason``.
+    """
+    _check_same_words(gold, predicted)
+    flat = [t for s in predicted for t in s.tokens]
+    predicted_layers: dict[str, list[list[str]]] = {}
+    for column in _COLUMNS.values():
+        values = [getattr(t, column) for t in flat]
+        if column == "upos" or any(v != "_" for v in values):
+            rows, start = [], 0
+            for s in gold:
+                rows.append(values[start:start + len(s.tokens)])
+                start += len(s.tokens)
+            predicted_layers[column] = rows
+    return score_word_layers(gold, predicted_layers, known)
+
+
+def score_conllu_files(gold: str | Path, predicted: str | Path, known=None) -> WordLevelReport:
+    """``score_conllu`` of two CoNLL-U files."""
+    return score_conllu(read_conllu(gold), read_conllu(predicted), known)

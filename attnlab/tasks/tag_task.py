@@ -3,7 +3,8 @@
 The model is ``attnlab.tasks.tagging.Tagger``: token features, a context encoder and a
 UPOS head (and an auxiliary XPOS head, weighted by --xpos-weight). `attnlab eval` scores
 UPOS accuracy, accuracy on unknown words (lowercased form not in the training data),
-per-tag precision/recall/F1 and the most confused tag pairs, and XPOS accuracy.
+per-tag precision/recall/F1 and the most confused tag pairs, and XPOS accuracy; then the
+word-level layers as the CoNLL 2018 shared task scores them (``attnlab.evaluate.score_word_layers``).
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class Tag:
         obj = {"model": result["model"], "file": result["file"], "upos": report.to_json()}
         if "xpos" in result:
             obj["xpos_accuracy"] = result["xpos"].accuracy
+        if "layers" in result:
+            obj["layers"] = result["layers"].to_json()
         obj["tokens_per_s"] = report.tokens / max(result["seconds"], 1e-9)
         return obj
 
@@ -84,4 +87,6 @@ class Tag:
         lines = [f"{result['file']}  (model {result['model']})", result["report"].format()]
         if "xpos" in result:
             lines.append(f"\nXPOS accuracy    {100 * result['xpos'].accuracy:6.2f}%")
+        if "layers" in result:
+            lines += ["", "word-level layers (CoNLL 2018 definitions)", result["layers"].format()]
         return "\n".join(lines)

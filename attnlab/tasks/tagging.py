@@ -250,8 +250,10 @@ def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, 
 
 def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, source: str) -> dict:
     """``evaluate_tagger``'s result for a model that ``tag(list of word-form lists)`` runs:
-    (UPOS per sentence, XPOS per sentence or None)."""
-    from ..evaluate import score_tags
+    (UPOS per sentence, XPOS per sentence or None). ``layers`` holds the CoNLL 2018-style
+    ``WordLevelReport`` (UPOS, XPOS, UFeats, AllTags, Lemmas; the layers the model does not
+    predict are marked so)."""
+    from ..evaluate import score_tags, score_word_layers
 
     forms = [s.forms for s in sentences]
     start = time.perf_counter()
@@ -262,6 +264,8 @@ def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, sour
     result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
     if xpos is not None and any(s.xpos for s in sentences):
         result["xpos"] = score_tags([s.xpos for s in sentences], xpos)
+    predicted = {"upos": upos} if xpos is None else {"upos": upos, "xpos": xpos}
+    result["layers"] = score_word_layers(sentences, predicted, known)
     return result
 
 
