@@ -70,13 +70,16 @@ def read_input(file: str, kind: str = "auto", tokenizer: str = "simple") -> list
 @dataclass
 class Tagged:
     """Tags per sentence (empty lists for a sentence without words) and the seconds they took;
-    with probabilities, the probability of each chosen tag too."""
+    with probabilities, the probability of each chosen tag too; with top-k, each token's k
+    most probable tags as (tag, probability)."""
 
     upos: list[list[str]]
     xpos: list[list[str]] | None  # None: the model has no XPOS head
     upos_prob: list[list[float]] | None
     xpos_prob: list[list[float]] | None
     seconds: float
+    upos_top: list[list[list[tuple[str, float]]]] | None = None
+    xpos_top: list[list[list[tuple[str, float]]]] | None = None
 
     def stats(self) -> str:
         n = sum(len(u) for u in self.upos)
@@ -85,14 +88,14 @@ class Tagged:
                 f"({n / max(self.seconds, 1e-9):,.0f} tokens/s)")
 
 
-def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False) -> Tagged:
-    """UPOS (and XPOS) of every word of ``sentences`` with a loaded tagger."""
+def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0) -> Tagged:
+    """UPOS (and XPOS) of every word of ``sentences`` with a loaded tagger (``predict_tags``)."""
     from .tagging import predict_tags
 
     filled = [i for i, s in enumerate(sentences) if s.tokens]
     start = time.perf_counter()
     found = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [sentences[i].forms for i in filled],
-                         batch_tokens=batch_tokens, probabilities=probabilities)
+                         batch_tokens=batch_tokens, probabilities=probabilities, top_k=top_k)
     seconds = time.perf_counter() - start
 
     def spread(rows):  # back to one row per sentence, empty ones included
@@ -103,7 +106,8 @@ def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities:
             out[i] = row
         return out
 
-    return Tagged(spread(found.upos), spread(found.xpos), spread(found.upos_prob), spread(found.xpos_prob), seconds)
+    return Tagged(spread(found.upos), spread(found.xpos), spread(found.upos_prob), spread(found.xpos_prob), seconds,
+                  spread(found.upos_top), spread(found.xpos_top))
 
 
 def format_output(sentences, tagged: Tagged, fmt: str) -> str:

@@ -148,6 +148,16 @@ def best_probabilities(scores: torch.Tensor, lengths: torch.Tensor) -> list[list
     return _cut(torch.softmax(_real_tags_only(scores).float(), dim=-1).amax(dim=-1).tolist(), lengths)
 
 
+def top_tags(scores: torch.Tensor, lengths: torch.Tensor, k: int) -> list[list[list[tuple[int, float]]]]:
+    """The ``k`` most probable tags per real token, best first, as (tag id, probability); the
+    first is ``decode``'s choice with ``best_probabilities``' probability. scores (B, N, C)."""
+    probs = torch.softmax(_real_tags_only(scores).float(), dim=-1)  # (B, N, C)
+    k = min(k, scores.shape[-1] - 2)  # PAD and UNK are never among them
+    values, ids = probs.topk(k, dim=-1)  # (B, N, k)
+    pairs = [[list(zip(i, v)) for i, v in zip(row_i, row_v)] for row_i, row_v in zip(ids.tolist(), values.tolist())]
+    return _cut(pairs, lengths)
+
+
 # -- inference -------------------------------------------------------------------------
 
 def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]:
@@ -168,25 +178,30 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]
 
 @dataclass
 class TagPredictions:
-    """Tags per sentence; with ``probabilities``, the probability of each chosen tag too."""
+    """Tags per sentence; with ``probabilities``, the probability of each chosen tag too; with
+    ``top_k``, the k most probable tags of each token as (tag, probability), best first."""
 
     upos: list[list[str]]
     xpos: list[list[str]] | None  # None: the model has no XPOS head
     upos_prob: list[list[float]] | None = None
     xpos_prob: list[list[float]] | None = None
+    upos_top: list[list[list[tuple[str, float]]]] | None = None
+    xpos_top: list[list[list[tuple[str, float]]]] | None = None
 
 
 @torch.inference_mode()
 def predict_tags(
     model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
-    *, batch_tokens: int = 8192, probabilities: bool = False,
+    *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0,
 ) -> TagPredictions:
-    """Tag lists of word forms (each with at least one word) in batches of similar length."""
+    """Tag lists of word forms (each with at least one word) in batches of similar length;
+    ``top_k`` > 0 also lists each token's ``top_k`` most probable tags."""
     was_training = model.training
     model.eval()
     heads = {"upos": vocabs.upos} | ({"xpos": vocabs.xpos} if model.xpos_head is not None else {})
     tags: dict[str, list] = {name: [None] * len(sentences) for name in heads}
     probs: dict[str, list] = {name: [None] * len(sentences) for name in heads} if probabilities else {}
+    tops: dict[str, list] = {name: [None] * len(sentences) for name in heads} if top_k > 0 else {}
     try:
         # character vectors once per distinct form, shared by every batch
         rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
@@ -200,9 +215,12 @@ def predict_tags(
                     tags[name][i] = vocab.decode(ids)
                 for i, p in zip(idx, best_probabilities(scores, batch.lengths) if probabilities else ()):
                     probs[name][i] = p
+                for i, row in zip(idx, top_tags(scores, batch.lengths, top_k) if top_k > 0 else ()):
+                    tops[name][i] = [[(vocab.itos[t], p) for t, p in token] for token in row]
     finally:
         model.train(was_training)
-    return TagPredictions(tags["upos"], tags.get("xpos"), probs.get("upos"), probs.get("xpos"))
+    return TagPredictions(tags["upos"], tags.get("xpos"), probs.get("upos"), probs.get("xpos"),
+                          tops.get("upos"), tops.get("xpos"))
 
 
 def predict(

@@ -1,0 +1,228 @@
+"""Tagging from Python: load a model, tag text, token lists or CoNLL-U, get objects back.
+
+    >>> import attnlab
+    >>> tagger = attnlab.load("models/ewt-attention")      # a model directory
+    >>> print(tagger("I saw a saw."))                      # one sentence of raw text -> CoNLL-U
+    >>> tagger.tag([["I", "saw", "a", "saw", "."]])         # pre-tokenized, batched
+    >>> tagger.tag_conllu("in.conllu")                     # a path or CoNLL-U text
+
+Results are ``TaggedSentence`` objects holding ``TaggedToken`` objects (form, upos, xpos,
+feats, lemma, and the probability of each predicted tag). ``str(sentence)`` is CoNLL-U.
+They are named apart from ``attnlab.data.conllu.Sentence`` / ``Token``, which are the
+columns of a file as strings.
+
+A ``Tagger`` may be shared by threads: the forward pass runs under a lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence, overload
+
+if TYPE_CHECKING:
+    from .data.conllu import Sentence as ConlluSentence
+    from .tasks.tagging import LoadedTagger
+
+# Models that ship with the package: name -> directory. ``load(name)`` looks here first.
+SHIPPED: dict[str, Path] = {}
+
+LAYERS = ("upos", "xpos")  # the annotation layers a tagger predicts today
+
+
+@dataclass
+class TaggedToken:
+    """One word with its predicted tags.
+
+    probs   the probability of each predicted tag, by layer: {"upos": 0.97, "xpos": 0.91}
+    top     with ``top_k``: the k most probable tags per layer as (tag, probability), best first
+    feats   the features as a dict ({} when unknown); lemma None when unknown. The tagger does
+            not predict them yet: they come from the CoNLL-U input when there is one.
+    """
+
+    id: int
+    form: str
+    upos: str
+    xpos: str | None  # None: the model has no XPOS head
+    feats: dict[str, str] = field(default_factory=dict)
+    lemma: str | None = None
+    probs: dict[str, float] = field(default_factory=dict)
+    top: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+
+@dataclass
+class TaggedSentence:
+    """A tagged sentence; ``str()`` / ``to_conllu()`` give CoNLL-U (a CoNLL-U input's lines with
+    only UPOS and XPOS replaced)."""
+
+    tokens: list[TaggedToken]
+    source: ConlluSentence = field(repr=False)  # the untagged sentence: its lines are written back
+
+    @property
+    def text(self) -> str | None:
+        return self.source.text
+
+    @property
+    def sent_id(self) -> str | None:
+        return self.source.sent_id
+
+    @property
+    def forms(self) -> list[str]:
+        return [t.form for t in self.tokens]
+
+    @property
+    def upos(self) -> list[str]:
+        return [t.upos for t in self.tokens]
+
+    @property
+    def xpos(self) -> list[str | None]:
+        return [t.xpos for t in self.tokens]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __iter__(self) -> Iterator[TaggedToken]:
+        return iter(self.tokens)
+
+    def __getitem__(self, i: int) -> TaggedToken:
+        return self.tokens[i]
+
+    def to_conllu(self) -> str:
+        """This sentence as CoNLL-U, ended by a blank line."""
+        from .data.conllu import format_conllu
+
+        has_xpos = all(t.xpos is not None for t in self.tokens)
+        return format_conllu([self.source], upos=[self.upos], xpos=[self.xpos] if has_xpos else None)  # type: ignore[list-item]
+
+    def __str__(self) -> str:
+        return self.to_conllu()
+
+
+def parse_feats(column: str) -> dict[str, str]:
+    """A CoNLL-U FEATS column as a dict: ``Case=Nom|Number=Sing`` -> {"Case": "Nom", ...}; ``_`` -> {}."""
+    if column in ("", "_"):
+        return {}
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in column.split("|"))
+
+
+class Tagger:
+    """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
+
+    def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192):
+        self.loaded = loaded
+        self.name = name
+        self.batch_tokens = batch_tokens
+        self._lock = threading.Lock()  # the forward pass switches the model to eval and back
+
+    def __repr__(self) -> str:
+        return f"Tagger({self.name!r})"
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers this model predicts: ("upos",) or ("upos", "xpos")."""
+        return LAYERS if self.loaded.model.xpos_head is not None else LAYERS[:1]
+
+    @overload
+    def __call__(self, text: str, *, top_k: int = 0) -> TaggedSentence: ...
+
+    @overload
+    def __call__(self, text: Sequence[str], *, top_k: int = 0) -> list[TaggedSentence]: ...
+
+    def __call__(self, text: str | Sequence[str], *, top_k: int = 0) -> TaggedSentence | list[TaggedSentence]:
+        """Tag raw text: a string is one sentence (line breaks are spaces), a list of strings is
+        one sentence each. Words are split by ``attnlab.data.tokenize`` (the ``simple`` tokenizer,
+        as ``attnlab tag`` uses on each line)."""
+        from .data.conllu import Sentence
+        from .data.tokenize import tokenize
+
+        if isinstance(text, str):
+            return self([text], top_k=top_k)[0]
+        if not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
+            raise TypeError(f"{type(self).__name__}() takes a str (one sentence) or a list of str; "
+                            "for token lists call tagger.tag(list of token lists)")
+        return self._tag([Sentence.from_words(tokenize(t), text=" ".join(t.split())) for t in text], top_k)
+
+    def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0) -> list[TaggedSentence]:
+        """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
+        from .data.conllu import Sentence
+
+        _check_token_lists(sentences)
+        return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k)
+
+    def tag_conllu(self, source: str | os.PathLike[str], *, top_k: int = 0) -> list[TaggedSentence]:
+        """Tag the words of CoNLL-U: a path, or the text itself (a str holding a line break).
+        Every other line and column is kept; FEATS and LEMMA of the input fill ``feats`` and
+        ``lemma``. Malformed input raises ``ConlluError`` (a ValueError) naming file:line."""
+        from .data.conllu import parse_conllu, read_text
+
+        if isinstance(source, str) and "\n" in source:
+            text, name = source, "<string>"
+        elif isinstance(source, (str, os.PathLike)):
+            text, name = read_text(Path(source))
+        else:
+            raise TypeError(f"tag_conllu() takes a path or CoNLL-U text, not {type(source).__name__}")
+        return self._tag(parse_conllu(text, name), top_k)
+
+    def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
+        from .tasks.tag_io import tag_sentences
+
+        if not isinstance(top_k, int) or top_k < 0:
+            raise ValueError(f"top_k must be an int >= 0, not {top_k!r}")
+        with self._lock:
+            tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
+                                   top_k=top_k)
+        found = {layer: getattr(tagged, layer) for layer in self.layers}
+        out = []
+        for i, sentence in enumerate(sentences):
+            tokens = []
+            for j, word in enumerate(sentence.tokens):
+                tokens.append(TaggedToken(
+                    id=word.id, form=word.form, upos=found["upos"][i][j],
+                    xpos=found["xpos"][i][j] if "xpos" in found else None,
+                    feats=parse_feats(word.feats), lemma=None if word.lemma == "_" else word.lemma,
+                    probs={layer: getattr(tagged, layer + "_prob")[i][j] for layer in self.layers},
+                    top={layer: getattr(tagged, layer + "_top")[i][j] for layer in self.layers} if top_k else {},
+                ))
+            out.append(TaggedSentence(tokens, sentence))
+        return out
+
+
+def _check_token_lists(sentences: object) -> None:
+    """TypeError with a hint unless ``sentences`` is a list of lists of str."""
+    if isinstance(sentences, str):
+        raise TypeError("tag() takes a list of token lists; for raw text call tagger(text)")
+    if not isinstance(sentences, Sequence):
+        raise TypeError(f"tag() takes a list of token lists, not {type(sentences).__name__}")
+    for i, words in enumerate(sentences, 1):
+        if isinstance(words, str):
+            raise TypeError(f"tag() takes a list of token lists, and sentence {i} is a str ({words!r}); "
+                            "wrap one sentence in a list: tagger.tag([tokens]); for raw text call tagger(text)")
+        if not isinstance(words, Sequence):
+            raise TypeError(f"tag(): sentence {i} is a {type(words).__name__}, not a list of str tokens")
+        for j, word in enumerate(words, 1):
+            if not isinstance(word, str):
+                raise TypeError(f"tag(): sentence {i}, token {j} is a {type(word).__name__} ({word!r}), not a str")
+
+
+def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Tagger:
+    """A ``Tagger`` from a shipped model's name or a model directory (``attnlab train --out``).
+
+    A name that is neither raises FileNotFoundError; a directory that is not a tagger, or is
+    damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError) naming the file."""
+    from .tasks.tagging import load_tagger
+
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
+    key = os.fspath(name_or_dir)
+    directory = SHIPPED.get(key) if isinstance(name_or_dir, str) else None
+    if directory is None:
+        directory = Path(key)
+        if not directory.exists():
+            shipped = ", ".join(sorted(SHIPPED)) or "none"
+            raise FileNotFoundError(f"{key}: no such model directory, and no shipped model of that name "
+                                    f"(shipped models: {shipped})")
+        if not directory.is_dir():
+            raise ValueError(f"{key}: is not a model directory")
+    return Tagger(load_tagger(directory), name=key, batch_tokens=batch_tokens)
