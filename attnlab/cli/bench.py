@@ -29,11 +29,17 @@ def _at_least(low: int, **options) -> None:
             raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
 
-def _write_json(path, report: dict) -> None:
-    from ..checkpoint import atomic_write_bytes, json_bytes
+def _show(text: str, report: dict, json_path) -> None:
+    """Print a benchmark's report and, with --json, write its figures atomically."""
+    print(text)
+    if json_path:
+        from ..checkpoint import atomic_write_bytes, json_bytes
 
-    atomic_write_bytes(path, json_bytes(report))
-    print(f"wrote {path}")
+        atomic_write_bytes(json_path, json_bytes(report))
+        print(f"wrote {json_path}")
+
+
+TREEBANK_HELP = "directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)"
 
 
 # -- attention -----------------------------------------------------------------------------
@@ -85,9 +91,7 @@ def _run_attention(args) -> int:
     cfg = attention_config(args)
     print(f"attnlab bench attention: sizes {', '.join(map(str, cfg.sizes))} ...", flush=True)
     report = run(cfg, log=lambda s: print(s, flush=True))
-    print(format_report(report))
-    if args.json:
-        _write_json(args.json, report)
+    _show(format_report(report), report, args.json)
     return 0
 
 
@@ -103,7 +107,7 @@ def _add_encoder(bsub) -> None:
             "single sequences through attnlab.varlen_attention and torch SDPA (time, peak memory)."
         ),
     )
-    p.add_argument("--treebank", default=None, help="directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)")
+    p.add_argument("--treebank", default=None, help=TREEBANK_HELP)
     p.add_argument("--json", default=None, help="also write the full report to this file")
     p.add_argument("--quick", action="store_true", help="a short run: fewer batches and repeats, N up to 4096, norm_first=True only")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
@@ -133,9 +137,7 @@ def _run_encoder(args) -> int:
     from ..bench.encoder import format_report, run
 
     report = run(encoder_config(args))
-    print(format_report(report))
-    if args.json:
-        _write_json(args.json, report)
+    _show(format_report(report), report, args.json)
     return 0
 
 
@@ -153,7 +155,7 @@ def _add_hf(bsub) -> None:
         ),
     )
     p.add_argument("--quick", action="store_true", help="one batch, three rounds (same model size)")
-    p.add_argument("--treebank", default=None, help="directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)")
+    p.add_argument("--treebank", default=None, help=TREEBANK_HELP)
     p.add_argument("--threads", type=int, default=2, help="torch threads and ONNX Runtime intra-op threads (default 2)")
     p.add_argument("--batches", type=int, default=None, help="different batches of 64 per sample (default 3)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5)")
@@ -185,9 +187,7 @@ def _run_hf(args) -> int:
     from ..bench.hf import format_report, run
 
     report = run(cfg)
-    print(format_report(report))
-    if args.json:
-        _write_json(args.json, report)
+    _show(format_report(report), report, args.json)
     return 0
 
 
@@ -225,7 +225,5 @@ def _run_serve(args) -> int:
         _at_least(1, threads=args.threads)
     result = compare_servers(args.model, clients=args.clients, requests=args.requests, repeat=args.repeat,
                              url=args.url, threads=args.threads)
-    print(format_result(result))
-    if args.json:
-        _write_json(args.json, result)
+    _show(format_result(result), result, args.json)
     return 1 if any_errors(result) else 0
