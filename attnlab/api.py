@@ -100,13 +100,6 @@ class TaggedSentence:
         return self.to_conllu()
 
 
-def parse_feats(column: str) -> dict[str, str]:
-    """A CoNLL-U FEATS column as a dict: ``Case=Nom|Number=Sing`` -> {"Case": "Nom", ...}; ``_`` -> {}."""
-    if column in ("", "_"):
-        return {}
-    return dict(item.split("=", 1) if "=" in item else (item, "") for item in column.split("|"))
-
-
 class Tagger:
     """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
 
@@ -166,6 +159,7 @@ class Tagger:
         return self._tag(parse_conllu(text, name), top_k)
 
     def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
+        from .data.conllu import parse_feats
         from .tasks.tag_io import tag_sentences
 
         if not isinstance(top_k, int) or top_k < 0:

@@ -182,9 +182,9 @@ _TAG_LAYERS = ("UPOS", "XPOS", "UFeats")  # what AllTags joins
 
 def universal_features(feats: str) -> frozenset[str]:
     """The ``Name=Value`` pairs of a FEATS field whose name is universal; ``_`` is the empty set."""
-    if feats in ("", "_"):
-        return frozenset()
-    return frozenset(f for f in feats.split("|") if f.split("=", 1)[0] in UNIVERSAL_FEATURES)
+    from .data.conllu import parse_feats
+
+    return frozenset(f"{name}={value}" for name, value in parse_feats(feats).items() if name in UNIVERSAL_FEATURES)
 
 
 @dataclass(frozen=True)

@@ -229,6 +229,13 @@ def _sentences(lines: Iterable[str], source: str) -> Iterator[Sentence]:
         yield _parse_sentence(block, start, source)
 
 
+def parse_feats(column: str) -> dict[str, str]:
+    """A CoNLL-U FEATS column as a dict: ``Case=Nom|Number=Sing`` -> {"Case": "Nom", ...}; ``_`` -> {}."""
+    if column in ("", "_"):
+        return {}
+    return dict(item.split("=", 1) if "=" in item else (item, "") for item in column.split("|"))
+
+
 def split_lines(text: str) -> list[str]:
     """The lines of ``text``, split at "\\n" only, without their line ends.
 
