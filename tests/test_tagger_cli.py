@@ -174,7 +174,7 @@ def test_building_the_command_line_leaves_the_models_unimported():
             "import json; print(json.dumps(sorted(m for m in sys.modules if m.startswith('attnlab.tasks'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["attnlab.tasks", "attnlab.tasks.base", "attnlab.tasks.classify_task",
-                         "attnlab.tasks.files", "attnlab.tasks.seq2seq_task", "attnlab.tasks.tag_io",
+                         "attnlab.tasks.seq2seq_task", "attnlab.tasks.tag_io",
                          "attnlab.tasks.tag_task"]
 
 

@@ -1,7 +1,6 @@
 """The files (and stdin) `attnlab tag` and `attnlab eval` read and write; every problem is a
 one-line error that names the file.
 
-    text, name = read_text("-")          # stdin; "<stdin>" in messages
     gold, name = read_gold(path)         # CoNLL-U with at least one sentence
     check_output(path); write_output(path, text)
 """
@@ -12,17 +11,10 @@ from pathlib import Path
 
 from ..errors import UserError
 
-def read_text(file: str | Path) -> tuple[str, str]:
-    """(the text of ``file``, its name in messages); ``-`` is stdin. Both must be UTF-8 without
-    NUL bytes (``attnlab.data.conllu.decode_text``), else ``name:line: reason``."""
-    from ..data.conllu import read_text as read
-
-    return read(file)
-
 
 def read_gold(file: str | Path) -> tuple[list, str]:
     """(the sentences of the CoNLL-U file ``file`` or ``-``, its name); none at all is an error."""
-    from ..data.conllu import parse_conllu
+    from ..data.conllu import parse_conllu, read_text
 
     text, name = read_text(file)
     return parse_conllu(text, name), name

@@ -15,10 +15,9 @@ import re
 import time
 from dataclasses import dataclass
 
-from ..data.conllu import split_lines
+from ..data.conllu import read_text, split_lines
 from ..data.tokenize import tokenize
 from ..errors import UserError
-from .files import read_text
 
 INPUTS = ("auto", "text", "conllu")
 OUTPUTS = ("conllu", "tsv", "json")
