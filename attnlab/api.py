@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 # Models that ship with the package: name -> directory. ``load(name)`` looks here first.
 SHIPPED: dict[str, Path] = {}
 
-LAYERS = ("upos", "xpos")  # the annotation layers a tagger predicts today
+LAYERS = ("upos", "xpos", "feats", "lemma")  # the annotation layers a tagger can predict
 
 
 @dataclass
@@ -38,8 +38,8 @@ class TaggedToken:
 
     probs   the probability of each predicted tag, by layer: {"upos": 0.97, "xpos": 0.91}
     top     with ``top_k``: the k most probable tags per layer as (tag, probability), best first
-    feats   the features as a dict ({} when unknown); lemma None when unknown. The tagger does
-            not predict them yet: they come from the CoNLL-U input when there is one.
+    feats   the features as a dict ({} for none); lemma None when unknown. A model without a
+            FEATS or LEMMA layer leaves the CoNLL-U input's values there.
     """
 
     id: int
@@ -55,10 +55,11 @@ class TaggedToken:
 @dataclass
 class TaggedSentence:
     """A tagged sentence; ``str()`` / ``to_conllu()`` give CoNLL-U (a CoNLL-U input's lines with
-    only UPOS and XPOS replaced)."""
+    only the predicted columns replaced)."""
 
     tokens: list[TaggedToken]
     source: ConlluSentence = field(repr=False)  # the untagged sentence: its lines are written back
+    layers: tuple[str, ...] = ("upos",)  # the columns the tagger filled in
 
     @property
     def text(self) -> str | None:
@@ -93,8 +94,13 @@ class TaggedSentence:
         """This sentence as CoNLL-U, ended by a blank line."""
         from .data.conllu import format_conllu
 
-        has_xpos = all(t.xpos is not None for t in self.tokens)
-        return format_conllu([self.source], upos=[self.upos], xpos=[self.xpos] if has_xpos else None)  # type: ignore[list-item]
+        values = {
+            "upos": lambda t: t.upos, "xpos": lambda t: t.xpos,
+            "feats": lambda t: "|".join(f"{k}={v}" for k, v in t.feats.items()) or "_",
+            "lemma": lambda t: "_" if t.lemma is None else t.lemma,
+        }
+        columns = {layer: [[values[layer](t) for t in self.tokens]] for layer in self.layers}
+        return format_conllu([self.source], **columns)
 
     def __str__(self) -> str:
         return self.to_conllu()
@@ -115,7 +121,7 @@ class Tagger:
     @property
     def layers(self) -> tuple[str, ...]:
         """The layers this model predicts: ("upos",) or ("upos", "xpos")."""
-        return LAYERS if self.loaded.model.xpos_head is not None else LAYERS[:1]
+        return tuple(self.loaded.model.layers)
 
     @overload
     def __call__(self, text: str, *, top_k: int = 0) -> TaggedSentence: ...
@@ -167,19 +173,21 @@ class Tagger:
         with self._lock:
             tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
                                    top_k=top_k)
-        found = {layer: getattr(tagged, layer) for layer in self.layers}
+        found, probs = tagged.layers, tagged.probs or {}
         out = []
         for i, sentence in enumerate(sentences):
             tokens = []
             for j, word in enumerate(sentence.tokens):
+                feats = found["feats"][i][j] if "feats" in found else word.feats
+                lemma = found["lemma"][i][j] if "lemma" in found else word.lemma
                 tokens.append(TaggedToken(
                     id=word.id, form=word.form, upos=found["upos"][i][j],
                     xpos=found["xpos"][i][j] if "xpos" in found else None,
-                    feats=parse_feats(word.feats), lemma=None if word.lemma == "_" else word.lemma,
-                    probs={layer: getattr(tagged, layer + "_prob")[i][j] for layer in self.layers},
-                    top={layer: getattr(tagged, layer + "_top")[i][j] for layer in self.layers} if top_k else {},
+                    feats=parse_feats(feats), lemma=None if lemma == "_" else lemma,
+                    probs={layer: probs[layer][i][j] for layer in found},
+                    top={layer: tagged.top[layer][i][j] for layer in found} if top_k and tagged.top else {},
                 ))
-            out.append(TaggedSentence(tokens, sentence))
+            out.append(TaggedSentence(tokens, sentence, self.layers))
         return out
 
 

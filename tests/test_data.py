@@ -57,7 +57,7 @@ def test_round_trip_is_byte_identical_and_only_tags_change(tmp_path):
         assert o[:3] == n[:3] and o[5:] == n[5:]
     again = read_conllu(out)
     assert again[0].upos == ["X"] * 5 and again[0].xpos == ["x1", "x2", "x3", "x4", "x5"] and again[1].upos == ["NOUN"]
-    with pytest.raises(ValueError, match="sentence 2: 2 tags for 1 words"):
+    with pytest.raises(ValueError, match="sentence 2: 2 upos values for 1 words"):
         format_conllu(sents, upos=[["X"] * 5, ["A", "B"]])
 
 

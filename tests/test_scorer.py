@@ -162,7 +162,7 @@ def test_tag_model_evaluation_reports_the_layers_it_predicts():
     gold = parse_conllu(conllu(*GOLD), "gold.conllu")
     vocabs = SimpleNamespace(features=SimpleNamespace(is_known=lambda form: form.lower() in {"she", "."}))
     # UPOS: books wrong -> 3/4 (unknown reads, books: 1/2); XPOS: all right -> 4/4.
-    tag = lambda forms: ([["PRON", "VERB", "VERB", "PUNCT"]], [["PRP", "VBZ", "NNS", "."]])
+    tag = lambda forms: {"upos": [["PRON", "VERB", "VERB", "PUNCT"]], "xpos": [["PRP", "VBZ", "NNS", "."]]}
     result = score_tagger(tag, vocabs, "model", gold, "gold.conllu")
     layers = result["layers"]
     assert layers["UPOS"].accuracy == result["report"].accuracy == 0.75

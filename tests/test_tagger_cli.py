@@ -62,7 +62,7 @@ def test_train_writes_a_model_and_eval_scores_it(model, data, capsys):
     assert "accuracy" in capsys.readouterr().out.lower()
 
 
-def test_tagging_conllu_changes_only_upos_and_xpos(model, tmp_path):
+def test_tagging_conllu_changes_only_the_predicted_columns(model, tmp_path):
     src = tmp_path / "in.conllu"
     src.write_text(UD, encoding="utf-8")
     out = tmp_path / "out.conllu"
@@ -72,8 +72,8 @@ def test_tagging_conllu_changes_only_upos_and_xpos(model, tmp_path):
     for b, a in zip(before, after):
         cb, ca = b.split("\t"), a.split("\t")
         if len(cb) == 10 and cb[0].isdigit():
-            assert cb[:3] == ca[:3] and cb[5:] == ca[5:]  # only UPOS (and XPOS) may change
-            assert ca[3] not in ("", "_")
+            assert cb[:2] == ca[:2] and cb[6:] == ca[6:]  # only LEMMA, UPOS, XPOS and FEATS may change
+            assert ca[3] not in ("", "_") and ca[2] not in ("", "_")
         else:
             assert a == b  # comments, the multiword range and the empty node untouched
     assert [s.forms for s in read_conllu(out)] == [["I", "ca", "n't", "saw", "."]]
@@ -251,7 +251,7 @@ def test_tag_keeps_blank_lines_and_gives_probabilities(model, capsys, monkeypatc
     assert main(["tag", "--model", str(model), "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["words"] for r in rows] == [["I", "saw", "a", "saw", "."], [], ["they", "book", "a", "book"]]
-    assert rows[1] == {"words": [], "upos": [], "upos_prob": [], "xpos": [], "xpos_prob": []}
+    assert rows[1] == {"words": [], "upos": [], "upos_prob": [], "xpos": [], "xpos_prob": [], "lemma": [], "lemma_prob": []}
     loaded = load_tagger(model)
     batch = loaded.encoder().encode([rows[2]["words"]])
     with torch.no_grad():

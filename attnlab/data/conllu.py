@@ -102,6 +102,10 @@ class Sentence:
         return [t.lemma for t in self.tokens]
 
     @property
+    def feats(self) -> list[str]:
+        return [t.feats for t in self.tokens]
+
+    @property
     def sent_id(self) -> str | None:
         return self.comments.get("sent_id")
 
@@ -338,36 +342,39 @@ def read_conllu(path: str | Path, *, require_sentences: bool = True) -> list[Sen
     return list(iter_conllu(path, require_sentences=require_sentences))
 
 
+COLUMNS = {"lemma": 2, "upos": 3, "xpos": 4, "feats": 5}  # the predicted columns, by 0-based position
+
+
 def format_conllu(
     sentences: Sequence[Sentence], *, upos: Sequence[Sequence[str]] | None = None,
-    xpos: Sequence[Sequence[str]] | None = None,
+    xpos: Sequence[Sequence[str]] | None = None, feats: Sequence[Sequence[str]] | None = None,
+    lemma: Sequence[Sequence[str]] | None = None,
 ) -> str:
-    """CoNLL-U text of ``sentences``, with UPOS (and XPOS) of the words replaced when given."""
+    """CoNLL-U text of ``sentences``, with the UPOS, XPOS, FEATS and LEMMA of the words
+    replaced where given (one list of values per sentence); every other line and column kept."""
+    given = {"lemma": lemma, "upos": upos, "xpos": xpos, "feats": feats}
     out: list[str] = []
     for i, sent in enumerate(sentences):
         lines = list(sent.lines)
-        for column, tags in ((3, upos), (4, xpos)):
-            if tags is None:
+        for name, values in given.items():
+            if values is None:
                 continue
-            if len(tags[i]) != len(sent.tokens):
-                raise ValueError(f"sentence {i + 1}: {len(tags[i])} tags for {len(sent.tokens)} words")
-            for token, tag in zip(sent.tokens, tags[i]):
+            if len(values[i]) != len(sent.tokens):
+                raise ValueError(f"sentence {i + 1}: {len(values[i])} {name} values for {len(sent.tokens)} words")
+            for token, value in zip(sent.tokens, values[i]):
                 cols = lines[token.index].split("\t")
-                cols[column] = tag
+                cols[COLUMNS[name]] = value
                 lines[token.index] = "\t".join(cols)
         out.extend(lines)
         out.append("")
     return "\n".join(out) + ("\n" if out else "")
 
 
-def write_conllu(
-    sentences: Sequence[Sentence], path: str | Path, *, upos: Sequence[Sequence[str]] | None = None,
-    xpos: Sequence[Sequence[str]] | None = None,
-) -> None:
-    """Write ``format_conllu(...)`` to ``path`` atomically (readers never see half a file)."""
+def write_conllu(sentences: Sequence[Sentence], path: str | Path, **columns: Sequence[Sequence[str]] | None) -> None:
+    """Write ``format_conllu(sentences, **columns)`` to ``path`` atomically (readers never see half a file)."""
     from ..checkpoint import atomic_write_bytes
 
-    atomic_write_bytes(path, format_conllu(sentences, upos=upos, xpos=xpos).encode("utf-8"))
+    atomic_write_bytes(path, format_conllu(sentences, **columns).encode("utf-8"))
 
 
 def check_tags(sentences: Sequence[Sentence], column: str = "upos") -> None:

@@ -45,6 +45,9 @@ class PieceTaggerConfig:
     def from_json(cls, obj: dict) -> "PieceTaggerConfig":
         return cls(**obj)
 
+    def weight(self, layer: str) -> float:
+        return {"upos": 1.0, "xpos": self.xpos_weight}[layer]
+
 
 @dataclass
 class PieceBatch:
@@ -69,6 +72,10 @@ class PieceTagger(nn.Module):
         self.upos_head = nn.Linear(width, len(vocabs.upos))
         has_xpos = config.xpos_weight > 0 and len(vocabs.xpos) > 2
         self.xpos_head = nn.Linear(width, len(vocabs.xpos)) if has_xpos else None
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return ("upos", "xpos") if self.xpos_head is not None else ("upos",)
 
     def forward(self, batch: PieceBatch) -> Emissions:
         pieces = self.encoder.forward_packed(batch.ids, batch.cu).last_hidden_state  # (T, D)
@@ -116,6 +123,12 @@ def predict_pieces(model: PieceTagger, pieces: WordPieces, vocabs: TaggerVocabs,
     return upos, xpos
 
 
+def predict_layers(model: PieceTagger, pieces: WordPieces, vocabs: TaggerVocabs, sentences) -> dict[str, list[list[str]]]:
+    """``predict_pieces`` by layer: {"upos": one tag list per sentence, "xpos": ... when predicted}."""
+    upos, xpos = predict_pieces(model, pieces, vocabs, sentences)
+    return {"upos": upos} | ({"xpos": xpos} if xpos is not None else {})
+
+
 class PieceTaggingTask(TaggingTask):
     """``TaggingTask`` with word-piece batches; loss and dev score are the tagger's."""
 
@@ -131,7 +144,7 @@ class PieceTaggingTask(TaggingTask):
         return batch, int(batch.lengths.max())
 
     def predict(self, model: PieceTagger, sentences):
-        return predict_pieces(model, self.pieces, self.vocabs, sentences)
+        return predict_layers(model, self.pieces, self.vocabs, sentences)
 
     def save_model(self, directory, model: PieceTagger, extra: dict) -> None:
         tokenizer = json.loads(self.pieces.tokenizer.to_str())
@@ -170,5 +183,5 @@ def load_piece_tagger(directory: str | Path) -> LoadedPieceTagger:
 def evaluate_piece_tagger(model_dir: str | Path, sentences: Sequence, *, source: str) -> dict:
     """``attnlab.tasks.tagging.evaluate_tagger`` for a pretrained tagger's directory."""
     loaded = load_piece_tagger(model_dir)
-    return score_tagger(lambda forms: predict_pieces(loaded.model, loaded.pieces, loaded.vocabs, forms),
+    return score_tagger(lambda forms: predict_layers(loaded.model, loaded.pieces, loaded.vocabs, forms),
                         loaded.vocabs, model_dir, sentences, source)

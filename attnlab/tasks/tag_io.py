@@ -21,6 +21,7 @@ from ..errors import UserError
 
 INPUTS = ("auto", "text", "conllu")
 OUTPUTS = ("conllu", "tsv", "json")
+TSV_LAYERS = ("upos", "xpos", "feats", "lemma")  # the TSV columns after the word, those the model predicts
 _TOKEN_ID = re.compile(r"[0-9]+([-.][0-9]+)?\Z")  # a word, a multiword range or an empty node
 
 
@@ -68,17 +69,23 @@ def read_input(file: str, kind: str = "auto", tokenizer: str = "simple") -> list
 
 @dataclass
 class Tagged:
-    """Tags per sentence (empty lists for a sentence without words) and the seconds they took;
-    with probabilities, the probability of each chosen tag too; with top-k, each token's k
-    most probable tags as (tag, probability)."""
+    """Predictions per layer, one list per sentence (empty for a sentence without words), and
+    the seconds they took: ``layers["upos"]``, and ``xpos``, ``feats``, ``lemma`` when the model
+    predicts them; with probabilities, the probability of each choice (``probs``); with top-k,
+    each word's k most probable values as (value, probability) (``top``)."""
 
-    upos: list[list[str]]
-    xpos: list[list[str]] | None  # None: the model has no XPOS head
-    upos_prob: list[list[float]] | None
-    xpos_prob: list[list[float]] | None
+    layers: dict[str, list[list[str]]]
+    probs: dict[str, list[list[float]]] | None
     seconds: float
-    upos_top: list[list[list[tuple[str, float]]]] | None = None
-    xpos_top: list[list[list[tuple[str, float]]]] | None = None
+    top: dict[str, list[list[list[tuple[str, float]]]]] | None = None
+
+    @property
+    def upos(self) -> list[list[str]]:
+        return self.layers["upos"]
+
+    @property
+    def xpos(self) -> list[list[str]] | None:
+        return self.layers.get("xpos")
 
     def stats(self) -> str:
         n = sum(len(u) for u in self.upos)
@@ -88,7 +95,7 @@ class Tagged:
 
 
 def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0) -> Tagged:
-    """UPOS (and XPOS) of every word of ``sentences`` with a loaded tagger (``predict_tags``)."""
+    """Every layer the tagger predicts for every word of ``sentences`` (``predict_tags``)."""
     from .tagging import predict_tags
 
     filled = [i for i, s in enumerate(sentences) if s.tokens]
@@ -97,16 +104,17 @@ def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities:
                          batch_tokens=batch_tokens, probabilities=probabilities, top_k=top_k)
     seconds = time.perf_counter() - start
 
-    def spread(rows):  # back to one row per sentence, empty ones included
-        if rows is None:
+    def spread(by_layer):  # back to one row per sentence, empty ones included
+        if by_layer is None:
             return None
-        out: list[list] = [[] for _ in sentences]
-        for i, row in zip(filled, rows):
-            out[i] = row
+        out = {}
+        for layer, rows in by_layer.items():
+            out[layer] = [[] for _ in sentences]
+            for i, row in zip(filled, rows):
+                out[layer][i] = row
         return out
 
-    return Tagged(spread(found.upos), spread(found.xpos), spread(found.upos_prob), spread(found.xpos_prob), seconds,
-                  spread(found.upos_top), spread(found.xpos_top))
+    return Tagged(spread(found.tags), spread(found.probs), seconds, spread(found.top))
 
 
 def format_output(sentences, tagged: Tagged, fmt: str) -> str:
@@ -120,14 +128,13 @@ def format_output(sentences, tagged: Tagged, fmt: str) -> str:
         lines = [json.dumps(_json_object(s, tagged, i), ensure_ascii=False) for i, s in enumerate(sentences)]
         return "\n".join(lines) + ("\n" if lines else "")
     kept = [i for i, s in enumerate(sentences) if s.tokens]
-    upos = [tagged.upos[i] for i in kept]
-    xpos = [tagged.xpos[i] for i in kept] if tagged.xpos is not None else None
+    columns = {layer: [rows[i] for i in kept] for layer, rows in tagged.layers.items()}
     if fmt == "conllu":
-        return format_conllu([sentences[i] for i in kept], upos=upos, xpos=xpos)
+        return format_conllu([sentences[i] for i in kept], **columns)
     lines = []
     for k, i in enumerate(kept):
         for j, w in enumerate(sentences[i].forms):
-            lines.append(f"{w}\t{upos[k][j]}" + (f"\t{xpos[k][j]}" if xpos is not None else ""))
+            lines.append("\t".join([w] + [columns[layer][k][j] for layer in TSV_LAYERS if layer in columns]))
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
 
@@ -135,10 +142,8 @@ def format_output(sentences, tagged: Tagged, fmt: str) -> str:
 def _json_object(sentence, tagged: Tagged, i: int) -> dict:
     obj = {"sent_id": sentence.sent_id} if sentence.sent_id else {}
     obj["words"] = list(sentence.forms)
-    for column in ("upos", "xpos"):
-        tags, probs = getattr(tagged, column), getattr(tagged, column + "_prob")
-        if tags is not None:
-            obj[column] = tags[i]
-            if probs is not None:
-                obj[column + "_prob"] = [round(p, 4) for p in probs[i]]
+    for column, rows in tagged.layers.items():
+        obj[column] = rows[i]
+        if tagged.probs is not None:
+            obj[column + "_prob"] = [round(p, 4) for p in tagged.probs[column][i]]
     return obj

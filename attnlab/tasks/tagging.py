@@ -35,11 +35,20 @@ from ..features import PAD, UNK, FeatureBatch, FeatureConfig, FeatureEncoder, Fe
 TASK = "tagging"
 
 
+LAYERS = ("upos", "xpos", "feats", "lemma")  # what a tagger can predict, in CoNLL-U's terms
+NONE = "_"  # CoNLL-U's empty value
+
+
 @dataclass(frozen=True)
 class TaggerConfig:
     """What to build: features, encoder, heads.
 
-    xpos_weight  weight of the auxiliary XPOS loss (0 = no XPOS head)
+    xpos_weight   weight of the XPOS loss (0 = no XPOS head)
+    feats_weight  weight of the FEATS loss (0 = no FEATS head); features are predicted as the
+                  whole feature string (one class per combination seen in training)
+    lemma_weight  weight of the LEMMA loss (0 = no LEMMA head); lemmas are predicted as edit
+                  scripts (``attnlab.tasks.lemma_edits``)
+    A head is also left out when the training data has no values for its layer.
     """
 
     encoder: str = "attention"
@@ -47,6 +56,8 @@ class TaggerConfig:
     encoder_config: EncoderConfig = field(default_factory=EncoderConfig)
     xpos_weight: float = 0.5
     label_smoothing: float = 0.0
+    feats_weight: float = 0.5
+    lemma_weight: float = 0.5
 
     def to_json(self) -> dict:
         return {
@@ -55,6 +66,8 @@ class TaggerConfig:
             "encoder_config": self.encoder_config.to_json(),
             "xpos_weight": self.xpos_weight,
             "label_smoothing": self.label_smoothing,
+            "feats_weight": self.feats_weight,
+            "lemma_weight": self.lemma_weight,
         }
 
     @classmethod
@@ -65,7 +78,30 @@ class TaggerConfig:
             encoder_config=EncoderConfig.from_json(obj.get("encoder_config", {})),
             xpos_weight=float(obj.get("xpos_weight", 0.0)),
             label_smoothing=float(obj.get("label_smoothing", 0.0)),
+            feats_weight=float(obj.get("feats_weight", 0.0)),
+            lemma_weight=float(obj.get("lemma_weight", 0.0)),
         )
+
+    def weight(self, layer: str) -> float:
+        return 1.0 if layer == "upos" else getattr(self, f"{layer}_weight")
+
+
+def _column(sentences: Sequence, layer: str) -> list[list[str]]:
+    """Each sentence's values of a layer (``_`` for sentences that do not have the column)."""
+    attribute = "lemmas" if layer == "lemma" else layer
+    return [list(getattr(s, attribute, None) or [NONE] * len(s.forms)) for s in sentences]
+
+
+def gold_labels(sentences: Sequence, layer: str) -> list[list[str]]:
+    """The class of each word for a layer: the tag, the feature string, or the lemma's edit
+    script; ``_`` where the gold has no value (such words do not count in the loss)."""
+    from .lemma_edits import edit_script
+
+    rows = _column(sentences, layer)
+    if layer != "lemma":
+        return rows
+    return [[NONE if lemma == NONE else edit_script(form, lemma) for form, lemma in zip(s.forms, row)]
+            for s, row in zip(sentences, rows)]
 
 
 @dataclass
@@ -73,32 +109,64 @@ class TaggerVocabs:
     features: FeatureVocabs
     upos: Vocab
     xpos: Vocab
+    feats: Vocab = field(default_factory=lambda: Vocab.build([]))
+    lemma: Vocab = field(default_factory=lambda: Vocab.build([]))  # edit scripts
+    feats_by_upos: dict[str, list[str]] = field(default_factory=dict)  # feature strings seen with each UPOS
 
     @classmethod
     def build(cls, sentences: Sequence) -> "TaggerVocabs":
-        """From training sentences (objects with ``forms``, ``upos`` and ``xpos`` lists)."""
+        """From training sentences (objects with ``forms`` and ``upos`` lists, and ``xpos``,
+        ``feats`` and ``lemmas`` lists when they have those layers)."""
+        sentences = list(sentences)
+
+        def labels(layer):  # a layer whose only value is ``_`` is not there at all
+            values = [t for row in gold_labels(sentences, layer) for t in row if t != NONE]
+            if layer == "feats" and values:
+                values = [t for row in gold_labels(sentences, layer) for t in row]  # no features is a class
+            return Vocab.build(values)
+
+        by_upos: dict[str, set[str]] = {}
+        for s, row in zip(sentences, _column(sentences, "feats")):
+            for upos, feats in zip(s.upos, row):
+                by_upos.setdefault(upos, set()).add(feats)
+        feats = labels("feats")
         return cls(
             features=FeatureVocabs.build(s.forms for s in sentences),
             upos=Vocab.build(t for s in sentences for t in s.upos),
-            xpos=Vocab.build(t for s in sentences for t in (s.xpos or [])),
+            xpos=labels("xpos"), feats=feats, lemma=labels("lemma"),
+            feats_by_upos={u: sorted(f) for u, f in sorted(by_upos.items())} if len(feats) > 2 else {},
         )
 
+    def layer(self, name: str) -> Vocab:
+        return getattr(self, name)
+
     def to_json(self) -> dict:
-        return {"features": self.features.to_json(), "upos": self.upos.to_json(), "xpos": self.xpos.to_json()}
+        return {"features": self.features.to_json(), "upos": self.upos.to_json(), "xpos": self.xpos.to_json(),
+                "feats": self.feats.to_json(), "lemma": self.lemma.to_json(), "feats_by_upos": self.feats_by_upos}
 
     @classmethod
     def from_json(cls, obj: dict) -> "TaggerVocabs":
-        return cls(FeatureVocabs.from_json(obj["features"]), Vocab.from_json(obj["upos"]), Vocab.from_json(obj["xpos"]))
+        empty = Vocab.build([]).to_json()
+        return cls(FeatureVocabs.from_json(obj["features"]), Vocab.from_json(obj["upos"]), Vocab.from_json(obj["xpos"]),
+                   Vocab.from_json(obj.get("feats", empty)), Vocab.from_json(obj.get("lemma", empty)),
+                   {str(k): [str(f) for f in v] for k, v in obj.get("feats_by_upos", {}).items()})
 
 
 @dataclass
 class Emissions:
     upos: torch.Tensor  # (B, N, C_upos)
-    xpos: torch.Tensor | None  # (B, N, C_xpos) or None
+    xpos: torch.Tensor | None = None  # (B, N, C_xpos) or None
+    feats: torch.Tensor | None = None  # (B, N, C_feats) or None
+    lemma: torch.Tensor | None = None  # (B, N, C_edits) or None
+
+    def layers(self) -> dict[str, torch.Tensor]:
+        """The scores of every layer the model predicts, by name."""
+        return {name: getattr(self, name) for name in LAYERS if getattr(self, name) is not None}
 
 
 class Tagger(nn.Module):
-    """Token features -> context encoder -> linear tag scores."""
+    """Token features -> context encoder -> one linear head per layer (UPOS, and XPOS, FEATS
+    and LEMMA edit scripts where the training data has them)."""
 
     def __init__(self, config: TaggerConfig, vocabs: TaggerVocabs):
         super().__init__()
@@ -106,9 +174,16 @@ class Tagger(nn.Module):
         self.features = TokenFeatures(config.features, vocabs.features)
         self.encoder = build_encoder(config.encoder, self.features.out_dim, config.encoder_config)
         self.dropout = nn.Dropout(config.encoder_config.dropout)
-        self.upos_head = nn.Linear(self.encoder.out_dim, len(vocabs.upos))
-        has_xpos = config.xpos_weight > 0 and len(vocabs.xpos) > 2
-        self.xpos_head = nn.Linear(self.encoder.out_dim, len(vocabs.xpos)) if has_xpos else None
+        width = self.encoder.out_dim
+        for layer in LAYERS:
+            size = len(vocabs.layer(layer))
+            wanted = layer == "upos" or (config.weight(layer) > 0 and size > 2)
+            setattr(self, f"{layer}_head", nn.Linear(width, size) if wanted else None)
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """The layers this model predicts, in ``LAYERS`` order."""
+        return tuple(name for name in LAYERS if getattr(self, f"{name}_head") is not None)
 
     def encode(self, batch: FeatureBatch) -> torch.Tensor:
         """(B, N, D): each token's vector after the encoder."""
@@ -116,13 +191,16 @@ class Tagger(nn.Module):
 
     def forward(self, batch: FeatureBatch) -> Emissions:
         h = self.dropout(self.encode(batch))  # (B, N, D)
-        return Emissions(self.upos_head(h), self.xpos_head(h) if self.xpos_head is not None else None)
+        return Emissions(**{name: getattr(self, f"{name}_head")(h) for name in self.layers})
 
 
 def tagging_loss(scores: torch.Tensor, gold: torch.Tensor, lengths: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy over the real tokens: scores (B, N, C), gold (B, N), lengths (B,)."""
+    """Words whose gold is PAD (no value in the data) do not count; 0 when no word counts."""
     n = scores.shape[1]
-    real = torch.arange(n) < lengths.unsqueeze(1)  # (B, N)
+    real = (torch.arange(n) < lengths.unsqueeze(1)) & (gold != PAD)  # (B, N)
+    if not bool(real.any()):
+        return scores.sum() * 0.0
     return F.cross_entropy(scores[real], gold[real], label_smoothing=label_smoothing)
 
 
@@ -178,15 +256,80 @@ def length_batches(lengths: Sequence[int], batch_tokens: int) -> list[list[int]]
 
 @dataclass
 class TagPredictions:
-    """Tags per sentence; with ``probabilities``, the probability of each chosen tag too; with
-    ``top_k``, the k most probable tags of each token as (tag, probability), best first."""
+    """Predictions per layer (``tags["upos"]``: one list of tags per sentence; FEATS as feature
+    strings, LEMMA as lemmas); with ``probabilities``, the probability of each choice
+    (``probs``); with ``top_k``, each word's k most probable values as (value, probability),
+    best first (``top``). Only the layers the model predicts are there."""
 
-    upos: list[list[str]]
-    xpos: list[list[str]] | None  # None: the model has no XPOS head
-    upos_prob: list[list[float]] | None = None
-    xpos_prob: list[list[float]] | None = None
-    upos_top: list[list[list[tuple[str, float]]]] | None = None
-    xpos_top: list[list[list[tuple[str, float]]]] | None = None
+    tags: dict[str, list[list[str]]]
+    probs: dict[str, list[list[float]]] | None = None
+    top: dict[str, list[list[list[tuple[str, float]]]]] | None = None
+
+    @property
+    def upos(self) -> list[list[str]]:
+        return self.tags["upos"]
+
+    @property
+    def xpos(self) -> list[list[str]] | None:
+        return self.tags.get("xpos")
+
+    @property
+    def upos_prob(self) -> list[list[float]] | None:
+        return self.probs["upos"] if self.probs is not None else None
+
+    @property
+    def xpos_prob(self) -> list[list[float]] | None:
+        return self.probs.get("xpos") if self.probs is not None else None
+
+
+def feats_allowed(vocabs: TaggerVocabs) -> torch.Tensor | None:
+    """(C_upos, C_feats) bool: which feature strings training saw with each UPOS (a UPOS never
+    seen with features, or not seen at all, allows every string); None without a FEATS layer."""
+    if not vocabs.feats_by_upos:
+        return None
+    allowed = torch.ones(len(vocabs.upos), len(vocabs.feats), dtype=torch.bool)
+    for upos, strings in vocabs.feats_by_upos.items():
+        row = vocabs.upos.stoi.get(upos)
+        if row is not None:
+            allowed[row] = False
+            allowed[row, vocabs.feats.encode(strings)] = True
+    return allowed
+
+
+def layer_probabilities(out: Emissions, allowed: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """(B, N, C) probabilities per layer; PAD and UNK never chosen, and FEATS only among the
+    strings ``allowed`` for the word's best UPOS (``feats_allowed``)."""
+    probs: dict[str, torch.Tensor] = {}
+    for name, scores in out.layers().items():
+        scores = _real_tags_only(scores.float())
+        if name == "feats" and allowed is not None:
+            scores = scores.masked_fill(~allowed[probs["upos"].argmax(dim=-1)], float("-inf"))
+        probs[name] = torch.softmax(scores, dim=-1)
+    return probs
+
+
+def _lemma_choices(forms: Sequence[str], ids: list[list[int]], values: list[list[float]], vocab: Vocab, k: int):
+    """Per word: the (lemma, probability) of its candidate edit scripts that fit it, best
+    first, at most ``k``; the form itself when none fits."""
+    from .lemma_edits import apply_edit
+
+    out = []
+    for form, row_ids, row_p in zip(forms, ids, values):
+        found = []
+        for t, p in zip(row_ids, row_p):
+            lemma = apply_edit(form, vocab.itos[t])
+            if lemma is not None:
+                found.append((lemma, p))
+                if len(found) == k:
+                    break
+        out.append(found or [(form, 0.0)])
+    return out
+
+
+def _choices(probs: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
+    """The ``k`` most probable ids per real token and their probabilities (B lists of N lists)."""
+    values, ids = probs.topk(min(k, probs.shape[-1]), dim=-1)  # (B, N, k)
+    return _cut(ids.tolist(), lengths), _cut(values.tolist(), lengths)
 
 
 @torch.inference_mode()
@@ -194,33 +337,35 @@ def predict_tags(
     model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
     *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0,
 ) -> TagPredictions:
-    """Tag lists of word forms (each with at least one word) in batches of similar length;
-    ``top_k`` > 0 also lists each token's ``top_k`` most probable tags."""
+    """Tag lists of word forms (each with at least one word) in batches of similar length, on
+    every layer the model predicts; ``top_k`` > 0 also lists each word's ``top_k`` best values."""
     was_training = model.training
     model.eval()
-    heads = {"upos": vocabs.upos} | ({"xpos": vocabs.xpos} if model.xpos_head is not None else {})
-    tags: dict[str, list] = {name: [None] * len(sentences) for name in heads}
-    probs: dict[str, list] = {name: [None] * len(sentences) for name in heads} if probabilities else {}
-    tops: dict[str, list] = {name: [None] * len(sentences) for name in heads} if top_k > 0 else {}
+    allowed = feats_allowed(vocabs) if model.feats_head is not None else None
+    found: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
     try:
         # character vectors once per distinct form, shared by every batch
         rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
         for idx in length_batches([len(s) for s in sentences], batch_tokens):
             batch = encoder.encode([sentences[i] for i in idx], rows=rows)
             batch.char_vectors = table
-            out = model(batch)
-            for name, vocab in heads.items():
-                scores = getattr(out, name)  # (B, N, C)
-                for i, ids in zip(idx, decode(scores, batch.lengths)):
-                    tags[name][i] = vocab.decode(ids)
-                for i, p in zip(idx, best_probabilities(scores, batch.lengths) if probabilities else ()):
-                    probs[name][i] = p
-                for i, row in zip(idx, top_tags(scores, batch.lengths, top_k) if top_k > 0 else ()):
-                    tops[name][i] = [[(vocab.itos[t], p) for t, p in token] for token in row]
+            for name, probs in layer_probabilities(model(batch), allowed).items():
+                vocab = vocabs.layer(name)
+                k = max(top_k, 1)
+                ids, values = _choices(probs, batch.lengths, k + 4 if name == "lemma" else k)
+                for i, row_ids, row_p in zip(idx, ids, values):
+                    if name == "lemma":
+                        found[name][i] = _lemma_choices(sentences[i], row_ids, row_p, vocab, k)
+                    else:
+                        found[name][i] = [[(vocab.itos[t], p) for t, p in zip(a, b)] for a, b in zip(row_ids, row_p)]
     finally:
         model.train(was_training)
-    return TagPredictions(tags["upos"], tags.get("xpos"), probs.get("upos"), probs.get("xpos"),
-                          tops.get("upos"), tops.get("xpos"))
+    return TagPredictions(
+        tags={name: [[token[0][0] for token in row] for row in rows_] for name, rows_ in found.items()},
+        probs={name: [[token[0][1] for token in row] for row in rows_] for name, rows_ in found.items()}
+        if probabilities else None,
+        top=found if top_k > 0 else None,
+    )
 
 
 def predict(
@@ -257,32 +402,33 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
 
 
 def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
-    """Tag gold ``sentences`` (read from ``source``) with a model directory and score them: a
-    ``TaggingReport`` for UPOS (``report``), one for XPOS when the model and the gold have it."""
+    """Tag gold ``sentences`` (read from ``source``) with a model directory and score them
+    (``score_tagger``)."""
     loaded = load_tagger(model_dir)
     return score_tagger(
-        lambda forms: predict(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens),
+        lambda forms: predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens).tags,
         loaded.vocabs, model_dir, sentences, source,
     )
 
 
 def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, source: str) -> dict:
-    """``evaluate_tagger``'s result for a model that ``tag(list of word-form lists)`` runs:
-    (UPOS per sentence, XPOS per sentence or None). ``layers`` holds the CoNLL 2018-style
-    ``WordLevelReport`` (UPOS, XPOS, UFeats, AllTags, Lemmas; the layers the model does not
-    predict are marked so)."""
+    """``evaluate_tagger``'s result for a model that ``tag(list of word-form lists)`` runs,
+    returning its predictions by layer ({"upos": one tag list per sentence, "xpos": ...}):
+    a ``TaggingReport`` for UPOS (``report``), XPOS accuracy (``xpos``) when the model and the
+    gold have it, and in ``layers`` the CoNLL 2018-style ``WordLevelReport`` (UPOS, XPOS,
+    UFeats, AllTags, Lemmas; the layers the model does not predict are marked so)."""
     from ..evaluate import score_tags, score_word_layers
 
     forms = [s.forms for s in sentences]
     start = time.perf_counter()
-    upos, xpos = tag(forms)
+    predicted = tag(forms)
     seconds = time.perf_counter() - start
     known = vocabs.features.is_known
+    upos, xpos = predicted["upos"], predicted.get("xpos")
     report = score_tags([s.upos for s in sentences], upos, [[not known(f) for f in s.forms] for s in sentences])
     result = {"model": str(model_dir), "file": str(source), "report": report, "seconds": seconds}
     if xpos is not None and any(s.xpos for s in sentences):
         result["xpos"] = score_tags([s.xpos for s in sentences], xpos)
-    predicted = {"upos": upos} if xpos is None else {"upos": upos, "xpos": xpos}
     result["layers"] = score_word_layers(sentences, predicted, known)
     return result
 
@@ -292,9 +438,19 @@ def score_tagger(tag, vocabs: TaggerVocabs, model_dir, sentences: Sequence, sour
 @dataclass
 class TaggingBatch:
     features: FeatureBatch
-    upos: torch.Tensor  # (B, N) gold ids, PAD at padding
-    xpos: torch.Tensor  # (B, N)
+    gold: dict[str, torch.Tensor]  # layer -> (B, N) gold ids, PAD at padding and where the gold has no value
     tokens: int
+
+    @property
+    def upos(self) -> torch.Tensor:
+        return self.gold["upos"]
+
+
+def encode_gold(vocab: Vocab, labels: Sequence[str]) -> list[int]:
+    """Ids of gold labels; ``_`` is PAD (not counted) unless it is a class of its own
+    (FEATS: no features)."""
+    ids = vocab.encode(labels)
+    return [PAD if label == NONE and label not in vocab else i for label, i in zip(labels, ids)]
 
 
 class TaggingTask:
@@ -304,9 +460,10 @@ class TaggingTask:
         self.model, self.vocabs = model, vocabs
         self.encoder = self.feature_encoder(model)
         self.train_forms = [list(s.forms) for s in train]
-        self.train_upos = [vocabs.upos.encode(s.upos) for s in train]
-        self.train_xpos = [vocabs.xpos.encode(s.xpos) if s.xpos else [PAD] * len(s.forms) for s in train]
+        self.train_gold = {layer: [encode_gold(vocabs.layer(layer), row) for row in gold_labels(train, layer)]
+                           for layer in model.layers}
         self.dev = list(dev)
+        self.dev_gold = {layer: _column(self.dev, layer) for layer in model.layers}
         self.batch_tokens_eval = batch_tokens_eval
 
     def lengths(self) -> list[int]:
@@ -328,29 +485,32 @@ class TaggingTask:
 
         return TaggingBatch(
             features=feats,
-            upos=pad([self.train_upos[i] for i in indices]),
-            xpos=pad([self.train_xpos[i] for i in indices]),
+            gold={layer: pad([rows[i] for i in indices]) for layer, rows in self.train_gold.items()},
             tokens=int(feats.lengths.sum()),
         )
 
     def loss(self, model: Tagger, batch: TaggingBatch) -> torch.Tensor:
-        out = model(batch.features)
+        """The weighted sum of each layer's mean cross-entropy (UPOS weight 1)."""
+        out = model(batch.features).layers()
         ls = model.config.label_smoothing
-        loss = tagging_loss(out.upos, batch.upos, batch.features.lengths, ls)
-        if out.xpos is not None:
-            loss = loss + model.config.xpos_weight * tagging_loss(out.xpos, batch.xpos, batch.features.lengths, ls)
-        return loss
+        return sum(model.config.weight(layer) * tagging_loss(scores, batch.gold[layer], batch.features.lengths, ls)
+                   for layer, scores in out.items())
 
-    def predict(self, model: Tagger, sentences: Sequence[Sequence[str]]):
-        """(UPOS per sentence, XPOS per sentence or None) of sentences of word forms."""
-        return predict(model, self.encoder, self.vocabs, sentences, batch_tokens=self.batch_tokens_eval)
+    def predict(self, model: Tagger, sentences: Sequence[Sequence[str]]) -> dict[str, list[list[str]]]:
+        """Predictions by layer ({"upos": one tag list per sentence, ...}) of sentences of word forms."""
+        return predict_tags(model, self.encoder, self.vocabs, sentences, batch_tokens=self.batch_tokens_eval).tags
 
     def evaluate(self, model: Tagger) -> float:
-        """UPOS accuracy on the dev sentences."""
-        pred, _ = self.predict(model, [s.forms for s in self.dev])
-        total = sum(len(s.upos) for s in self.dev)
-        correct = sum(p == g for s, tags in zip(self.dev, pred) for p, g in zip(tags, s.upos))
-        return correct / total if total else 0.0
+        """The dev score: the mean accuracy of the layers the model predicts (a lemma counts
+        where the gold has one; a feature string must match exactly)."""
+        pred = self.predict(model, [s.forms for s in self.dev])
+        scores = []
+        for layer, gold_rows in self.dev_gold.items():
+            pairs = [(p, g) for ps, gs in zip(pred[layer], gold_rows) for p, g in zip(ps, gs)
+                     if layer == "upos" or g != NONE or layer == "feats"]
+            if pairs:
+                scores.append(sum(p == g for p, g in pairs) / len(pairs))
+        return sum(scores) / len(scores) if scores else 0.0
 
     def save_model(self, directory: str | Path, model: Tagger, extra: dict) -> None:
         save_tagger(directory, model, self.vocabs, extra)
