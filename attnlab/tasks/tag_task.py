@@ -18,7 +18,11 @@ class Tag:
     summary = "part of speech per token (N->N)"
 
     def add_train_arguments(self, group) -> None:
-        group.add_argument("--xpos-weight", type=float, default=0.5, help="weight of the auxiliary XPOS loss (0 = off)")
+        group.add_argument("--xpos-weight", type=float, default=0.5, help="weight of the XPOS loss (0 = no XPOS layer)")
+        group.add_argument("--feats-weight", type=float, default=0.5,
+                           help="weight of the FEATS loss (0 = no FEATS layer)")
+        group.add_argument("--lemma-weight", type=float, default=0.5,
+                           help="weight of the LEMMA loss (0 = no LEMMA layer; lemmas are predicted as edit scripts)")
 
     def add_eval_arguments(self, group) -> None:
         pass
@@ -39,7 +43,8 @@ class Tag:
                                       label_smoothing=args.label_smoothing)
         encoder, features = token_model_configs(args)
         config = TaggerConfig(encoder=args.encoder, features=features, encoder_config=encoder,
-                              xpos_weight=args.xpos_weight, label_smoothing=args.label_smoothing)
+                              xpos_weight=args.xpos_weight, label_smoothing=args.label_smoothing,
+                              feats_weight=args.feats_weight, lemma_weight=args.lemma_weight)
         vocabs = TaggerVocabs.build(train)
         return LoadedTagger(Tagger(config, vocabs), vocabs, config, {})
 
@@ -62,7 +67,12 @@ class Tag:
         tokens = sum(len(s.forms) for s in train)
         config = loaded.model.config
         what = f"{config.encoder['model_type']} (pretrained)" if isinstance(config.encoder, dict) else config.encoder
-        return f"{what} tagger", f"{len(train):,} sentences, {tokens:,} tokens"
+        layers = getattr(loaded.model, "layers", ("upos",))
+        missing = [name.upper() for name in ("xpos", "feats", "lemma") if name not in layers]
+        note = f"; layers {', '.join(n.upper() for n in layers)}"
+        if missing:
+            note += f" (no {', '.join(missing)}: switched off or not in the training data)"
+        return f"{what} tagger", f"{len(train):,} sentences, {tokens:,} tokens{note}"
 
     def evaluate(self, args, gold, source: str) -> dict:
         from . import model_task
