@@ -104,6 +104,26 @@ def gold_labels(sentences: Sequence, layer: str) -> list[list[str]]:
             for s, row in zip(sentences, rows)]
 
 
+def lemma_table(sentences: Sequence) -> dict[str, list]:
+    """The training lemmas as a table: for each (form, UPOS) pair with a lemma, the lemma seen
+    most often with it and the share of the pair's occurrences that have it, keyed
+    ``"form\tUPOS"``. Prediction answers a pair seen in training from the table, as
+    dictionary-backed lemmatizers do (right on irregular and rare known words), and every other
+    word from the edit-script classifier."""
+    from collections import Counter
+
+    counts: dict[str, Counter] = {}
+    for s, lemmas in zip(sentences, _column(sentences, "lemma")):
+        for form, upos, lemma in zip(s.forms, s.upos, lemmas):
+            if lemma != NONE:
+                counts.setdefault(f"{form}\t{upos}", Counter())[lemma] += 1
+    table = {}
+    for key, seen in counts.items():
+        lemma, n = seen.most_common(1)[0]
+        table[key] = [lemma, round(n / sum(seen.values()), 3)]
+    return table
+
+
 @dataclass
 class TaggerVocabs:
     features: FeatureVocabs
@@ -112,6 +132,7 @@ class TaggerVocabs:
     feats: Vocab = field(default_factory=lambda: Vocab.build([]))
     lemma: Vocab = field(default_factory=lambda: Vocab.build([]))  # edit scripts
     feats_by_upos: dict[str, list[str]] = field(default_factory=dict)  # feature strings seen with each UPOS
+    lemma_table: dict[str, list] = field(default_factory=dict)  # "form\tUPOS" -> [lemma, share], see lemma_table
 
     @classmethod
     def build(cls, sentences: Sequence) -> "TaggerVocabs":
@@ -135,6 +156,7 @@ class TaggerVocabs:
             upos=Vocab.build(t for s in sentences for t in s.upos),
             xpos=labels("xpos"), feats=feats, lemma=labels("lemma"),
             feats_by_upos={u: sorted(f) for u, f in sorted(by_upos.items())} if len(feats) > 2 else {},
+            lemma_table=lemma_table(sentences),
         )
 
     def layer(self, name: str) -> Vocab:
@@ -142,14 +164,16 @@ class TaggerVocabs:
 
     def to_json(self) -> dict:
         return {"features": self.features.to_json(), "upos": self.upos.to_json(), "xpos": self.xpos.to_json(),
-                "feats": self.feats.to_json(), "lemma": self.lemma.to_json(), "feats_by_upos": self.feats_by_upos}
+                "feats": self.feats.to_json(), "lemma": self.lemma.to_json(), "feats_by_upos": self.feats_by_upos,
+                "lemma_table": self.lemma_table}
 
     @classmethod
     def from_json(cls, obj: dict) -> "TaggerVocabs":
         empty = Vocab.build([]).to_json()
         return cls(FeatureVocabs.from_json(obj["features"]), Vocab.from_json(obj["upos"]), Vocab.from_json(obj["xpos"]),
                    Vocab.from_json(obj.get("feats", empty)), Vocab.from_json(obj.get("lemma", empty)),
-                   {str(k): [str(f) for f in v] for k, v in obj.get("feats_by_upos", {}).items()})
+                   {str(k): [str(f) for f in v] for k, v in obj.get("feats_by_upos", {}).items()},
+                   {str(k): [str(v[0]), float(v[1])] for k, v in obj.get("lemma_table", {}).items()})
 
 
 @dataclass
@@ -308,13 +332,20 @@ def layer_probabilities(out: Emissions, allowed: torch.Tensor | None) -> dict[st
     return probs
 
 
-def _lemma_choices(forms: Sequence[str], ids: list[list[int]], values: list[list[float]], vocab: Vocab, k: int):
-    """Per word: the (lemma, probability) of its candidate edit scripts that fit it, best
-    first, at most ``k``; the form itself when none fits."""
+def _lemma_choices(forms: Sequence[str], upos: Sequence[str], ids: list[list[int]], values: list[list[float]],
+                   vocabs: TaggerVocabs, k: int):
+    """Per word: the training table's lemma for a (form, UPOS) pair seen in training (with the
+    share of its occurrences that had it), else the (lemma, probability) of the candidate
+    edit scripts that fit the form, best first, at most ``k``; the form itself when none fits."""
     from .lemma_edits import apply_edit
 
     out = []
-    for form, row_ids, row_p in zip(forms, ids, values):
+    vocab, table = vocabs.lemma, vocabs.lemma_table
+    for form, tag, row_ids, row_p in zip(forms, upos, ids, values):
+        known = table.get(f"{form}\t{tag}")
+        if known is not None:
+            out.append([(known[0], known[1])])
+            continue
         found = []
         for t, p in zip(row_ids, row_p):
             lemma = apply_edit(form, vocab.itos[t])
@@ -355,7 +386,8 @@ def predict_tags(
                 ids, values = _choices(probs, batch.lengths, k + 4 if name == "lemma" else k)
                 for i, row_ids, row_p in zip(idx, ids, values):
                     if name == "lemma":
-                        found[name][i] = _lemma_choices(sentences[i], row_ids, row_p, vocab, k)
+                        upos = [token[0][0] for token in found["upos"][i]]
+                        found[name][i] = _lemma_choices(sentences[i], upos, row_ids, row_p, vocabs, k)
                     else:
                         found[name][i] = [[(vocab.itos[t], p) for t, p in zip(a, b)] for a, b in zip(row_ids, row_p)]
     finally:
