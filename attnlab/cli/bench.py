@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     _add_encoder(bsub)
     _add_hf(bsub)
     _add_serve(bsub)
+    _add_treebanks(bsub)
 
 
 def _at_least(low: int, **options) -> None:
@@ -227,3 +228,43 @@ def _run_serve(args) -> int:
                              url=args.url, threads=args.threads)
     _show(format_result(result), result, args.json)
     return 1 if any_errors(result) else 0
+
+
+# -- treebanks -----------------------------------------------------------------------------
+
+def _add_treebanks(bsub) -> None:
+    p = bsub.add_parser(
+        "treebanks",
+        help="train, score and tag every treebank of a directory; table against UDPipe 1.2",
+        description=(
+            "For each treebank directory under --data (one *train/dev/test.conllu each): the default "
+            "`attnlab train` with --seed, `attnlab eval --json` on the test file (UPOS, XPOS, UFeats, AllTags, "
+            "Lemmas), `attnlab tag` on the test file checked to change only the predicted columns; prints a "
+            "Markdown table against UDPipe 1.2's published gold-tokenization scores. Runs already in --out are "
+            "scored again, not retrained."
+        ),
+    )
+    p.add_argument("--data", type=Path, default=None, help="directory of treebank directories (default: $ATTNLAB_DATA)")
+    p.add_argument("--out", type=Path, required=True, help="one model directory per treebank goes here")
+    p.add_argument("--only", nargs="+", metavar="NAME", help="just these treebanks (directory names)")
+    p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for every step (default 2)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.set_defaults(func=_run_treebanks)
+
+
+def _run_treebanks(args) -> int:
+    import os
+
+    from ..bench.treebanks import main, table
+
+    _at_least(1, threads=args.threads)
+    data = args.data or (Path(os.environ["ATTNLAB_DATA"]) if os.environ.get("ATTNLAB_DATA") else None)
+    if data is None or not data.is_dir():
+        raise UserError(f"--data {data}: no such directory (give the directory that holds the treebank directories)")
+    try:
+        results = main(data, args.out, only=args.only, seed=args.seed, threads=args.threads)
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    _show(table(results), {"results": results}, args.json)
+    return 0 if all(r["only_predicted_columns_changed"] for r in results) else 1

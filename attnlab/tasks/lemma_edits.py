@@ -27,6 +27,12 @@ from __future__ import annotations
 CASINGS = ("lower", "form", "title", "upper")
 
 
+def _lower(text: str) -> str:
+    """Lowercase, one character for one: "İ" (dotted capital I) becomes "i", not "i" plus a
+    combining dot as ``str.lower`` makes it, so positions in form and lemma stay aligned."""
+    return text.replace("İ", "i").lower()
+
+
 def _longest_common_substring(a: str, b: str) -> tuple[int, int, int]:
     """(start in a, start in b, length) of the longest common substring (first found on ties)."""
     best = (0, 0, 0)
@@ -63,7 +69,7 @@ def _recase(form: str, text: str, casing: str) -> str:
 
 def edit_script(form: str, lemma: str) -> str:
     """The script that turns ``form`` into ``lemma`` (``apply_edit(form, script) == lemma``)."""
-    low_form, low_lemma = form.lower(), lemma.lower()
+    low_form, low_lemma = _lower(form), _lower(lemma)
     spelling = _spelling(low_form, low_lemma)
     for casing in CASINGS:
         if _recase(form, _apply_spelling(low_form, spelling) or "", casing) == lemma:
@@ -84,7 +90,7 @@ def _apply_spelling(form: str, spelling: str) -> str | None:
 def apply_edit(form: str, script: str) -> str | None:
     """``form`` with ``script`` applied; None when the script does not fit the form."""
     casing, _, spelling = script.partition("|")
-    text = _apply_spelling(form.lower(), spelling)
+    text = _apply_spelling(_lower(form), spelling)
     if text is None or (text == "" and form != ""):
         return None
     return text if casing == "keep" else _recase(form, text, casing)
