@@ -48,14 +48,18 @@ def add_parser(subparsers) -> None:
 
 def _add_training_options(p) -> None:
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=24, help="epochs (default 24; the learning rate schedule spans them)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs (the learning rate schedule spans them; default: 24, and for --task tag as many as "
+                        "needed to see about 2 million training words, at most 100, so small treebanks get more)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--batch-tokens", type=int, default=1000, help="tokens per batch (default 1000)")
     t.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
     t.add_argument("--warmup", type=int, default=200, help="warm-up steps (default 200)")
     t.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="cosine")
     t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--patience", type=int, default=6, help="stop after this many epochs without dev improvement (0 = never)")
+    t.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without dev improvement (0 = never; default: a quarter of the "
+                        "epochs, at least 6)")
     t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200; also every epoch)")
     t.add_argument("--label-smoothing", type=float, default=0.0)
 

@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 
+DEFAULT_EPOCHS = 24
+
+
 class Task(Protocol):
     name: str
     model_task: str
@@ -50,6 +53,8 @@ class Task(Protocol):
     def training_task(self, loaded: Any, args: argparse.Namespace, train: Sequence, dev: Sequence) -> Any: ...
 
     def describe(self, loaded: Any, training: Any, train: Sequence) -> tuple[str, str]: ...
+
+    def default_epochs(self, train: Sequence) -> int: ...
 
     def evaluate(self, args: argparse.Namespace, gold: Sequence, source: str) -> dict: ...
 

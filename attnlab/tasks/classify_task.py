@@ -16,6 +16,11 @@ class Classify:
     model_task = "classification"
     summary = "the genre of each sentence from its sent_id (N->1)"
 
+    def default_epochs(self, train) -> int:
+        from .base import DEFAULT_EPOCHS
+
+        return DEFAULT_EPOCHS
+
     def add_train_arguments(self, group) -> None:
         group.add_argument("--pooling", choices=("mean", "first", "attention"), default="attention",
                        help="how token vectors become one sentence vector (default attention: a learned query)")

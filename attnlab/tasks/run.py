@@ -56,7 +56,8 @@ class TrainingRun:
         what, examples = self.task.describe(self.loaded, self.training, self.train_sentences)
         n_params = sum(p.numel() for p in self.loaded.model.parameters())
         return (f"training {what} ({n_params / 1e6:.2f}M parameters) on {self.train_path} ({examples}), "
-                f"dev {self.dev_path}, {torch.get_num_threads()} threads")
+                f"dev {self.dev_path}, {self.config.epochs} epochs (patience {self.config.patience}), "
+                f"{torch.get_num_threads()} threads")
 
     def train(self, *, max_minutes: float | None = None, progress: bool = True):
         """``attnlab.train.train`` into ``out``, with the data paths recorded in config.json."""
@@ -83,12 +84,13 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
         raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
     task = TASKS[args.task]
     train_path, dev_path = data_paths(args)
-    config = TrainConfig(
-        epochs=args.epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
-        warmup=args.warmup, schedule=args.schedule, patience=args.patience, seed=args.seed,
-        checkpoint_every=args.checkpoint_every,
-    )
     train, dev = _read_data(task, train_path, dev_path)
+    epochs = args.epochs if args.epochs is not None else task.default_epochs(train)
+    config = TrainConfig(
+        epochs=epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
+        warmup=args.warmup, schedule=args.schedule, seed=args.seed, checkpoint_every=args.checkpoint_every,
+        patience=args.patience if args.patience is not None else max(6, epochs // 4),
+    )
     torch.manual_seed(args.seed)
     loaded = task.build(args, train)
     training = task.training_task(loaded, args, train, dev)

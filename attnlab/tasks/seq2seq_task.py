@@ -25,6 +25,11 @@ class Seq2seq:
     model_task = "seq2seq"
     summary = "the lemma of each word as characters, given form and UPOS (N->M)"
 
+    def default_epochs(self, train) -> int:
+        from .base import DEFAULT_EPOCHS
+
+        return DEFAULT_EPOCHS
+
     def add_train_arguments(self, group) -> None:
         group.add_argument("--decoder-layers", type=int, help="decoder layers (default: --layers)")
         group.add_argument("--max-chars", type=int, default=40, help="longest form read (longer: lemma = form)")
