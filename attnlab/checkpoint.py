@@ -8,7 +8,9 @@ A model directory holds three files::
 
 and, for some tasks, further JSON files (a lemmatizer's lookup table), whose checksums
 config.json also records. A model is loaded only when config.json has a checksum for
-each of its files and every file matches it.
+each of its files and every file matches it. Weights are float32, or float16 / int8 with
+per-row scales in a compact copy (``attnlab.weight_storage``; config.json says which), and are
+always float32 once loaded.
 
 A save is one atomic unit: a reader sees either the old model or the new one, whenever
 the writer is killed. config.json is the commit point (see ``save_model_dir``): the new
@@ -40,6 +42,7 @@ from pathlib import Path
 import torch
 
 from .errors import UserError
+from .weight_storage import StorageError, decode_weights, storage_of
 
 WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
@@ -353,8 +356,16 @@ def _load_model_files(directory: Path) -> ModelFiles:
     for name in (WEIGHTS, VOCAB):
         if name not in sums:
             raise CheckpointError(f"{source}: the model has no checksum for {name}; refusing to load unverified files")
+    try:
+        storage = storage_of(config)
+    except StorageError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
     state = _read_committed(directory, WEIGHTS, sums[WEIGHTS], lambda p: read_tensors(p, "model weights", sums[WEIGHTS]))
     vocab = _read_committed(directory, VOCAB, sums[VOCAB], lambda p: read_json(p, "vocabulary", sums[VOCAB]))
+    try:  # float16 / int8 storage back to float32: at most 4x the bytes already read
+        state = decode_weights(state, storage)
+    except StorageError as exc:
+        raise CheckpointError(f"{directory / WEIGHTS}: {exc}") from None
     return ModelFiles(state=state, config=config, vocab=vocab)
 
 

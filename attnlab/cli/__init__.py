@@ -27,6 +27,7 @@ COMMANDS = [
     "attnlab.cli.train",  # train
     "attnlab.cli.eval",  # eval
     "attnlab.cli.tag",  # tag
+    "attnlab.cli.export",  # export
     "attnlab.cli.demo",  # demo
     "attnlab.cli.data",  # data get
     "attnlab.cli.explain",  # explain

@@ -3,6 +3,7 @@ one-line error that names the file.
 
     gold, name = read_gold(path)         # CoNLL-U with at least one sentence
     check_output(path); write_output(path, text)
+    check_new_model_dir(source, out)     # `attnlab export`: a new directory for a model made from another
 """
 
 from __future__ import annotations
@@ -40,3 +41,19 @@ def write_output(path: Path, text: str) -> None:
         atomic_write_bytes(path, text.encode("utf-8"))
     except OSError as exc:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def check_new_model_dir(source: str | Path, out: str | Path) -> None:
+    """Refuse, before any work, a model directory ``source`` that is not one, or an ``out``
+    (a model made from ``source``) that is ``source`` itself or already holds files."""
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise UserError(f"{source}: no such model directory")
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out}: is a file; choose a new directory")
+    if out.resolve() == source.resolve():
+        raise UserError(f"{out}: is the model directory itself; choose a new directory")
+    if any(out.iterdir()):
+        raise UserError(f"{out}: already exists and is not empty; choose a new directory")
