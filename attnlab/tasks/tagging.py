@@ -320,16 +320,24 @@ def feats_allowed(vocabs: TaggerVocabs) -> torch.Tensor | None:
     return allowed
 
 
-def layer_probabilities(out: Emissions, allowed: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """(B, N, C) probabilities per layer; PAD and UNK never chosen, and FEATS only among the
-    strings ``allowed`` for the word's best UPOS (``feats_allowed``)."""
-    probs: dict[str, torch.Tensor] = {}
+def masked_scores(out: Emissions, allowed: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """(B, N, C) scores per layer with PAD and UNK at -inf (never chosen), and FEATS at -inf
+    for the strings not ``allowed`` with the word's best UPOS (``feats_allowed``). Works in
+    place on ``out``'s tensors (inference: they are not needed again)."""
+    masked: dict[str, torch.Tensor] = {}
     for name, scores in out.layers().items():
-        scores = _real_tags_only(scores.float())
+        scores = scores.float()
+        scores[..., PAD] = float("-inf")
+        scores[..., UNK] = float("-inf")
         if name == "feats" and allowed is not None:
-            scores = scores.masked_fill(~allowed[probs["upos"].argmax(dim=-1)], float("-inf"))
-        probs[name] = torch.softmax(scores, dim=-1)
-    return probs
+            scores.masked_fill_(~allowed[masked["upos"].argmax(dim=-1)], float("-inf"))
+        masked[name] = scores
+    return masked
+
+
+def layer_probabilities(out: Emissions, allowed: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """(B, N, C) probabilities per layer over the values ``masked_scores`` lets be chosen."""
+    return {name: torch.softmax(scores, dim=-1) for name, scores in masked_scores(out, allowed).items()}
 
 
 def _lemma_choices(forms: Sequence[str], upos: Sequence[str], ids: list[list[int]], values: list[list[float]],
@@ -357,9 +365,12 @@ def _lemma_choices(forms: Sequence[str], upos: Sequence[str], ids: list[list[int
     return out
 
 
-def _choices(probs: torch.Tensor, lengths: torch.Tensor, k: int) -> tuple[list[list[list[int]]], list[list[list[float]]]]:
-    """The ``k`` most probable ids per real token and their probabilities (B lists of N lists)."""
-    values, ids = probs.topk(min(k, probs.shape[-1]), dim=-1)  # (B, N, k)
+def _choices(scores: torch.Tensor, lengths: torch.Tensor, k: int, probabilities: bool):
+    """The ``k`` best ids per real token and their probabilities (B lists of N lists of k);
+    without ``probabilities`` the second list holds raw scores (cheaper: no normalisation)."""
+    values, ids = scores.max(dim=-1, keepdim=True) if k == 1 else scores.topk(min(k, scores.shape[-1]), dim=-1)
+    if probabilities:
+        values = torch.exp(values - torch.logsumexp(scores, dim=-1, keepdim=True))  # (B, N, k)
     return _cut(ids.tolist(), lengths), _cut(values.tolist(), lengths)
 
 
@@ -380,10 +391,11 @@ def predict_tags(
         for idx in length_batches([len(s) for s in sentences], batch_tokens):
             batch = encoder.encode([sentences[i] for i in idx], rows=rows)
             batch.char_vectors = table
-            for name, probs in layer_probabilities(model(batch), allowed).items():
+            for name, scores in masked_scores(model(batch), allowed).items():
                 vocab = vocabs.layer(name)
-                k = max(top_k, 1)
-                ids, values = _choices(probs, batch.lengths, k + 4 if name == "lemma" else k)
+                k = max(top_k, 1)  # lemmas: a few more edit scripts, for forms the best one does not fit
+                ids, values = _choices(scores, batch.lengths, k + 4 if name == "lemma" else k,
+                                       probabilities or top_k > 0)
                 for i, row_ids, row_p in zip(idx, ids, values):
                     if name == "lemma":
                         upos = [token[0][0] for token in found["upos"][i]]
