@@ -1,7 +1,7 @@
 """Tagging from Python: load a model, tag text, token lists or CoNLL-U, get objects back.
 
     >>> import attnlab
-    >>> tagger = attnlab.load("models/ewt-attention")      # a model directory
+    >>> tagger = attnlab.load("en")                        # a shipped model, or a model directory
     >>> print(tagger("I saw a saw."))                      # one sentence of raw text -> CoNLL-U
     >>> tagger.tag([["I", "saw", "a", "saw", "."]])         # pre-tokenized, batched
     >>> tagger.tag_conllu("in.conllu")                     # a path or CoNLL-U text
@@ -26,8 +26,10 @@ if TYPE_CHECKING:
     from .data.conllu import Sentence as ConlluSentence
     from .tasks.tagging import LoadedTagger
 
-# Models that ship with the package: name -> directory. ``load(name)`` looks here first.
-SHIPPED: dict[str, Path] = {}
+# Models that ship with the package: ``MODELS_DIR/<name>/`` (config.json + model.safetensors, as
+# ``attnlab train`` writes them). ``load(name)`` and every ``--model`` of the CLI look here first.
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+DEFAULT_MODEL = "en"  # what `attnlab tag` uses without --model, when it ships
 
 LAYERS = ("upos", "xpos", "feats", "lemma")  # the annotation layers a tagger can predict
 
@@ -50,6 +52,16 @@ class TaggedToken:
     lemma: str | None = None
     probs: dict[str, float] = field(default_factory=dict)
     top: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+
+    def column(self, layer: str) -> str:
+        """The value of ``layer`` (upos, xpos, feats or lemma) as a CoNLL-U column writes it:
+        features as ``Name=Value|...``, ``_`` for none."""
+        if layer == "feats":
+            return "|".join(k if v == "" else f"{k}={v}" for k, v in self.feats.items()) or "_"
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; the layers are {', '.join(LAYERS)}")
+        value = getattr(self, layer)
+        return "_" if value is None else value
 
 
 @dataclass
@@ -81,6 +93,10 @@ class TaggedSentence:
     def xpos(self) -> list[str | None]:
         return [t.xpos for t in self.tokens]
 
+    def column(self, layer: str) -> list[str]:
+        """Every word's value of ``layer`` as its CoNLL-U column says it (``TaggedToken.column``)."""
+        return [t.column(layer) for t in self.tokens]
+
     def __len__(self) -> int:
         return len(self.tokens)
 
@@ -94,12 +110,7 @@ class TaggedSentence:
         """This sentence as CoNLL-U, ended by a blank line."""
         from .data.conllu import format_conllu
 
-        values = {
-            "upos": lambda t: t.upos, "xpos": lambda t: t.xpos,
-            "feats": lambda t: "|".join(f"{k}={v}" for k, v in t.feats.items()) or "_",
-            "lemma": lambda t: "_" if t.lemma is None else t.lemma,
-        }
-        columns = {layer: [[values[layer](t) for t in self.tokens]] for layer in self.layers}
+        columns = {layer: [self.column(layer)] for layer in self.layers}
         return format_conllu([self.source], **columns)
 
     def __str__(self) -> str:
@@ -120,28 +131,31 @@ class Tagger:
 
     @property
     def layers(self) -> tuple[str, ...]:
-        """The layers this model predicts: ("upos",) or ("upos", "xpos")."""
+        """The layers this model predicts, in the order of ``LAYERS``: ("upos",), ("upos", "xpos"),
+        ("upos", "xpos", "feats", "lemma"), ..."""
         return tuple(self.loaded.model.layers)
 
     @overload
-    def __call__(self, text: str, *, top_k: int = 0) -> TaggedSentence: ...
+    def __call__(self, text: str, *, top_k: int = 0, tokenize: str = "simple") -> TaggedSentence: ...
 
     @overload
-    def __call__(self, text: Sequence[str], *, top_k: int = 0) -> list[TaggedSentence]: ...
+    def __call__(self, text: Sequence[str], *, top_k: int = 0, tokenize: str = "simple") -> list[TaggedSentence]: ...
 
-    def __call__(self, text: str | Sequence[str], *, top_k: int = 0) -> TaggedSentence | list[TaggedSentence]:
+    def __call__(self, text: str | Sequence[str], *, top_k: int = 0,
+                 tokenize: str = "simple") -> TaggedSentence | list[TaggedSentence]:
         """Tag raw text: a string is one sentence (line breaks are spaces), a list of strings is
-        one sentence each. Words are split by ``attnlab.data.tokenize`` (the ``simple`` tokenizer,
-        as ``attnlab tag`` uses on each line)."""
+        one sentence each (an empty or blank one gives a sentence without words). Words are
+        split by ``attnlab.data.tokenize.tokenize`` with ``tokenize`` ("simple": words and
+        punctuation apart; "whitespace": at spaces only), as ``attnlab tag --tokenize`` does."""
         from .data.conllu import Sentence
-        from .data.tokenize import tokenize
+        from .data.tokenize import tokenize as split
 
         if isinstance(text, str):
-            return self([text], top_k=top_k)[0]
+            return self([text], top_k=top_k, tokenize=tokenize)[0]
         if not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
             raise TypeError(f"{type(self).__name__}() takes a str (one sentence) or a list of str; "
                             "for token lists call tagger.tag(list of token lists)")
-        return self._tag([Sentence.from_words(tokenize(t), text=" ".join(t.split())) for t in text], top_k)
+        return self._tag([Sentence.from_words(split(t, tokenize), text=" ".join(t.split())) for t in text], top_k)
 
     def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0) -> list[TaggedSentence]:
         """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
@@ -150,14 +164,17 @@ class Tagger:
         _check_token_lists(sentences)
         return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k)
 
-    def tag_conllu(self, source: str | os.PathLike[str], *, top_k: int = 0) -> list[TaggedSentence]:
-        """Tag the words of CoNLL-U: a path, or the text itself (a str holding a line break).
-        Every other line and column is kept; FEATS and LEMMA of the input fill ``feats`` and
-        ``lemma``. Malformed input raises ``ConlluError`` (a ValueError) naming file:line."""
+    def tag_conllu(self, source: str | os.PathLike[str], *, top_k: int = 0,
+                   name: str | None = None) -> list[TaggedSentence]:
+        """Tag the words of CoNLL-U: a path, or the text itself (a str holding a line break, or
+        any str when ``name`` is given). Every other line and column is kept; the input's values
+        of a layer the model does not predict fill that attribute (e.g. ``feats``, ``lemma``).
+        Malformed input raises ``ConlluError`` (a ValueError) naming file:line, the file being
+        the path, ``name`` (e.g. "<stdin>") or "<string>"."""
         from .data.conllu import parse_conllu, read_text
 
-        if isinstance(source, str) and "\n" in source:
-            text, name = source, "<string>"
+        if isinstance(source, str) and (name is not None or "\n" in source):
+            text, name = source, name or "<string>"
         elif isinstance(source, (str, os.PathLike)):
             text, name = read_text(Path(source))
         else:
@@ -170,6 +187,8 @@ class Tagger:
 
         if not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"top_k must be an int >= 0, not {top_k!r}")
+        if not any(s.tokens for s in sentences):  # nothing for the model to do
+            return [TaggedSentence([], s, self.layers) for s in sentences]
         with self._lock:
             tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
                                    top_k=top_k)
@@ -208,23 +227,59 @@ def _check_token_lists(sentences: object) -> None:
                 raise TypeError(f"tag(): sentence {i}, token {j} is a {type(word).__name__} ({word!r}), not a str")
 
 
-def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Tagger:
-    """A ``Tagger`` from a shipped model's name or a model directory (``attnlab train --out``).
+def shipped_models() -> dict[str, Path]:
+    """The models that ship with the package, by name: each directory ``MODELS_DIR/<name>/``
+    holding a config.json. Empty when none is installed."""
+    if not MODELS_DIR.is_dir():
+        return {}
+    return {d.name: d for d in sorted(MODELS_DIR.iterdir()) if d.is_dir() and (d / "config.json").is_file()}
 
-    A name that is neither raises FileNotFoundError; a directory that is not a tagger, or is
-    damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError) naming the file."""
+
+def resolve_model(name_or_dir: str | os.PathLike[str]) -> Path:
+    """The directory of a model given by a shipped model's name (``shipped_models``) or a path.
+
+    A plain name (a str without a path separator) that names a shipped model means that model,
+    even where a directory of the same name exists (reach that one as ``./name``); anything
+    else is a path. Neither a shipped model nor an existing path: FileNotFoundError, one line
+    listing the shipped names. A path that is a file: ValueError."""
+    if not isinstance(name_or_dir, (str, os.PathLike)):
+        raise TypeError(f"a model is a shipped model's name or a directory, not {type(name_or_dir).__name__}")
+    key = os.fspath(name_or_dir)
+    if isinstance(name_or_dir, str) and key and os.sep not in key and "/" not in key:
+        shipped = shipped_models()
+        if key in shipped:
+            return shipped[key]
+    directory = Path(key)
+    if not key or not directory.exists():
+        names = ", ".join(shipped_models()) or "none"
+        raise FileNotFoundError(f"{key or repr(key)}: no such model directory, and no shipped model of that name "
+                                f"(shipped models: {names})")
+    if not directory.is_dir():
+        raise ValueError(f"{key}: is not a model directory")
+    return directory
+
+
+def default_model() -> Path:
+    """The shipped model ``DEFAULT_MODEL``, for commands given no model; FileNotFoundError
+    naming the shipped models when it is not installed."""
+    shipped = shipped_models()
+    if DEFAULT_MODEL not in shipped:
+        names = ", ".join(shipped) or "none"
+        raise FileNotFoundError(f"no --model given and the default model {DEFAULT_MODEL!r} is not installed; give "
+                                f"--model a model directory or a shipped model's name (shipped models: {names})")
+    return shipped[DEFAULT_MODEL]
+
+
+def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Tagger:
+    """A ``Tagger`` from a shipped model's name (``shipped_models``: ``load("en")``) or a model
+    directory (``attnlab train --out``), as ``resolve_model`` finds it.
+
+    A name that is neither raises FileNotFoundError listing the shipped names; a directory that
+    is not a tagger, or is damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError)
+    naming the file."""
     from .tasks.tagging import load_tagger
 
     if not isinstance(name_or_dir, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
-    key = os.fspath(name_or_dir)
-    directory = SHIPPED.get(key) if isinstance(name_or_dir, str) else None
-    if directory is None:
-        directory = Path(key)
-        if not directory.exists():
-            shipped = ", ".join(sorted(SHIPPED)) or "none"
-            raise FileNotFoundError(f"{key}: no such model directory, and no shipped model of that name "
-                                    f"(shipped models: {shipped})")
-        if not directory.is_dir():
-            raise ValueError(f"{key}: is not a model directory")
-    return Tagger(load_tagger(directory), name=key, batch_tokens=batch_tokens)
+    directory = resolve_model(name_or_dir)
+    return Tagger(load_tagger(directory), name=os.fspath(name_or_dir), batch_tokens=batch_tokens)

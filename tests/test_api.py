@@ -1,11 +1,14 @@
-"""The Python API (attnlab.load, Tagger) on a tiny model: the same tags and probabilities as
-`attnlab tag --format json`, CoNLL-U written back unchanged but for UPOS/XPOS, type errors
-with hints, and the same results from 8 threads as from one."""
+"""The Python API (attnlab.load, Tagger) on tiny models: the same tags and probabilities as
+`attnlab tag --format json`, CoNLL-U written back unchanged but for the predicted columns
+(LEMMA, UPOS, XPOS, FEATS), type errors with hints, the same results from 8 threads as from
+one, and shipped models found by name by the API and by every command that takes a model."""
 
 from __future__ import annotations
 
+import io
 import json
 from multiprocessing.pool import ThreadPool
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +63,10 @@ def test_text_and_token_lists_match_the_cli(tagger, model_dir, tmp_path, capsys)
     first = tagger("I saw a saw.")
     assert first.forms == ["I", "saw", "a", "saw", "."] and first.text == "I saw a saw."
     assert [t.id for t in first] == [1, 2, 3, 4, 5] and first[0].feats == {} and first[0].lemma is None
+    spaced = tagger(["I saw a saw.", ""], tokenize="whitespace")
+    assert [s.forms for s in spaced] == [["I", "saw", "a", "saw."], []]
+    with pytest.raises(ValueError, match="unknown tokenizer 'spaces'; choose one of simple, whitespace"):
+        tagger("I saw", tokenize="spaces")
 
 
 def test_top_k_starts_with_the_chosen_tag_and_sums_to_at_most_one(tagger):
@@ -99,6 +106,49 @@ def test_conllu_round_trip_changes_only_upos_and_xpos(tagger, model_dir, tmp_pat
     assert [s.forms for s in parse_conllu(out)] == [from_path.forms]
 
 
+FULL_UD = "# newdoc id = d1\n" + UD + (
+    "# sent_id = u2\n# text = they book a book\n# note = a comment of its own\n"
+    "0.1\tthey\tthey\tPRON\tPRP\t_\t_\t_\t1:nsubj\t_\n"
+    "1\tthey\t_\t_\t_\t_\t2\tnsubj\t2:nsubj\t_\n"
+    "2\tbook\tbook\tVERB\tVBP\tMood=Ind\t0\troot\t0:root\t_\n"
+    "3\ta\ta\tDET\tDT\t_\t4\tdet\t4:det\t_\n"
+    "4\tbook\tbook\tNOUN\tNN\tNumber=Sing\t2\tobj\t2:obj\tSpaceAfter=No\n\n"
+)
+
+
+def test_every_layer_is_written_back_and_nothing_else(tmp_path, capsys):
+    directory = tiny_tagger_dir(xpos_weight=0.5, full=True)
+    tagger = attnlab.load(directory)
+    assert tagger.layers == ("upos", "xpos", "feats", "lemma")
+    src = tmp_path / "in.conllu"
+    src.write_text(FULL_UD, encoding="utf-8")
+    tagged = tagger.tag_conllu(src)
+    capsys.readouterr()
+    assert main(["tag", "--model", str(directory), str(src)]) == 0
+    out = capsys.readouterr().out
+    assert out == "".join(str(s) for s in tagged)
+    before, after = FULL_UD.splitlines(), out.splitlines()
+    assert len(before) == len(after)
+    words = iter(t for s in tagged for t in s)
+    for b, a in zip(before, after):
+        cb, ca = b.split("\t"), a.split("\t")
+        if len(cb) == 10 and cb[0].isdigit():  # LEMMA, UPOS, XPOS, FEATS predicted; the rest as it was
+            t = next(words)
+            assert ca[2:6] == [t.lemma, t.upos, t.xpos, t.column("feats")]
+            assert cb[:2] + cb[6:] == ca[:2] + ca[6:]
+        else:
+            assert a == b  # comments, multiword tokens, empty nodes and blank lines untouched
+    assert next(words, None) is None
+    assert main(["tag", "--model", str(directory), str(src), "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["sent_id"] for r in rows] == ["u1", "u2"]
+    for row, sentence in zip(rows, tagged):
+        assert set(row) == {"sent_id", "words", *(f"{layer}{end}" for layer in tagger.layers for end in ("", "_prob"))}
+        assert row["feats"] == sentence.column("feats") and row["lemma"] == [t.lemma for t in sentence]
+        assert row["lemma_prob"] == [round(t.probs["lemma"], 4) for t in sentence]
+        assert all(0.0 < p <= 1.0 for layer in tagger.layers for p in row[layer + "_prob"])
+
+
 def test_wrong_types_raise_type_errors_with_a_hint(tagger):
     with pytest.raises(TypeError, match=r"^tag\(\) takes a list of token lists; for raw text call tagger\(text\)$"):
         tagger.tag("I saw")
@@ -120,7 +170,10 @@ def test_empty_sentences_stay_in_place(tagger):
     assert out[2].upos == tagger.tag([["the", "cat"]])[0].upos
 
 
-def test_load_names_what_it_could_not_find(tmp_path, monkeypatch, model_dir):
+def test_load_names_what_it_could_not_find(tmp_path, monkeypatch):
+    from attnlab import api
+
+    monkeypatch.setattr(api, "MODELS_DIR", tmp_path / "no-models")
     with pytest.raises(FileNotFoundError, match=r"^no-such-model: no such model directory, and no shipped model "
                                                 r"of that name \(shipped models: none\)$"):
         attnlab.load("no-such-model")
@@ -131,10 +184,104 @@ def test_load_names_what_it_could_not_find(tmp_path, monkeypatch, model_dir):
         attnlab.load(tmp_path)
     with pytest.raises(TypeError, match="takes a model name or directory"):
         attnlab.load(None)
+
+
+# -- shipped models: attnlab/models/<name>/, found by name ------------------------------------
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A models directory holding the tiny full-layer tagger as "tiny" (and a directory that is
+    not a model), which the registry is pointed at."""
+    import shutil
+
     from attnlab import api
 
-    monkeypatch.setitem(api.SHIPPED, "tiny", model_dir)
-    assert attnlab.load("tiny")("a dog").forms == ["a", "dog"]
+    models = tmp_path / "models"
+    shutil.copytree(tiny_tagger_dir(xpos_weight=0.5, full=True), models / "tiny")
+    (models / "notes").mkdir()  # no config.json: not a model
+    monkeypatch.setattr(api, "MODELS_DIR", models)
+    return models / "tiny"
+
+
+def test_shipped_models_are_found_by_name_and_a_path_is_still_a_path(shipped, tmp_path, monkeypatch):
+    from attnlab.api import resolve_model, shipped_models
+
+    assert shipped_models() == {"tiny": shipped}
+    assert resolve_model("tiny") == shipped and resolve_model(shipped) == shipped
+    tagger = attnlab.load("tiny")
+    assert tagger.layers == ("upos", "xpos", "feats", "lemma") and tagger.name == "tiny"
+    assert tagger("a dog").forms == ["a", "dog"]
+    local = tmp_path / "work"
+    (local / "tiny").mkdir(parents=True)
+    monkeypatch.chdir(local)
+    assert resolve_model("tiny") == shipped  # the name wins over a directory in the working directory ...
+    assert resolve_model("./tiny") == Path("./tiny")  # ... which a path reaches
+    with pytest.raises(FileNotFoundError, match=r"^nope: no such model directory, and no shipped model of that "
+                                                r"name \(shipped models: tiny\)$"):
+        attnlab.load("nope")
+    with pytest.raises(FileNotFoundError, match="shipped models: tiny"):
+        attnlab.load(Path("notes"))  # a Path is never a name
+
+
+def test_every_command_that_takes_a_model_takes_a_shipped_name(shipped, tmp_path, capsys):
+    src = tmp_path / "in.txt"
+    src.write_text("I saw a saw.\nthey book a book\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tag", "--model", "tiny", str(src), "--format", "tsv"]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line]
+    expected = attnlab.load("tiny")(["I saw a saw.", "they book a book"])
+    assert rows == [[t.form, t.upos, t.xpos, t.column("feats"), t.lemma] for s in expected for t in s]
+    gold = tmp_path / "gold.conllu"
+    gold.write_text(UD, encoding="utf-8")
+    assert main(["eval", "--model", "tiny", str(gold), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["upos"]["tokens"] == 5
+    assert main(["explain", "--model", "tiny", "--steps", "I", "saw"]) == 0
+    short = attnlab.load("tiny")("I saw")
+    assert capsys.readouterr().out.startswith(f"I/{short.upos[0]} saw/{short.upos[1]}\n")
+    for command in (["tag", str(src)], ["eval", str(gold)], ["explain", "I", "saw"], ["serve"], ["bench", "serve"]):
+        assert main([*command, "--model", "no-such-model"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err == (f"attnlab {command[0]}: error: no-such-model: no such model directory, and no shipped model "
+                       "of that name (shipped models: tiny)")
+
+
+def test_tag_without_a_model_uses_the_default_shipped_one(shipped, tmp_path, monkeypatch, capsys):
+    from attnlab import api
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("I saw a saw .\n"))
+    capsys.readouterr()
+    assert main(["tag", "--format", "tsv"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "attnlab tag: error: no --model given and the default model 'en' is not installed; give --model a model "
+        "directory or a shipped model's name (shipped models: tiny)")
+    monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny")
+    monkeypatch.setattr("sys.stdin", io.StringIO("I saw a saw .\n"))
+    assert main(["tag", "--format", "tsv"]) == 0
+    expected = attnlab.load("tiny")("I saw a saw .")
+    assert capsys.readouterr().out == "".join(f"{t.form}\t{t.upos}\t{t.xpos}\t{t.column('feats')}\t{t.lemma}\n"
+                                              for t in expected) + "\n"
+
+
+def test_the_notebook_explorer_takes_a_shipped_name_or_a_tagger(shipped):
+    from attnlab.viz import show
+
+    by_name = show("tiny", "I saw a saw").html
+    assert '"name": "tiny"' in by_name and '"name": "LEMMA"' in by_name
+    assert show(attnlab.load("tiny"), "I saw a saw").html == by_name
+    with pytest.raises(FileNotFoundError, match="shipped models: tiny"):
+        show("no-such-model", "I saw")
+
+
+def test_the_package_data_carries_the_shipped_models():
+    import fnmatch
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["attnlab"]
+    for path in ("models/en/config.json", "models/en/vocab.json", "models/en/model.safetensors", "models/en/LICENSE",
+                 "models/en/README.md", "models/README.md"):
+        assert any(fnmatch.fnmatch(path, p.replace("**/", "*/")) for p in patterns), path
+    assert not any(fnmatch.fnmatch("models/en/notes.txt", p.replace("**/", "*/")) for p in patterns)
 
 
 def test_eight_threads_give_the_single_threaded_results(tagger):

@@ -464,15 +464,17 @@ def test_one_letter_key_labels_are_written_upright(browser, server):
 
 def test_every_tag_layer_is_shown_with_its_probability(browser):
     driver = browser
-    model = load_explainable(tiny_tagger_dir(xpos_weight=1.0))
-    upos, xpos = model.annotate(tokenize(SENTENCE))
+    model = load_explainable(tiny_tagger_dir(xpos_weight=1.0, full=True))
+    layers = model.annotate(tokenize(SENTENCE))
+    assert [a["name"] for a in layers] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
     with ServerThread(create_app(model)) as url:
         open_view(driver, url, text=SENTENCE)
         chips = driver.find_elements(By.CSS_SELECTOR, "#tagged .token")
-        assert [c.find_element(By.CSS_SELECTOR, ".tag[data-layer='XPOS']").text for c in chips] == xpos["tags"]
-        assert [c.find_elements(By.CSS_SELECTOR, ".prob")[1].text for c in chips] == [f"{p:.2f}" for p in xpos["probabilities"]]
-        assert chips[0].get_attribute("title") == (f"UPOS {upos['tags'][0]}: P = {upos['probabilities'][0]:.3f}\n"
-                                                   f"XPOS {xpos['tags'][0]}: P = {xpos['probabilities'][0]:.3f}")
+        for k, a in enumerate(layers):
+            assert [c.find_element(By.CSS_SELECTOR, f".tag[data-layer='{a['name']}']").text for c in chips] == a["tags"]
+            assert [c.find_elements(By.CSS_SELECTOR, ".prob")[k].text for c in chips] == [f"{p:.2f}" for p in a["probabilities"]]
+        assert chips[0].get_attribute("title") == "\n".join(
+            f"{a['name']} {a['tags'][0]}: P = {a['probabilities'][0]:.3f}" for a in layers)
 
 
 # -- a model without attention -----------------------------------------------------------------------------

@@ -100,6 +100,25 @@ def test_tag_text_and_tokens(server, model):
     assert status == 200 and body["tokens"] == ["New York", "is", "big"] and len(body["tags"]) == 3
 
 
+def test_every_layer_the_tagger_predicts_is_in_the_answers():
+    import attnlab
+
+    directory = tiny_tagger_dir(xpos_weight=0.5, full=True)
+    [expected] = attnlab.load(directory).tag([["I", "saw", "a", "saw", "."]])
+    with ServerThread(create_app(load_explainable(directory), limits=LIMITS)) as url:
+        status, _, body = call(url, "POST", "/api/attention", {"text": "I saw a saw."})
+        assert status == 200, body
+        assert [a["name"] for a in body["annotations"]] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
+        for a in body["annotations"]:
+            layer = a["name"].lower()
+            assert a["tags"] == expected.column(layer)
+            assert a["probabilities"] == [round(t.probs[layer], 6) for t in expected]
+        status, _, health = call(url, "GET", "/api/health")
+        assert health["model"]["annotations"] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
+        status, _, body = call(url, "POST", "/api/tag", {"tokens": ["a", "b\tc"]})
+        assert status == 422 and body["error"] == '"tokens"[1] holds a tab or line break, which no word may hold'
+
+
 def test_attention_returns_every_layer_and_head(server, model):
     tokens = tokenize("I saw a saw .")
     tags, probs, w = model.attention(tokens)

@@ -86,11 +86,27 @@ def test_tag_raw_text_as_tsv_and_json(model, tmp_path, capsys, monkeypatch):
     assert main(["tag", "--model", str(model), str(text), "--format", "tsv"]) == 0
     blocks = capsys.readouterr().out.strip().split("\n\n")
     assert [[line.split("\t")[0] for line in b.splitlines()] for b in blocks] == [["I", "saw", "a", "saw", "."], ["they", "book", "a", "book"]]
+    # the word, then each layer the model predicts: UPOS, XPOS and LEMMA (the demo data has no features)
+    assert {len(line.split("\t")) for b in blocks for line in b.splitlines()} == {4}
     import io
     monkeypatch.setattr(sys, "stdin", io.StringIO("we fly a kite\n"))
     assert main(["tag", "--model", str(model), "--format", "json"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["words"] == ["we", "fly", "a", "kite"] and len(obj["upos"]) == 4
+    assert sorted(obj) == ["lemma", "lemma_prob", "upos", "upos_prob", "words", "xpos", "xpos_prob"]
+
+
+def test_tokenize_choice_and_stats(model, capsys, monkeypatch):
+    _stdin(monkeypatch, "I saw a saw.\n\nwe can't fly\n")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), "--format", "json", "--tokenize", "whitespace", "--stats"]) == 0
+    captured = capsys.readouterr()
+    words = [json.loads(line)["words"] for line in captured.out.splitlines()]
+    assert words == [["I", "saw", "a", "saw."], [], ["we", "can't", "fly"]]
+    assert captured.err.startswith("tagged 2 sentences, 7 tokens in ") and captured.err.endswith(" tokens/s)\n")
+    _stdin(monkeypatch, "we can't fly\n")
+    assert main(["tag", "--model", str(model), "--format", "tsv"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.split()[::4]] == ["we", "ca", "n't", "fly"]
 
 
 def test_malformed_conllu_is_one_line_with_file_and_line(tmp_path, data, capsys):

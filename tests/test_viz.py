@@ -131,15 +131,17 @@ def test_steps_reject_a_layer_or_head_that_does_not_exist(model):
 def test_every_tag_layer_the_model_predicts_with_its_probabilities():
     from attnlab.tasks.tagging import load_tagger, predict_tags
 
-    directory = tiny_tagger_dir(xpos_weight=1.0)
+    directory = tiny_tagger_dir(xpos_weight=1.0, full=True)
     model, loaded = load_explainable(directory), load_tagger(directory)
     tokens = tokenize(SENTENCE)
     expected = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [tokens], probabilities=True)
-    upos, xpos = model.annotate(tokens)
-    assert (upos["name"], xpos["name"]) == ("UPOS", "XPOS")
-    assert upos["tags"] == expected.upos[0] and xpos["tags"] == expected.xpos[0]
-    np.testing.assert_allclose(xpos["probabilities"], expected.xpos_prob[0], atol=1e-6)
-    np.testing.assert_allclose(upos["probabilities"], expected.upos_prob[0], atol=1e-6)
+    layers = model.annotate(tokens)
+    assert [a["name"] for a in layers] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
+    for a in layers:
+        assert a["tags"] == expected.tags[a["name"].lower()][0]
+        np.testing.assert_allclose(a["probabilities"], expected.probs[a["name"].lower()][0], atol=1e-6)
+    assert model.describe()["annotations"] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
+    assert model.tag([tokens, []]) == [(layers[0]["tags"], layers[0]["probabilities"]), ([], [])]
 
 
 @pytest.mark.parametrize("encoder", ["none", "cnn", "bilstm", "window"])

@@ -206,7 +206,8 @@ def _add_serve(bsub) -> None:
             "failed. Also times the model alone (no HTTP) on the same sentences."
         ),
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory of an attention tagger")
+    p.add_argument("--model", required=True,
+                   help="a shipped model's name (e.g. en) or the model directory of an attention tagger")
     p.add_argument("--clients", type=int, default=20, help=f"concurrent clients (default 20, at most {MAX_CLIENTS})")
     p.add_argument("--requests", type=int, default=100, help="requests per client (default 100)")
     p.add_argument("--repeat", type=int, default=3, help="repetitions of each variant, alternating (default 3)")
@@ -217,6 +218,7 @@ def _add_serve(bsub) -> None:
 
 
 def _run_serve(args) -> int:
+    from ..api import resolve_model
     from ..bench.serve_load import any_errors, check_loopback, compare_servers, format_result
 
     _at_least(1, repeat=args.repeat)
@@ -224,6 +226,7 @@ def _run_serve(args) -> int:
         check_loopback(args.url)
     else:
         _at_least(1, threads=args.threads)
+    args.model = resolve_model(args.model)
     result = compare_servers(args.model, clients=args.clients, requests=args.requests, repeat=args.repeat,
                              url=args.url, threads=args.threads)
     _show(format_result(result), result, args.json)

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
@@ -20,7 +19,7 @@ def add_parser(subparsers) -> None:
                     "confused tag pairs. Classifiers: accuracy and macro-F1 beside a bag-of-words baseline. "
                     "Lemmatizers: exact match (all, known and unknown forms) beside the most-frequent-lemma baseline.",
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from attnlab train)")
+    p.add_argument("--model", required=True, help="a shipped model's name (e.g. en) or a model directory (from attnlab train)")
     p.add_argument("file", help="gold CoNLL-U file ('-': stdin)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
@@ -32,8 +31,10 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_eval(args) -> int:
+    from ..api import resolve_model
     from ..tasks.run import evaluate
 
+    args.model = resolve_model(args.model)
     task, result = evaluate(args)
     print(json.dumps(task.report_json(result), indent=2) if args.json else task.report_text(result))
     return 0

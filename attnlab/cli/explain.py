@@ -32,7 +32,7 @@ def add_parser(sub) -> None:
             "model.safetensors, tokenizer.json): its word pieces are on the axes, without tags."
         ),
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from `attnlab train` or `attnlab demo`), or a Hugging Face checkpoint directory")
+    p.add_argument("--model", required=True, help="a shipped model's name (e.g. en), a model directory (from `attnlab train` or `attnlab demo`), or a Hugging Face checkpoint directory")
     p.add_argument("sentence", nargs="+", help='the sentence, e.g. "I saw a saw"')
     p.add_argument("--out", type=Path, default=None,
                    help=f"image to write (.png, .svg or .pdf; default {DEFAULT_OUT}, or none with --steps)")

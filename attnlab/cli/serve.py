@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from ..errors import UserError, require_extra
 
@@ -24,8 +23,9 @@ def add_parser(sub) -> None:
             "word pieces and every head's attention, without tags. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
-    p.add_argument("--model", type=Path, required=True,
-                   help="model directory (from `attnlab train` or `attnlab demo`; a model without attention shows "
+    p.add_argument("--model", required=True,
+                   help="a shipped model's name (e.g. en), a model directory (from `attnlab train` or `attnlab demo`; a "
+                        "model without attention shows "
                         "its tags), or a Hugging Face checkpoint directory (its word pieces and attention, no tags)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only); with another address, "

@@ -20,8 +20,14 @@ _TOKEN = re.compile(
 )
 
 
+TOKENIZERS = ("simple", "whitespace")  # the ways ``tokenize`` knows
+
+
 def tokenize(text: str, how: str = "simple") -> list[str]:
-    """Split a sentence into words: ``whitespace`` or the ``simple`` UD-style tokenizer."""
+    """Split a sentence into words: ``whitespace`` or the ``simple`` UD-style tokenizer
+    (ValueError for another ``how``, so that a misspelt choice is not silently ``simple``)."""
+    if how not in TOKENIZERS:
+        raise ValueError(f"unknown tokenizer {how!r}; choose one of {', '.join(TOKENIZERS)}")
     if how == "whitespace":
         return text.split()
     return _TOKEN.findall(text)

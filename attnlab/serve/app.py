@@ -6,8 +6,9 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
     POST /api/tag         {"text": "I saw a saw"} or {"tokens": ["I", "saw", "a", "saw"]}
                           -> {"tokens": [...], "tags": [...], "probabilities": [...]}
                           (422 for a model without tags: a checkpoint's word pieces)
-    POST /api/attention   same body -> the above plus "annotations" (every layer of tags the
-                          model predicts: [{"name", "tags", "probabilities"}], UPOS first),
+    POST /api/attention   same body -> the above plus "annotations" (every layer the tagger
+                          predicts, through ``attnlab.api.Tagger``: [{"name", "tags",
+                          "probabilities"}] for UPOS, then XPOS, FEATS, LEMMA as it has them),
                           "layers", "heads", "normalize" and "weights": [L][H][n][n],
                           weights[l][h][i][j] = alpha'_(i,j) of head h in layer l (query token
                           i, key token j; numbered from 0); for a model without attention,
@@ -148,6 +149,8 @@ def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = (), split=None
         for i, t in enumerate(tokens[: limits.max_tokens + 1]):
             if not isinstance(t, str) or not t.strip():
                 raise ApiError(422, f'"tokens"[{i}] must be a non-empty string, got {json.dumps(t)[:40]}')
+            if any(c in t for c in "\t\n\r"):
+                raise ApiError(422, f'"tokens"[{i}] holds a tab or line break, which no word may hold')
             _check_text(t, f'"tokens"[{i}]')
     if not tokens:
         raise ApiError(422, "the sentence has no words")

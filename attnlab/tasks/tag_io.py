@@ -1,11 +1,14 @@
 """What `attnlab tag` reads and writes: raw text or CoNLL-U in; CoNLL-U, TSV or JSON lines out.
 
-    sentences = read_input("-", "auto", "simple")   # stdin; a file path otherwise
-    tagged = tag_sentences(load_tagger(directory), sentences)
-    text = format_output(sentences, tagged, "tsv")
+    tagger = attnlab.load("en")
+    source = read_source("-", "auto")               # stdin; a file path otherwise
+    tagged = tag_source(tagger, source)             # attnlab.api.TaggedSentence objects
+    text = format_output(tagged, tagger.layers, "tsv")
 
 Raw text is one sentence per line, split into words by ``attnlab.data.tokenize``. CoNLL-U
-keeps every line and column except UPOS and XPOS of the words, which the tagger fills in.
+keeps every line and column except the words' columns the model predicts (UPOS, XPOS,
+FEATS, LEMMA), which the tagger fills in. ``tag_sentences`` is the step below the Python
+API: every layer's predictions for parsed sentences.
 """
 
 from __future__ import annotations
@@ -14,14 +17,13 @@ import json
 import re
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 from ..data.conllu import read_text, split_lines
-from ..data.tokenize import tokenize
 from ..errors import UserError
 
 INPUTS = ("auto", "text", "conllu")
 OUTPUTS = ("conllu", "tsv", "json")
-TSV_LAYERS = ("upos", "xpos", "feats", "lemma")  # the TSV columns after the word, those the model predicts
 _TOKEN_ID = re.compile(r"[0-9]+([-.][0-9]+)?\Z")  # a word, a multiword range or an empty node
 
 
@@ -44,27 +46,44 @@ def detect_input(text: str, name: str) -> str:
     return "text"
 
 
-def read_input(file: str, kind: str = "auto", tokenizer: str = "simple") -> list:
-    """The sentences to tag (``attnlab.data.conllu.Sentence``) of ``file`` (``-``: stdin), read
-    as ``kind``: text, conllu, or auto (``detect_input``). Text gives one sentence per line,
-    a blank line an empty one (so that JSON lines out match the lines in)."""
-    from ..data.conllu import ConlluError, Sentence, parse_conllu
+@dataclass
+class Source:
+    """What `attnlab tag` was given: the text, the name errors give it (a path or ``<stdin>``)
+    and how to read it (``text`` or ``conllu``)."""
 
+    text: str
+    name: str
+    kind: str
+
+
+def read_source(file: str, kind: str = "auto") -> Source:
+    """The input of ``file`` (``-``: stdin), to be read as ``kind``: text, conllu, or auto
+    (``detect_input``)."""
     text, name = read_text(file)
-    detected = detect_input(text, name) if kind == "auto" else kind
-    if detected == "conllu":
+    return Source(text, name, detect_input(text, name) if kind == "auto" else kind)
+
+
+def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str = "auto") -> list:
+    """Tag ``source`` with ``tagger`` (an ``attnlab.api.Tagger``): CoNLL-U by ``tag_conllu``,
+    text one sentence per line by ``tagger(lines, tokenize=...)`` (a blank line gives a
+    sentence without words, so that JSON lines out match the lines in). ``asked``: the
+    --input choice, so that CoNLL-U found by ``auto`` that turns out malformed points to
+    ``--input text``. UserError when no sentence has a word."""
+    from ..data.conllu import ConlluError
+
+    if source.kind == "conllu":
         try:
-            sentences = parse_conllu(text, name)
+            tagged = tagger.tag_conllu(source.text, name=source.name)
         except ConlluError as exc:
-            if kind == "auto" and not name.endswith(".conllu"):
+            if asked == "auto" and not source.name.endswith(".conllu"):
                 raise UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
                                 "as text)") from None
             raise
     else:
-        sentences = [Sentence.from_words(tokenize(line, tokenizer), text=line.strip()) for line in split_lines(text)]
-    if not any(s.tokens for s in sentences):
-        raise UserError(f"{name}: no sentences to tag")
-    return sentences
+        tagged = tagger(split_lines(source.text), tokenize=tokenize)
+    if not any(len(s) for s in tagged):
+        raise UserError(f"{source.name}: no sentences to tag")
+    return tagged
 
 
 @dataclass
@@ -87,11 +106,13 @@ class Tagged:
     def xpos(self) -> list[list[str]] | None:
         return self.layers.get("xpos")
 
-    def stats(self) -> str:
-        n = sum(len(u) for u in self.upos)
-        sentences = sum(1 for u in self.upos if u)
-        return (f"tagged {sentences:,} sentences, {n:,} tokens in {self.seconds:.2f} s "
-                f"({n / max(self.seconds, 1e-9):,.0f} tokens/s)")
+
+def stats_line(tagged: Sequence, seconds: float) -> str:
+    """`attnlab tag --stats`: sentences, words and words per second of ``tagged`` (sentences)."""
+    n = sum(len(s) for s in tagged)
+    sentences = sum(1 for s in tagged if len(s))
+    return (f"tagged {sentences:,} sentences, {n:,} tokens in {seconds:.2f} s "
+            f"({n / max(seconds, 1e-9):,.0f} tokens/s)")
 
 
 def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0) -> Tagged:
@@ -117,33 +138,29 @@ def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities:
     return Tagged(spread(found.tags), spread(found.probs), seconds, spread(found.top))
 
 
-def format_output(sentences, tagged: Tagged, fmt: str) -> str:
-    """CoNLL-U (the input's lines with the tags put in), TSV (word, UPOS, XPOS; a blank line
-    after each sentence) or JSON lines (one object per sentence, empty ones included; with the
-    probability of each tag when ``tagged`` has them). CoNLL-U and TSV leave out sentences
-    without words."""
-    from ..data.conllu import format_conllu
-
+def format_output(tagged: Sequence, layers: Sequence[str], fmt: str) -> str:
+    """``tagged`` (``attnlab.api.TaggedSentence`` objects) as CoNLL-U (each input's lines with
+    the predicted columns put in), TSV (the word, then each of ``layers``; a blank line after
+    each sentence) or JSON lines (one object per sentence, empty ones included: ``words``, and
+    each of ``layers`` with the probability of each value as ``<layer>_prob``). CoNLL-U and
+    TSV leave out sentences without words."""
     if fmt == "json":
-        lines = [json.dumps(_json_object(s, tagged, i), ensure_ascii=False) for i, s in enumerate(sentences)]
+        lines = [json.dumps(_json_object(s, layers), ensure_ascii=False) for s in tagged]
         return "\n".join(lines) + ("\n" if lines else "")
-    kept = [i for i, s in enumerate(sentences) if s.tokens]
-    columns = {layer: [rows[i] for i in kept] for layer, rows in tagged.layers.items()}
+    kept = [s for s in tagged if len(s)]
     if fmt == "conllu":
-        return format_conllu([sentences[i] for i in kept], **columns)
+        return "".join(s.to_conllu() for s in kept)
     lines = []
-    for k, i in enumerate(kept):
-        for j, w in enumerate(sentences[i].forms):
-            lines.append("\t".join([w] + [columns[layer][k][j] for layer in TSV_LAYERS if layer in columns]))
+    for sentence in kept:
+        lines.extend("\t".join([t.form] + [t.column(layer) for layer in layers]) for t in sentence)
         lines.append("")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def _json_object(sentence, tagged: Tagged, i: int) -> dict:
+def _json_object(sentence, layers: Sequence[str]) -> dict:
     obj = {"sent_id": sentence.sent_id} if sentence.sent_id else {}
-    obj["words"] = list(sentence.forms)
-    for column, rows in tagged.layers.items():
-        obj[column] = rows[i]
-        if tagged.probs is not None:
-            obj[column + "_prob"] = [round(p, 4) for p in tagged.probs[column][i]]
+    obj["words"] = sentence.forms
+    for layer in layers:
+        obj[layer] = sentence.column(layer)
+        obj[layer + "_prob"] = [round(t.probs[layer], 4) for t in sentence]
     return obj

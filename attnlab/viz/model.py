@@ -2,13 +2,13 @@
 
 Shape letters: L layers, H heads, n tokens of one sentence, d head width.
 
-``load_explainable(model_dir)`` reads a tagger model directory (``attnlab train``,
-``attnlab demo``), or a Hugging Face checkpoint directory (``attnlab.viz.hf_model``: word
+``load_explainable(model_dir)`` reads a shipped model (by name) or a tagger model directory
+(``attnlab train``, ``attnlab demo``) through the Python API (``attnlab.api``), or a Hugging Face checkpoint directory (``attnlab.viz.hf_model``: word
 pieces, attention, steps, no tags), and returns an ``Explainable``:
 
 * ``tag(sentences)``      for each list of tokens: (UPOS tags, probability of each tag)
-* ``annotate(tokens)``    every layer of tags the model predicts (UPOS, then XPOS when it has
-                          that head), each with its probabilities
+* ``annotate(tokens)``    every layer the model predicts (UPOS, then XPOS, FEATS and LEMMA
+                          when it has those heads), each with its probabilities
 * ``attention(tokens)``   (tags, probabilities, weights (L, H, n, n)): alpha'_{i,j} of every
                           layer and head, row i the query token, column j the key token
 * ``steps(tokens, layer, head)``  the seed's intermediates of one head (q, k, v, alpha,
@@ -39,9 +39,11 @@ from .heads import AttentionModel
 
 
 class Explainable(AttentionModel):
-    """A loaded tagger (``attnlab.tasks.tagging.LoadedTagger``) with its attention exposed, when it has some."""
+    """A tagger (an ``attnlab.api.Tagger``) with its attention exposed, when it has some. Its tags
+    come from the Tagger, as they do for ``attnlab tag`` and the Python API."""
 
-    def __init__(self, loaded, name: str = "model"):
+    def __init__(self, tagger, name: str = "model"):
+        loaded = tagger.loaded
         encoder = loaded.model.encoder
         transformer = getattr(encoder, "transformer", None)
         self.no_attention: str | None = None
@@ -50,6 +52,7 @@ class Explainable(AttentionModel):
             self.no_attention = (f"{name} uses the {loaded.config.encoder!r} encoder, which has no attention "
                                  "to show (only its tags); train one with --encoder attention")
         self.name = name
+        self.tagger = tagger
         self.model = loaded.model.eval()
         self.vocabs = loaded.vocabs
         self.features = loaded.encoder()
@@ -60,53 +63,20 @@ class Explainable(AttentionModel):
         self._lock = threading.Lock()
 
     # -- tags -----------------------------------------------------------------------------
-    def _scores(self, batch) -> torch.Tensor:
-        return self.model(batch).upos  # (B, N, C)
-
-    def _decode(self, scores: torch.Tensor, lengths: Sequence[int], vocab=None) -> list[tuple[list[str], list[float]]]:
-        from ..features import PAD, UNK
-
-        vocab = vocab if vocab is not None else self.vocabs.upos
-        scores = scores.clone()
-        scores[..., PAD] = float("-inf")  # never predicted
-        scores[..., UNK] = float("-inf")
-        probs, best = scores.softmax(dim=-1).max(dim=-1)  # (B, N) each
-        out = []
-        for b, n in enumerate(lengths):
-            out.append((vocab.decode(best[b, :n].tolist()), [float(p) for p in probs[b, :n]]))
-        return out
-
-    @torch.inference_mode()
     def annotate(self, tokens: Sequence[str]) -> list[dict]:
-        """Every layer of tags the model predicts for one sentence, in order (UPOS first):
-        ``[{"name": "UPOS", "tags": [...], "probabilities": [...]}, ...]``."""
+        """Every layer the model predicts for one sentence, in order (UPOS, XPOS, FEATS,
+        LEMMA): ``[{"name": "UPOS", "tags": [...], "probabilities": [...]}, ...]``; FEATS as
+        feature strings (``_`` for none), LEMMA as lemmas."""
         tokens = list(tokens)
         if not tokens:
             raise ValueError("the sentence has no tokens")
-        with self._lock:
-            out = self.model(self.features.encode([tokens]))
-        layers = [("UPOS", out.upos, self.vocabs.upos), ("XPOS", out.xpos, self.vocabs.xpos)]
-        found = []
-        for name, scores, vocab in layers:
-            if scores is not None:
-                tags, probs = self._decode(scores, [len(tokens)], vocab)[0]
-                found.append({"name": name, "tags": tags, "probabilities": probs})
-        return found
+        [sentence] = self.tagger.tag([tokens])
+        return [{"name": layer.upper(), "tags": sentence.column(layer), "probabilities": [t.probs[layer] for t in sentence]}
+                for layer in self.tagger.layers]
 
-    @torch.inference_mode()
     def tag(self, sentences: Sequence[Sequence[str]]) -> list[tuple[list[str], list[float]]]:
         """For each sentence (a list of tokens): its UPOS tags and each tag's probability."""
-        sentences = [list(s) for s in sentences]
-        result: list[tuple[list[str], list[float]]] = [([], []) for _ in sentences]
-        todo = [i for i, s in enumerate(sentences) if s]
-        if not todo:
-            return result
-        with self._lock:
-            batch = self.features.encode([sentences[i] for i in todo])
-            tagged = self._decode(self._scores(batch), [len(sentences[i]) for i in todo])
-        for i, t in zip(todo, tagged):
-            result[i] = t
-        return result
+        return [(s.upos, [t.probs["upos"] for t in s]) for s in self.tagger.tag([list(s) for s in sentences])]
 
     # -- attention ------------------------------------------------------------------------
     @torch.inference_mode()
@@ -116,13 +86,13 @@ class Explainable(AttentionModel):
         self.require_attention()
         if not tokens:
             raise ValueError("the sentence has no tokens")
+        [tagged] = self.tag([tokens])
         with self._lock:
             batch = self.features.encode([tokens])
-            tags, probs = self._decode(self._scores(batch), [len(tokens)])[0]
             x = self.model.features(batch)  # (1, n, D_in)
             per_layer = self.model.encoder.attention_weights(x, batch.lengths)  # L lists of 1 x (H, n, n)
         weights = torch.stack([w[0] for w in per_layer]).float()  # (L, H, n, n)
-        return tags, probs, weights
+        return tagged[0], tagged[1], weights
 
     def encoder_input(self, tokens: list[str]) -> torch.Tensor:
         """(n, D): what the attention encoder's first layer is given for one sentence (before
@@ -136,24 +106,25 @@ class Explainable(AttentionModel):
         return tokenize(text, how)
 
     def describe(self) -> dict:
-        """Name, sizes and the tags the model can predict."""
+        """Name, sizes, the UPOS tags the model can predict and the layers it annotates."""
         from ..features import PAD, UNK
 
         ids = [i for i in range(len(self.vocabs.upos)) if i not in (PAD, UNK)]
         return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
-                "tags": self.vocabs.upos.decode(ids), "no_attention": self.no_attention, "no_tags": None}
+                "tags": self.vocabs.upos.decode(ids), "annotations": [layer.upper() for layer in self.tagger.layers],
+                "no_attention": self.no_attention, "no_tags": None}
 
 
 def load_explainable(model_dir: str | Path) -> Explainable:
-    """Read a tagger model directory (safetensors + JSON); a model whose encoder is not the
-    attention encoder gives its tags only (``no_attention`` says why). A Hugging Face
-    checkpoint directory (its config.json names a ``model_type``) gives its word pieces and
-    attention, without tags (``attnlab.viz.hf_model``)."""
+    """Read a model given by a shipped model's name or a directory (``attnlab.api.resolve_model``):
+    a tagger (through ``attnlab.api.load``; a model whose encoder is not the attention encoder
+    gives its tags only, ``no_attention`` says why), or a Hugging Face checkpoint directory
+    (its config.json names a ``model_type``: its word pieces and attention, without tags,
+    ``attnlab.viz.hf_model``)."""
+    from ..api import load, resolve_model
     from .hf_model import is_checkpoint, load_checkpoint
 
-    if is_checkpoint(model_dir):
-        return load_checkpoint(model_dir)
-    from ..tasks.tagging import load_tagger
-
-    loaded = load_tagger(model_dir)
-    return Explainable(loaded, name=Path(model_dir).name or str(model_dir))
+    directory = resolve_model(model_dir)
+    if is_checkpoint(directory):
+        return load_checkpoint(directory)
+    return Explainable(load(directory), name=directory.name or str(directory))

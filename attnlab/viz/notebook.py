@@ -18,16 +18,20 @@ VIEWS = ("head", "model", "steps", "compare")
 
 
 def _as_model(model_or_dir):
-    """An ``Explainable`` from one, or from a tagger model or Hugging Face checkpoint directory."""
+    """An ``Explainable`` from one, from a ``Tagger`` (``attnlab.load``), or from a shipped
+    model's name, a tagger model directory or a Hugging Face checkpoint directory."""
+    from ..api import Tagger
     from .heads import AttentionModel
-    from .model import load_explainable
+    from .model import Explainable, load_explainable
 
     if isinstance(model_or_dir, AttentionModel):
         return model_or_dir
+    if isinstance(model_or_dir, Tagger):
+        return Explainable(model_or_dir, name=model_or_dir.name or "model")
     if isinstance(model_or_dir, (str, Path)):
         return load_explainable(model_or_dir)
-    raise TypeError(f"show() takes a loaded model (attnlab.viz.model.Explainable) or a model directory, "
-                    f"got {type(model_or_dir).__name__}")
+    raise TypeError(f"show() takes a Tagger (attnlab.load), a loaded model (attnlab.viz.model.Explainable), a "
+                    f"shipped model's name or a model directory, got {type(model_or_dir).__name__}")
 
 
 def _answers(model, text: str) -> dict:
@@ -87,9 +91,9 @@ class Explorer:
 
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
          head: int = 1, height: int = 760) -> Explorer:
-    """The explorer for ``text`` in a notebook. ``model_or_dir``: a loaded model
-    (``attnlab.viz.model.load_explainable``), a tagger model directory or a Hugging Face
-    checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
+    """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
+    a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
+    tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
     model, steps or compare; ``layer``, ``head`` from 1."""
     model = _as_model(model_or_dir)
     return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)
