@@ -1,0 +1,51 @@
+"""The English model that ships with the package: its files are the ones recorded, it stays
+small, and it tags the probe sentence right on every layer, offline and without training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import attnlab
+from attnlab.api import MODELS_DIR
+
+EN = MODELS_DIR / "en"
+# SHA-256 of the shipped weights and vocabulary: a changed file is a new model, and must say so here
+EXPECTED = {"files": {"model.safetensors": "TBD", "vocab.json": "TBD"}}
+
+
+def test_the_english_model_ships_with_its_recorded_checksums_and_license():
+    assert attnlab.shipped_models()["en"] == EN
+    record = json.loads((EN / "config.json").read_text(encoding="utf-8"))
+    for name, digest in EXPECTED["files"].items():
+        assert hashlib.sha256((EN / name).read_bytes()).hexdigest() == digest, name
+        assert record["files"][name] == digest
+    size = sum(p.stat().st_size for p in EN.iterdir() if p.is_file())
+    assert size <= 8 * 1024 * 1024, f"{size / 2**20:.2f} MiB"
+    license_text = (EN / "LICENSE").read_text(encoding="utf-8")
+    assert "CC BY-SA 4.0" in license_text and "English Web Treebank" in license_text
+
+
+def test_the_english_model_tags_the_probe_sentence_on_every_layer():
+    tagger = attnlab.load("en")
+    assert tagger.layers == ("upos", "xpos", "feats", "lemma")
+    sentence = tagger("I saw a saw.")
+    assert sentence.forms == ["I", "saw", "a", "saw", "."]
+    assert sentence.upos == ["PRON", "VERB", "DET", "NOUN", "PUNCT"]
+    assert sentence.xpos == ["PRP", "VBD", "DT", "NN", "."]
+    assert [t.lemma for t in sentence] == ["I", "see", "a", "saw", "."]
+    assert sentence[0].feats == {"Case": "Nom", "Number": "Sing", "Person": "1", "PronType": "Prs"}
+    assert sentence[1].feats == {"Mood": "Ind", "Number": "Sing", "Person": "1", "Tense": "Past", "VerbForm": "Fin"}
+    assert sentence[3].feats == {"Number": "Sing"}
+
+
+def test_attnlab_tag_uses_the_shipped_model_from_stdin():
+    done = subprocess.run([sys.executable, "-m", "attnlab", "tag", "--format", "tsv"], input="I saw a saw .\n",
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("\t") for line in done.stdout.splitlines() if line]
+    assert [r[0] for r in rows] == ["I", "saw", "a", "saw", "."]
+    assert [r[1] for r in rows] == ["PRON", "VERB", "DET", "NOUN", "PUNCT"]
+    assert rows[1][-1] == "see" and rows[3][-1] == "saw"  # the last column is the lemma
