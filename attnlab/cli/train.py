@@ -75,8 +75,11 @@ def _add_size_options(p) -> None:
     s.add_argument("--positions", choices=("rotary", "sinusoidal", "learned", "none"), default="rotary", help="attention positions")
     s.add_argument("--dropout", type=float, default=0.2, help="encoder dropout (default 0.2)")
     s.add_argument("--word-dim", type=int, default=128)
-    s.add_argument("--char-filters", type=int, default=64, help="char CNN filters per width")
-    s.add_argument("--word-dropout", type=float, default=0.1)
+    s.add_argument("--char-filters", type=int, default=None,
+                   help="char CNN filters per width (default 128 for --task tag, 64 for classify)")
+    s.add_argument("--word-dropout", type=float, default=None,
+                   help="share of training words whose word embedding is replaced by the unknown word's, so the "
+                        "model learns to use characters (default 0.25 for --task tag, 0.1 for classify)")
     s.add_argument("--feature-dropout", type=float, default=0.25)
 
 

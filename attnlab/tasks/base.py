@@ -85,16 +85,21 @@ def sizes_from_args(args: argparse.Namespace, defaults: dict) -> dict:
     return sizes
 
 
-def token_model_configs(args: argparse.Namespace):
+FEATURE_DEFAULTS = {"char_filters": 64, "word_dropout": 0.1}
+
+
+def token_model_configs(args: argparse.Namespace, feature_defaults: dict | None = None):
     """(EncoderConfig, FeatureConfig) of a model on token features (a tagger, a classifier)
-    from `attnlab train`'s options; sizes not given come from ``ENCODER_DEFAULTS``."""
+    from `attnlab train`'s options; sizes not given come from ``ENCODER_DEFAULTS``, feature
+    options not given from ``feature_defaults`` (else ``FEATURE_DEFAULTS``)."""
     from ..encoders import EncoderConfig
     from ..features import FeatureConfig
 
     sizes = sizes_from_args(args, ENCODER_DEFAULTS[args.encoder])
     encoder = EncoderConfig(**sizes, dropout=args.dropout, positions=args.positions)
-    features = FeatureConfig(word_dim=args.word_dim, char_filters=args.char_filters, word_dropout=args.word_dropout,
-                             dropout=args.feature_dropout)
+    chosen = FEATURE_DEFAULTS | (feature_defaults or {})
+    given = {name: getattr(args, name) for name in chosen if getattr(args, name, None) is not None}
+    features = FeatureConfig(word_dim=args.word_dim, dropout=args.feature_dropout, **(chosen | given))
     return encoder, features
 
 
