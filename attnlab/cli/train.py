@@ -50,7 +50,7 @@ def _add_training_options(p) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=None,
                    help="epochs (the learning rate schedule spans them; default: 24, and for --task tag as many as "
-                        "needed to see about 2 million training words, at most 100, so small treebanks get more)")
+                        "needed to see about 2 million training words, 12 to 100, so small treebanks get more)")
     t.add_argument("--seed", type=int, default=1)
     t.add_argument("--batch-tokens", type=int, default=1000, help="tokens per batch (default 1000)")
     t.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
