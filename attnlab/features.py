@@ -163,12 +163,9 @@ class FeatureEncoder:
 
     def char_ids(self, forms: Sequence[str]) -> torch.Tensor:
         """(U, L) character ids of ``forms`` (with word markers), PAD-filled."""
-        rows = [self.token(f)[2] for f in forms]
-        width = max((len(c) for c in rows), default=1)
-        chars = torch.zeros(max(len(rows), 1), width, dtype=torch.long)
-        for r, c in enumerate(rows):
-            chars[r, : len(c)] = torch.tensor(c, dtype=torch.long)
-        return chars
+        rows = [self.token(f)[2] for f in forms] or [[]]
+        width = max(max(len(c) for c in rows), 1)
+        return torch.tensor([c + [PAD] * (width - len(c)) for c in rows], dtype=torch.long).view(len(rows), width)
 
     def encode(self, sentences: Sequence[Sequence[str]], rows: dict[str, int] | None = None) -> FeatureBatch:
         """Index tensors for a batch. With ``rows`` (form -> row of a character-vector table

@@ -18,6 +18,7 @@ The pieces are separate and small:
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -368,7 +369,7 @@ def _lemma_choices(forms: Sequence[str], upos: Sequence[str], ids: list[list[int
 def _choices(scores: torch.Tensor, lengths: torch.Tensor, k: int, probabilities: bool):
     """The ``k`` best ids per real token and their probabilities (B lists of N lists of k);
     without ``probabilities`` the second list holds raw scores (cheaper: no normalisation)."""
-    values, ids = scores.max(dim=-1, keepdim=True) if k == 1 else scores.topk(min(k, scores.shape[-1]), dim=-1)
+    values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)  # (B, N, k)
     if probabilities:
         values = torch.exp(values - torch.logsumexp(scores, dim=-1, keepdim=True))  # (B, N, k)
     return _cut(ids.tolist(), lengths), _cut(values.tolist(), lengths)
@@ -384,7 +385,11 @@ def predict_tags(
     was_training = model.training
     model.eval()
     allowed = feats_allowed(vocabs) if model.feats_head is not None else None
-    found: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
+    tags: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
+    probs: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
+    tops: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
+    collecting = gc.isenabled()
+    gc.disable()  # the results are many small lists: full collections would walk them again and again
     try:
         # character vectors once per distinct form, shared by every batch
         rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
@@ -392,24 +397,26 @@ def predict_tags(
             batch = encoder.encode([sentences[i] for i in idx], rows=rows)
             batch.char_vectors = table
             for name, scores in masked_scores(model(batch), allowed).items():
-                vocab = vocabs.layer(name)
+                itos = vocabs.layer(name).itos
                 k = max(top_k, 1)  # lemmas: a few more edit scripts, for forms the best one does not fit
                 ids, values = _choices(scores, batch.lengths, k + 4 if name == "lemma" else k,
                                        probabilities or top_k > 0)
                 for i, row_ids, row_p in zip(idx, ids, values):
                     if name == "lemma":
-                        upos = [token[0][0] for token in found["upos"][i]]
-                        found[name][i] = _lemma_choices(sentences[i], upos, row_ids, row_p, vocabs, k)
+                        choices = _lemma_choices(sentences[i], tags["upos"][i], row_ids, row_p, vocabs, k)
+                        tags[name][i] = [c[0][0] for c in choices]
+                        probs[name][i] = [c[0][1] for c in choices]
                     else:
-                        found[name][i] = [[(vocab.itos[t], p) for t, p in zip(a, b)] for a, b in zip(row_ids, row_p)]
+                        tags[name][i] = [itos[a[0]] for a in row_ids]
+                        probs[name][i] = [b[0] for b in row_p]
+                        choices = ([[(itos[t], p) for t, p in zip(a, b)] for a, b in zip(row_ids, row_p)]
+                                   if top_k > 0 else None)
+                    tops[name][i] = choices
     finally:
         model.train(was_training)
-    return TagPredictions(
-        tags={name: [[token[0][0] for token in row] for row in rows_] for name, rows_ in found.items()},
-        probs={name: [[token[0][1] for token in row] for row in rows_] for name, rows_ in found.items()}
-        if probabilities else None,
-        top=found if top_k > 0 else None,
-    )
+        if collecting:
+            gc.enable()
+    return TagPredictions(tags=tags, probs=probs if probabilities else None, top=tops if top_k > 0 else None)
 
 
 def predict(
