@@ -100,8 +100,12 @@ def _create_temporary(path: Path) -> tuple[Path, int]:
     raise FileExistsError(f"{path.parent}: cannot create a temporary file for {path.name}")
 
 
-def json_bytes(obj) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+def json_bytes(obj, *, compact: bool = False) -> bytes:
+    """UTF-8 JSON: indented for people (config.json), or ``compact`` for the large machine-read
+    files (vocab.json of a tagger holds tens of thousands of words: a third of its size is
+    indentation)."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":")) if compact else json.dumps(obj, indent=2, ensure_ascii=False)
+    return (text + "\n").encode("utf-8")
 
 
 def sha256(data: bytes) -> str:
@@ -267,7 +271,7 @@ def save_model_dir(directory: str | os.PathLike, state: dict[str, torch.Tensor],
     config.json is replaced.
     """
     directory = Path(directory)
-    files = {WEIGHTS: tensors_bytes(state), VOCAB: json_bytes(vocab)}
+    files = {WEIGHTS: tensors_bytes(state), VOCAB: json_bytes(vocab, compact=True)}
     files.update((name, json_bytes(obj)) for name, obj in (extra_json or {}).items())
     _commit_files(directory, files, {"format": FORMAT, **config, "files": {}})
     return directory
