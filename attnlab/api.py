@@ -182,8 +182,8 @@ class Tagger:
         return self._tag(parse_conllu(text, name), top_k)
 
     def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
-        from .data.conllu import parse_feats
         from .tasks.tag_io import tag_sentences
+        from .tasks.tagging import paused_gc
 
         if not isinstance(top_k, int) or top_k < 0:
             raise ValueError(f"top_k must be an int >= 0, not {top_k!r}")
@@ -192,6 +192,13 @@ class Tagger:
         with self._lock:
             tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
                                    top_k=top_k)
+        with paused_gc():  # one object per word: see paused_gc
+            return self._sentences(sentences, tagged, top_k)
+
+    def _sentences(self, sentences: list[ConlluSentence], tagged, top_k: int) -> list[TaggedSentence]:
+        """``TaggedSentence`` objects of ``sentences`` from ``tag_sentences``' predictions."""
+        from .data.conllu import parse_feats
+
         found, probs = tagged.layers, tagged.probs or {}
         out = []
         for i, sentence in enumerate(sentences):
