@@ -199,7 +199,7 @@ class Tagger:
         """``TaggedSentence`` objects of ``sentences`` from ``tag_sentences``' predictions."""
         from .data.conllu import parse_feats
 
-        found, probs = tagged.layers, tagged.probs or {}
+        found, probs = tagged.tags, tagged.probs or {}
         out = []
         for i, sentence in enumerate(sentences):
             tokens = []

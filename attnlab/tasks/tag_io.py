@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -86,27 +85,6 @@ def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str =
     return tagged
 
 
-@dataclass
-class Tagged:
-    """Predictions per layer, one list per sentence (empty for a sentence without words), and
-    the seconds they took: ``layers["upos"]``, and ``xpos``, ``feats``, ``lemma`` when the model
-    predicts them; with probabilities, the probability of each choice (``probs``); with top-k,
-    each word's k most probable values as (value, probability) (``top``)."""
-
-    layers: dict[str, list[list[str]]]
-    probs: dict[str, list[list[float]]] | None
-    seconds: float
-    top: dict[str, list[list[list[tuple[str, float]]]]] | None = None
-
-    @property
-    def upos(self) -> list[list[str]]:
-        return self.layers["upos"]
-
-    @property
-    def xpos(self) -> list[list[str]] | None:
-        return self.layers.get("xpos")
-
-
 def stats_line(tagged: Sequence, seconds: float) -> str:
     """`attnlab tag --stats`: sentences, words and words per second of ``tagged`` (sentences)."""
     n = sum(len(s) for s in tagged)
@@ -115,15 +93,14 @@ def stats_line(tagged: Sequence, seconds: float) -> str:
             f"({n / max(seconds, 1e-9):,.0f} tokens/s)")
 
 
-def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0) -> Tagged:
-    """Every layer the tagger predicts for every word of ``sentences`` (``predict_tags``)."""
-    from .tagging import predict_tags
+def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0):
+    """Every layer the tagger predicts for every word of ``sentences`` (``predict_tags``), as a
+    ``TagPredictions`` with one row per sentence (an empty one for a sentence without words)."""
+    from .tagging import TagPredictions, predict_tags
 
     filled = [i for i, s in enumerate(sentences) if s.tokens]
-    start = time.perf_counter()
     found = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [sentences[i].forms for i in filled],
                          batch_tokens=batch_tokens, probabilities=probabilities, top_k=top_k)
-    seconds = time.perf_counter() - start
 
     def spread(by_layer):  # back to one row per sentence, empty ones included
         if by_layer is None:
@@ -135,7 +112,7 @@ def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities:
                 out[layer][i] = row
         return out
 
-    return Tagged(spread(found.tags), spread(found.probs), seconds, spread(found.top))
+    return TagPredictions(spread(found.tags), spread(found.probs), spread(found.top))
 
 
 def format_output(tagged: Sequence, layers: Sequence[str], fmt: str) -> str:
