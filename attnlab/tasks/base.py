@@ -35,6 +35,13 @@ from typing import Any, Protocol, Sequence
 DEFAULT_EPOCHS = 24
 
 
+class FixedEpochs:
+    """``Task.default_epochs`` for tasks that train ``DEFAULT_EPOCHS`` whatever the data."""
+
+    def default_epochs(self, train: Sequence) -> int:
+        return DEFAULT_EPOCHS
+
+
 class Task(Protocol):
     name: str
     model_task: str

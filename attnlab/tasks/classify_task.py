@@ -8,18 +8,13 @@ the model directory (--no-baseline skips it).
 
 from __future__ import annotations
 
-from .base import token_model_configs
+from .base import FixedEpochs, token_model_configs
 
 
-class Classify:
+class Classify(FixedEpochs):
     name = "classify"
     model_task = "classification"
     summary = "the genre of each sentence from its sent_id (N->1)"
-
-    def default_epochs(self, train) -> int:
-        from .base import DEFAULT_EPOCHS
-
-        return DEFAULT_EPOCHS
 
     def add_train_arguments(self, group) -> None:
         group.add_argument("--pooling", choices=("mean", "first", "attention"), default="attention",

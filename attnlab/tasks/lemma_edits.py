@@ -24,6 +24,8 @@ characters than the form has).
 
 from __future__ import annotations
 
+import functools
+
 CASINGS = ("lower", "form", "title", "upper")
 
 
@@ -67,8 +69,11 @@ def _recase(form: str, text: str, casing: str) -> str:
     return "".join(c.upper() if k < len(form) and form[k].isupper() else c for k, c in enumerate(text))
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def edit_script(form: str, lemma: str) -> str:
-    """The script that turns ``form`` into ``lemma`` (``apply_edit(form, script) == lemma``)."""
+    """The script that turns ``form`` into ``lemma`` (``apply_edit(form, script) == lemma``).
+    Cached: a training set repeats its (form, lemma) pairs, and the vocabulary and the
+    training batches both ask for them."""
     low_form, low_lemma = _lower(form), _lower(lemma)
     spelling = _spelling(low_form, low_lemma)
     for casing in CASINGS:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .base import sizes_from_args
+from .base import FixedEpochs, sizes_from_args
 
 DEFAULTS = {"hidden": 128, "layers": 2, "heads": 4, "d_ff": 512}
 
@@ -20,15 +20,10 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
 
 
-class Seq2seq:
+class Seq2seq(FixedEpochs):
     name = "seq2seq"
     model_task = "seq2seq"
     summary = "the lemma of each word as characters, given form and UPOS (N->M)"
-
-    def default_epochs(self, train) -> int:
-        from .base import DEFAULT_EPOCHS
-
-        return DEFAULT_EPOCHS
 
     def add_train_arguments(self, group) -> None:
         group.add_argument("--decoder-layers", type=int, help="decoder layers (default: --layers)")

@@ -143,10 +143,10 @@ class TaggerVocabs:
         sentences = list(sentences)
 
         def labels(layer):  # a layer whose only value is ``_`` is not there at all
-            values = [t for row in gold_labels(sentences, layer) for t in row if t != NONE]
-            if layer == "feats" and values:
-                values = [t for row in gold_labels(sentences, layer) for t in row]  # no features is a class
-            return Vocab.build(values)
+            values = [t for row in gold_labels(sentences, layer) for t in row]
+            if layer == "feats" and any(t != NONE for t in values):
+                return Vocab.build(values)  # no features is a class of its own
+            return Vocab.build(t for t in values if t != NONE)
 
         by_upos: dict[str, set[str]] = {}
         for s, row in zip(sentences, _column(sentences, "feats")):
