@@ -12,13 +12,15 @@ means its lowercased form never occurs in the training data.
 
 ``score_conllu`` / ``score_conllu_files`` score a predicted CoNLL-U file against a gold one
 with the same words, layer by layer (UPOS, XPOS, UFeats, AllTags, Lemmas), by the definitions
-of the CoNLL 2018 shared task (see ``score_word_layers``).
+of the CoNLL 2018 shared task (see ``score_word_layers``); ``attnlab.evaluate_text`` scores a
+system whose tokenization differs from the gold's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -180,6 +182,7 @@ _COLUMNS = {"UPOS": "upos", "XPOS": "xpos", "UFeats": "feats", "Lemmas": "lemma"
 _TAG_LAYERS = ("UPOS", "XPOS", "UFeats")  # what AllTags joins
 
 
+@lru_cache(maxsize=1 << 16)
 def universal_features(feats: str) -> frozenset[str]:
     """The ``Name=Value`` pairs of a FEATS field whose name is universal; ``_`` is the empty set."""
     from .data.conllu import parse_feats
@@ -251,6 +254,38 @@ def _matches(layer: str, gold: str, predicted: str) -> bool:
     return gold == predicted
 
 
+def layer_hits(gold_words: Mapping[str, Sequence[str]], gold: Mapping[str, Sequence[str]],
+               predicted: Mapping[str, Sequence[str]]) -> tuple[dict[str, str], dict[str, list[bool]]]:
+    """The status of each layer of ``WORD_LAYERS`` and, for each scored one, which compared words it
+    gets right (the definitions are ``score_word_layers``'s).
+
+    ``gold_words`` holds every gold word's value per column (``"upos"``, ``"xpos"``, ``"feats"``,
+    ``"lemma"``): a layer other than UPOS whose values are all ``_`` is ``"absent"``. ``gold`` and
+    ``predicted`` hold the values of the word pairs compared, one list per column; a column left out
+    of ``predicted`` is ``"not predicted"``. AllTags joins the tag layers the gold has.
+    """
+    status: dict[str, str] = {}
+    hits: dict[str, list[bool]] = {}
+    for layer, column in _COLUMNS.items():
+        if layer != "UPOS" and all(v == "_" for v in gold_words[column]):
+            status[layer] = "absent"
+        elif column not in predicted:
+            status[layer] = "not predicted"
+        else:
+            status[layer] = "scored"
+            hits[layer] = [_matches(layer, g, p) for g, p in zip(gold[column], predicted[column])]
+    joined = [layer for layer in _TAG_LAYERS if status[layer] != "absent"]
+    status["AllTags"] = "scored" if all(status[layer] == "scored" for layer in joined) else "not predicted"
+    if status["AllTags"] == "scored":
+        hits["AllTags"] = [all(row) for row in zip(*(hits[layer] for layer in joined))]
+    return status, hits
+
+
+def filled_columns(words: Sequence) -> set[str]:
+    """The columns a system's words (``Token``\\ s) fill: UPOS always, any other when a value is not ``_``."""
+    return {"upos"} | {c for c in _COLUMNS.values() if any(getattr(t, c) != "_" for t in words)}
+
+
 def _unknown_flags(sentences: Sequence, known) -> list[bool]:
     if known is None:
         return [False] * sum(len(s.tokens) for s in sentences)
@@ -288,22 +323,7 @@ def score_word_layers(gold: Sequence, predicted: Mapping[str, Sequence[Sequence[
         flat_pred[column] = [v for r in rows for v in r]
     unknown = _unknown_flags(gold, known)
     words = len(unknown)
-
-    status = {}
-    hits: dict[str, list[bool]] = {}
-    for layer, column in _COLUMNS.items():
-        if layer != "UPOS" and all(v == "_" for v in flat_gold[column]):
-            status[layer] = "absent"
-        elif column not in flat_pred:
-            status[layer] = "not predicted"
-        else:
-            status[layer] = "scored"
-            hits[layer] = [_matches(layer, g, p) for g, p in zip(flat_gold[column], flat_pred[column])]
-    joined = [layer for layer in _TAG_LAYERS if status[layer] != "absent"]
-    status["AllTags"] = "scored" if all(status[layer] == "scored" for layer in joined) else "not predicted"
-    if status["AllTags"] == "scored":
-        hits["AllTags"] = [all(row) for row in zip(*(hits[layer] for layer in joined))]
-
+    status, hits = layer_hits(flat_gold, flat_gold, flat_pred)
     scores = []
     for layer in WORD_LAYERS:
         ok = hits.get(layer, [False] * words)
@@ -341,14 +361,13 @@ def score_conllu(gold: Sequence, predicted: Sequence, known=None) -> WordLevelRe
     _check_same_words(gold, predicted)
     flat = [t for s in predicted for t in s.tokens]
     predicted_layers: dict[str, list[list[str]]] = {}
-    for column in _COLUMNS.values():
+    for column in filled_columns(flat):
         values = [getattr(t, column) for t in flat]
-        if column == "upos" or any(v != "_" for v in values):
-            rows, start = [], 0
-            for s in gold:
-                rows.append(values[start:start + len(s.tokens)])
-                start += len(s.tokens)
-            predicted_layers[column] = rows
+        rows, start = [], 0
+        for s in gold:
+            rows.append(values[start:start + len(s.tokens)])
+            start += len(s.tokens)
+        predicted_layers[column] = rows
     return score_word_layers(gold, predicted_layers, known)
 
 

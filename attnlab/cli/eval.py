@@ -1,7 +1,9 @@
-"""`attnlab eval`: score a model directory (of any task) on a gold CoNLL-U file.
+"""`attnlab eval`: score a model directory (of any task) on a gold CoNLL-U file, or a system's
+CoNLL-U file against the gold one, whatever its tokenization.
 
     attnlab eval --model models/ewt-attention DIR/en_ewt-ud-test.conllu [--json]
     attnlab eval --model models/ewt-lemma DIR/en_ewt-ud-test.conllu --beam 4 [--no-lookup]
+    attnlab eval DIR/en_ewt-ud-test.conllu --system output.conllu [--json]
 """
 
 from __future__ import annotations
@@ -13,13 +15,21 @@ def add_parser(subparsers) -> None:
     from ..tasks import TASKS
 
     p = subparsers.add_parser(
-        "eval", help="score a model (tagger, classifier or lemmatizer) on a CoNLL-U file",
-        description="Score a model directory on a gold CoNLL-U file. Taggers: UPOS accuracy, accuracy on unknown "
-                    "words (lowercased form not in the training data), per-tag precision/recall/F1 and the most "
-                    "confused tag pairs. Classifiers: accuracy and macro-F1 beside a bag-of-words baseline. "
-                    "Lemmatizers: exact match (all, known and unknown forms) beside the most-frequent-lemma baseline.",
+        "eval", help="score a model (tagger, classifier or lemmatizer), or a system's CoNLL-U file, on a gold CoNLL-U file",
+        description="Score a model directory (--model) on a gold CoNLL-U file. Taggers: UPOS accuracy, accuracy on "
+                    "unknown words (lowercased form not in the training data), per-tag precision/recall/F1 and the "
+                    "most confused tag pairs. Classifiers: accuracy and macro-F1 beside a bag-of-words baseline. "
+                    "Lemmatizers: exact match (all, known and unknown forms) beside the most-frequent-lemma baseline. "
+                    "With --system instead of --model: score a system's CoNLL-U file against the gold one as the "
+                    "CoNLL 2018 shared task does, its tokenization, sentences and multiword tokens free (the two "
+                    "files must spell the same text, spaces aside): precision, recall and F1 of Tokens, Sentences "
+                    "and Words (aligned by character offsets), then of UPOS, XPOS, UFeats, AllTags and Lemmas over "
+                    "the aligned words, with their accuracy on the aligned words (AligndAcc).",
     )
-    p.add_argument("--model", required=True, help="a shipped model's name (e.g. en) or a model directory (from attnlab train)")
+    p.add_argument("--model", help="a shipped model's name (e.g. en) or a model directory (from attnlab train)")
+    p.add_argument("--system", metavar="SYSTEM.conllu",
+                   help="score this CoNLL-U file (e.g. a pipeline's output from the gold's raw text) against the "
+                        "gold file instead of a model ('-': stdin)")
     p.add_argument("file", help="gold CoNLL-U file ('-': stdin)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
@@ -31,10 +41,28 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_eval(args) -> int:
+    from ..errors import UserError
+
+    if (args.model is None) == (args.system is None):
+        raise UserError("give --model (score a model on the gold file) or --system (score a system's CoNLL-U "
+                        "file against it), not both" if args.model else "give --model MODEL or --system SYSTEM.conllu")
+    if args.system is not None:
+        return _score_system(args)
     from ..api import resolve_model
     from ..tasks.run import evaluate
 
     args.model = resolve_model(args.model)
     task, result = evaluate(args)
     print(json.dumps(task.report_json(result), indent=2) if args.json else task.report_text(result))
+    return 0
+
+
+def _score_system(args) -> int:
+    from ..errors import UserError
+    from ..evaluate_text import score_text_files
+
+    if args.file == "-" and args.system == "-":
+        raise UserError("the gold file and --system cannot both be standard input ('-')")
+    report = score_text_files(args.file, args.system)
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.format())
     return 0

@@ -9,7 +9,8 @@ ID is an integer for a *syntactic word* (1, 2, ...), a range ``3-4`` for a multi
 token (the surface token "don't" over the words "do" and "n't") or a decimal ``8.1``
 for an empty node of the enhanced graph. Taggers label the syntactic words only, so
 ``Sentence.forms`` / ``upos`` / ``xpos`` list those; range lines and empty nodes are kept
-as they are and written back unchanged. IDs must come in UD's order: words 1, 2, ...;
+as they are and written back unchanged. ``Sentence.surface_tokens`` lists the tokens of the
+text: each multiword token with its words, each other word alone. IDs must come in UD's order: words 1, 2, ...;
 a range right before its first word, not overlapping another; empty nodes ``n.1``,
 ``n.2``, ... right after word ``n``.
 
@@ -33,7 +34,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence
+from typing import BinaryIO, Iterable, Iterator, NamedTuple, Sequence
 
 _WORD_ID = re.compile(r"[1-9][0-9]*\Z")
 _RANGE_ID = re.compile(r"([1-9][0-9]*)-([1-9][0-9]*)\Z")
@@ -69,6 +70,15 @@ class Token:
     @property
     def space_after(self) -> bool:
         return "SpaceAfter=No" not in self.misc.split("|")
+
+
+class SurfaceToken(NamedTuple):
+    """A token of the text: a multiword token (a ``3-4`` line) or a word outside one."""
+
+    form: str
+    words: tuple[Token, ...]  # its syntactic words (one for a word outside a multiword token)
+    line: int  # 1-based line number of its line (0 for sentences built in memory)
+    multiword: bool  # a multiword-token line
 
 
 @dataclass
@@ -112,6 +122,28 @@ class Sentence:
     @property
     def text(self) -> str | None:
         return self.comments.get("text")
+
+    @property
+    def surface_tokens(self) -> list[SurfaceToken]:
+        """The tokens of the text, in order: each multiword token with its words, each other word alone."""
+        ranges: dict[int, tuple[int, str, int]] = {}  # first word -> (last word, form, index in lines)
+        for k, line in enumerate(self.lines):
+            tab = line.find("\t")
+            if line.find("-", 0, tab) > 0 and (m := _RANGE_ID.match(line, 0, tab)):
+                ranges[int(m.group(1))] = (int(m.group(2)), line.split("\t", 2)[1], k)
+        out: list[SurfaceToken] = []
+        i = 0
+        while i < len(self.tokens):
+            word = self.tokens[i]
+            if word.id in ranges:
+                last, form, k = ranges[word.id]
+                words = tuple(self.tokens[i:i + last - word.id + 1])
+                out.append(SurfaceToken(form, words, self.start_line + k if self.start_line else 0, True))
+            else:
+                words = (word,)
+                out.append(SurfaceToken(word.form, words, word.line, False))
+            i += len(words)
+        return out
 
     def __len__(self) -> int:
         return len(self.tokens)
