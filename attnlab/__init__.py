@@ -15,10 +15,14 @@ __version__ = "0.1.0"
 # public name -> (module that defines it, attribute; None = the module itself)
 _EXPORTS = {
     "NORMALIZERS": (".attention.functional", "NORMALIZERS"),
+    "Document": (".api", "Document"),
     "MultiHeadSelfAttention": (".modules", "MultiHeadSelfAttention"),
+    "NoSegmenterError": (".api", "NoSegmenterError"),
     "SelfAttention": (".modules", "SelfAttention"),
     "TaggedSentence": (".api", "TaggedSentence"),
     "TaggedToken": (".api", "TaggedToken"),
+    "TaggedWord": (".api", "TaggedWord"),
+    "Token": (".api", "Token"),
     "Tagger": (".api", "Tagger"),
     "TransformerEncoder": (".modules", "TransformerEncoder"),
     "TransformerEncoderLayer": (".modules", "TransformerEncoderLayer"),

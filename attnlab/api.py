@@ -2,14 +2,18 @@
 
     >>> import attnlab
     >>> tagger = attnlab.load("en")                        # a shipped model, or a model directory
-    >>> print(tagger("I saw a saw."))                      # one sentence of raw text -> CoNLL-U
+    >>> doc = tagger("Dr. Smith didn't stay. He left.")    # raw text -> a Document
+    >>> print(doc)                                         # CoNLL-U
     >>> tagger.tag([["I", "saw", "a", "saw", "."]])         # pre-tokenized, batched
     >>> tagger.tag_conllu("in.conllu")                     # a path or CoNLL-U text
 
-Results are ``TaggedSentence`` objects holding ``TaggedToken`` objects (form, upos, xpos,
-feats, lemma, and the probability of each predicted tag). ``str(sentence)`` is CoNLL-U.
-They are named apart from ``attnlab.data.conllu.Sentence`` / ``Token``, which are the
-columns of a file as strings.
+Raw text is split into sentences, tokens and multiword tokens by the model's segmenter
+(``attnlab.tasks.segmenter``). A ``Document`` holds ``TaggedSentence`` objects; a sentence
+has its ``tokens`` (``Token``: the surface form, its character offsets into the text, and
+the syntactic words of a multiword token) and its ``words`` (``TaggedWord``: form, upos,
+xpos, feats, lemma, and the probability of each predicted tag). ``str(doc)`` and
+``str(sentence)`` are CoNLL-U. They are named apart from ``attnlab.data.conllu.Sentence`` /
+``Token``, which are the columns of a file as strings.
 
 A ``Tagger`` may be shared by threads: the forward pass runs under a lock.
 """
@@ -35,8 +39,8 @@ LAYERS = ("upos", "xpos", "feats", "lemma")  # the annotation layers a tagger ca
 
 
 @dataclass
-class TaggedToken:
-    """One word with its predicted tags.
+class TaggedWord:
+    """One syntactic word with its predicted tags.
 
     probs   the probability of each predicted tag, by layer: {"upos": 0.97, "xpos": 0.91}
     top     with ``top_k``: the k most probable tags per layer as (tag, probability), best first
@@ -65,13 +69,50 @@ class TaggedToken:
 
 
 @dataclass
+class Token:
+    """A surface token: its form, the offsets of ``text[start:end]`` into the tagged text (None
+    for pre-tokenized input or CoNLL-U without ``TokenRange``), and its syntactic words (several
+    for a multiword token such as ``didn't`` -> ``did`` + ``n't``)."""
+
+    form: str
+    start: int | None
+    end: int | None
+    words: list[TaggedWord]
+
+    @property
+    def multiword(self) -> bool:
+        return len(self.words) > 1
+
+
+def _token_range(misc: str) -> tuple[int | None, int | None]:
+    for item in misc.split("|"):
+        if item.startswith("TokenRange="):
+            start, _, end = item[len("TokenRange="):].partition(":")
+            if start.isdigit() and end.isdigit():
+                return int(start), int(end)
+    return None, None
+
+
+@dataclass
 class TaggedSentence:
-    """A tagged sentence; ``str()`` / ``to_conllu()`` give CoNLL-U (a CoNLL-U input's lines with
+    """A tagged sentence: its ``words`` (iterating over the sentence gives them) and its
+    surface ``tokens``; ``str()`` / ``to_conllu()`` give CoNLL-U (a CoNLL-U input's lines with
     only the predicted columns replaced)."""
 
-    tokens: list[TaggedToken]
+    words: list[TaggedWord]
     source: ConlluSentence = field(repr=False)  # the untagged sentence: its lines are written back
     layers: tuple[str, ...] = ("upos",)  # the columns the tagger filled in
+
+    @property
+    def tokens(self) -> list[Token]:
+        """The surface tokens, from the sentence's lines: a multiword token's range line
+        groups its words; every other word is a token of its own."""
+        out, i = [], 0
+        for surface in self.source.surface_tokens:
+            words = self.words[i:i + len(surface.words)]
+            i += len(surface.words)
+            out.append(Token(surface.form, *_token_range(surface.misc), words))
+        return out
 
     @property
     def text(self) -> str | None:
@@ -83,28 +124,28 @@ class TaggedSentence:
 
     @property
     def forms(self) -> list[str]:
-        return [t.form for t in self.tokens]
+        return [t.form for t in self.words]
 
     @property
     def upos(self) -> list[str]:
-        return [t.upos for t in self.tokens]
+        return [t.upos for t in self.words]
 
     @property
     def xpos(self) -> list[str | None]:
-        return [t.xpos for t in self.tokens]
+        return [t.xpos for t in self.words]
 
     def column(self, layer: str) -> list[str]:
-        """Every word's value of ``layer`` as its CoNLL-U column says it (``TaggedToken.column``)."""
-        return [t.column(layer) for t in self.tokens]
+        """Every word's value of ``layer`` as its CoNLL-U column says it (``TaggedWord.column``)."""
+        return [t.column(layer) for t in self.words]
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.words)
 
-    def __iter__(self) -> Iterator[TaggedToken]:
-        return iter(self.tokens)
+    def __iter__(self) -> Iterator[TaggedWord]:
+        return iter(self.words)
 
-    def __getitem__(self, i: int) -> TaggedToken:
-        return self.tokens[i]
+    def __getitem__(self, i: int) -> TaggedWord:
+        return self.words[i]
 
     def to_conllu(self) -> str:
         """This sentence as CoNLL-U, ended by a blank line."""
@@ -117,11 +158,52 @@ class TaggedSentence:
         return self.to_conllu()
 
 
+@dataclass
+class Document:
+    """A tagged text: its ``sentences`` (iterating over the document gives them) and the
+    ``text`` they were cut from; ``str()`` / ``to_conllu()`` give CoNLL-U."""
+
+    sentences: list[TaggedSentence]
+    text: str = ""
+
+    @property
+    def words(self) -> list[TaggedWord]:
+        return [w for s in self.sentences for w in s.words]
+
+    @property
+    def tokens(self) -> list[Token]:
+        return [t for s in self.sentences for t in s.tokens]
+
+    def to_conllu(self) -> str:
+        return "".join(s.to_conllu() for s in self.sentences)
+
+    def __str__(self) -> str:
+        return self.to_conllu()
+
+    def __len__(self) -> int:
+        return len(self.sentences)
+
+    def __iter__(self) -> Iterator[TaggedSentence]:
+        return iter(self.sentences)
+
+    def __getitem__(self, i: int) -> TaggedSentence:
+        return self.sentences[i]
+
+
+TaggedToken = TaggedWord  # the name before raw text was segmented: a word
+
+
+class NoSegmenterError(ValueError):
+    """Raw text given to a model that has no segmenter."""
+
+
 class Tagger:
     """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
 
-    def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192):
+    def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192,
+                 segmenter: tuple | None = None):
         self.loaded = loaded
+        self.segmenter = segmenter  # (Segmenter, SegmenterVocab), or None: no raw text
         self.name = name
         self.batch_tokens = batch_tokens
         self._lock = threading.Lock()  # the forward pass switches the model to eval and back
@@ -135,27 +217,43 @@ class Tagger:
         ("upos", "xpos", "feats", "lemma"), ..."""
         return tuple(self.loaded.model.layers)
 
-    @overload
-    def __call__(self, text: str, *, top_k: int = 0, tokenize: str = "simple") -> TaggedSentence: ...
+    @property
+    def can_segment(self) -> bool:
+        """Whether the model has a segmenter, so that it takes raw text."""
+        return self.segmenter is not None
 
     @overload
-    def __call__(self, text: Sequence[str], *, top_k: int = 0, tokenize: str = "simple") -> list[TaggedSentence]: ...
+    def __call__(self, text: str, *, top_k: int = 0, presegmented: bool = False) -> Document: ...
+
+    @overload
+    def __call__(self, text: Sequence[str], *, top_k: int = 0, presegmented: bool = False) -> list[Document]: ...
 
     def __call__(self, text: str | Sequence[str], *, top_k: int = 0,
-                 tokenize: str = "simple") -> TaggedSentence | list[TaggedSentence]:
-        """Tag raw text: a string is one sentence (line breaks are spaces), a list of strings is
-        one sentence each (an empty or blank one gives a sentence without words). Words are
-        split by ``attnlab.data.tokenize.tokenize`` with ``tokenize`` ("simple": words and
-        punctuation apart; "whitespace": at spaces only), as ``attnlab tag --tokenize`` does."""
-        from .data.conllu import Sentence
-        from .data.tokenize import tokenize as split
+                 presegmented: bool = False) -> Document | list[Document]:
+        """Tag raw text: the model's segmenter cuts it into sentences, tokens and multiword
+        tokens (a blank line ends a paragraph, and so a sentence), and the tagger tags the words.
+        Returns a ``Document`` (a list of them for a list of texts); token offsets index the
+        text. ``presegmented``: every non-blank line is one sentence (the segmenter still finds
+        its tokens). A model without a segmenter raises ``NoSegmenterError``: give it words
+        (``tag``) or CoNLL-U (``tag_conllu``)."""
+        from .data.rawtext import conllu_sentences
+        from .tasks.segmenter import segment
 
         if isinstance(text, str):
-            return self([text], top_k=top_k, tokenize=tokenize)[0]
+            return self([text], top_k=top_k, presegmented=presegmented)[0]
         if not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
-            raise TypeError(f"{type(self).__name__}() takes a str (one sentence) or a list of str; "
+            raise TypeError(f"{type(self).__name__}() takes a str (raw text) or a list of str; "
                             "for token lists call tagger.tag(list of token lists)")
-        return self._tag([Sentence.from_words(split(t, tokenize), text=" ".join(t.split())) for t in text], top_k)
+        if self.segmenter is None:
+            raise NoSegmenterError(f"model {self.name or '?'} has no segmenter, so it cannot cut raw text into "
+                                   "sentences and words: give it words (tagger.tag, or attnlab tag --input "
+                                   "pretokenized) or CoNLL-U")
+        model, vocab = self.segmenter
+        docs = []
+        for t in text:
+            paragraphs = segment(model, vocab, t, lines=presegmented)
+            docs.append(Document(self._tag(conllu_sentences(t, paragraphs), top_k), t))
+        return docs
 
     def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0) -> list[TaggedSentence]:
         """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
@@ -206,7 +304,7 @@ class Tagger:
             for j, word in enumerate(sentence.tokens):
                 feats = found["feats"][i][j] if "feats" in found else word.feats
                 lemma = found["lemma"][i][j] if "lemma" in found else word.lemma
-                tokens.append(TaggedToken(
+                tokens.append(TaggedWord(
                     id=word.id, form=word.form, upos=found["upos"][i][j],
                     xpos=found["xpos"][i][j] if "xpos" in found else None,
                     feats=parse_feats(feats), lemma=None if lemma == "_" else lemma,
@@ -288,5 +386,8 @@ def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Ta
 
     if not isinstance(name_or_dir, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
+    from .tasks.segmenter import DIRECTORY, load_segmenter
+
     directory = resolve_model(name_or_dir)
-    return Tagger(load_tagger(directory), name=os.fspath(name_or_dir), batch_tokens=batch_tokens)
+    segmenter = load_segmenter(directory / DIRECTORY) if (directory / DIRECTORY / "config.json").exists() else None
+    return Tagger(load_tagger(directory), name=os.fspath(name_or_dir), batch_tokens=batch_tokens, segmenter=segmenter)

@@ -1,4 +1,5 @@
-"""The Python API (attnlab.load, Tagger) on tiny models: the same tags and probabilities as
+"""The Python API (attnlab.load, Tagger) on tiny models: raw text to a Document (sentences,
+tokens with offsets, multiword tokens, words), the same tags and probabilities as
 `attnlab tag --format json`, CoNLL-U written back unchanged but for the predicted columns
 (LEMMA, UPOS, XPOS, FEATS), type errors with hints, the same results from 8 threads as from
 one, and shipped models found by name by the API and by every command that takes a model."""
@@ -15,9 +16,10 @@ import pytest
 import attnlab
 from attnlab.cli import main
 from attnlab.data.conllu import parse_conllu
-from tiny_models import tiny_tagger_dir
+from tiny_models import tiny_pipeline_dir, tiny_tagger_dir
 
-LINES = ["I saw a saw.", "they book a book", "the dog can't fly over the old house ."]
+TEXT = "I see a idea. they don't take me.\n\nthis old book like us."
+WORDS = [["I", "see", "a", "idea", "."], ["they", "do", "n't", "take", "me", "."], ["this", "old", "book", "like", "us", "."]]
 UD = (
     "# sent_id = u1\n# text = I can't saw.\n"
     "1\tI\tI\tPRON\tPRP\tCase=Nom|Person=1\t3\tnsubj\t3:nsubj\t_\n"
@@ -32,7 +34,7 @@ UD = (
 
 @pytest.fixture(scope="module")
 def model_dir():
-    return tiny_tagger_dir(xpos_weight=0.5)
+    return tiny_pipeline_dir(xpos_weight=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +48,33 @@ def cli_json(model_dir, path, capsys) -> list[dict]:
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
-def test_text_and_token_lists_match_the_cli(tagger, model_dir, tmp_path, capsys):
+def test_raw_text_gives_a_document_of_sentences_tokens_and_words(tagger):
+    doc = tagger(TEXT)
+    assert isinstance(doc, attnlab.Document) and doc.text == TEXT
+    assert [s.forms for s in doc] == WORDS and len(doc) == 3 and len(doc.words) == 17
+    assert [s.text for s in doc] == ["I see a idea.", "they don't take me.", "this old book like us."]
+    dont = doc[1].tokens[1]
+    assert (dont.form, dont.start, dont.end, [w.form for w in dont.words]) == ("don't", 19, 24, ["do", "n't"])
+    assert dont.multiword and not doc[1].tokens[0].multiword
+    assert all(TEXT[t.start:t.end] == t.form for t in doc.tokens)
+    assert [s.sent_id for s in doc] == ["1", "2", "3"]
+    lines = str(doc).splitlines()
+    assert lines[:4] == ["# newdoc", "# newpar", "# sent_id = 1", "# text = I see a idea."]
+    assert "# newpar" in lines[lines.index("# sent_id = 3") - 1]
+    assert lines[lines.index("# sent_id = 2") + 3].split("\t")[0::9] == ["2-3", "TokenRange=19:24"]
+    word_lines = [line.split("\t") for line in lines if line[:1].isdigit() and "-" not in line.split("\t")[0]]
+    assert [(c[6], c[7]) for c in word_lines[:3]] == [("0", "root"), ("1", "dep"), ("1", "dep")]  # placeholder tree
+    assert parse_conllu(str(doc))[1].surface_tokens[1].form == "don't"
+    lines_doc = tagger("I see a idea. they take me.\nthis old book like us.", presegmented=True)
+    assert [len(s) for s in lines_doc] == [9, 6]  # a sentence per line
+
+
+def test_raw_text_and_token_lists_match_the_cli(tagger, model_dir, tmp_path, capsys):
     src = tmp_path / "in.txt"
-    src.write_text("\n".join(LINES) + "\n", encoding="utf-8")
+    src.write_text(TEXT, encoding="utf-8")
     expected = cli_json(model_dir, src, capsys)
     assert tagger.layers == ("upos", "xpos")
-    for way in (tagger(LINES), [tagger(line) for line in LINES], tagger.tag([obj["words"] for obj in expected])):
+    for way in (tagger(TEXT).sentences, tagger([TEXT])[0].sentences, tagger.tag(WORDS)):
         assert len(way) == len(expected) == 3
         for sentence, obj in zip(way, expected):
             assert sentence.forms == obj["words"]
@@ -60,13 +83,26 @@ def test_text_and_token_lists_match_the_cli(tagger, model_dir, tmp_path, capsys)
                 probs = [t.probs[layer] for t in sentence]
                 assert all(0.0 < p <= 1.0 for p in probs)
                 assert [round(p, 4) for p in probs] == obj[layer + "_prob"]
-    first = tagger("I saw a saw.")
-    assert first.forms == ["I", "saw", "a", "saw", "."] and first.text == "I saw a saw."
+    assert expected[1]["tokens"][1] == {"form": "don't", "start": 19, "end": 24, "words": [1, 2]}
+    first = tagger.tag([["I", "saw", "a", "saw", "."]])[0]
     assert [t.id for t in first] == [1, 2, 3, 4, 5] and first[0].feats == {} and first[0].lemma is None
-    spaced = tagger(["I saw a saw.", ""], tokenize="whitespace")
-    assert [s.forms for s in spaced] == [["I", "saw", "a", "saw."], []]
-    with pytest.raises(ValueError, match="unknown tokenizer 'spaces'; choose one of simple, whitespace"):
-        tagger("I saw", tokenize="spaces")
+    assert [(t.form, t.start, t.end) for t in first.tokens][:2] == [("I", None, None), ("saw", None, None)]
+
+
+def test_a_model_without_a_segmenter_says_what_it_takes(tmp_path, capsys):
+    plain = attnlab.load(tiny_tagger_dir(xpos_weight=0.5))
+    assert not plain.can_segment
+    with pytest.raises(attnlab.NoSegmenterError, match="has no segmenter.*tagger.tag, or attnlab tag --input pretokenized"):
+        plain("I saw a saw.")
+    src = tmp_path / "in.txt"
+    src.write_text("I saw a saw .\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main(["tag", "--model", str(tiny_tagger_dir(xpos_weight=0.5)), str(src)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "has no segmenter" in err and "--input pretokenized" in err and len(err.splitlines()) == 1
+    assert main(["tag", "--model", str(tiny_tagger_dir(xpos_weight=0.5)), str(src), "--input", "pretokenized",
+                 "--format", "tsv"]) == 0
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.split("\n") if line] == ["I", "saw", "a", "saw", "."]
 
 
 def test_top_k_starts_with_the_chosen_tag_and_sums_to_at_most_one(tagger):
@@ -197,7 +233,7 @@ def shipped(tmp_path, monkeypatch):
     from attnlab import api
 
     models = tmp_path / "models"
-    shutil.copytree(tiny_tagger_dir(xpos_weight=0.5, full=True), models / "tiny")
+    shutil.copytree(tiny_pipeline_dir(xpos_weight=0.5, full=True), models / "tiny")
     (models / "notes").mkdir()  # no config.json: not a model
     monkeypatch.setattr(api, "MODELS_DIR", models)
     return models / "tiny"
@@ -210,7 +246,7 @@ def test_shipped_models_are_found_by_name_and_a_path_is_still_a_path(shipped, tm
     assert resolve_model("tiny") == shipped and resolve_model(shipped) == shipped
     tagger = attnlab.load("tiny")
     assert tagger.layers == ("upos", "xpos", "feats", "lemma") and tagger.name == "tiny"
-    assert tagger("a dog").forms == ["a", "dog"]
+    assert [w.form for w in tagger("a dog").words] == ["a", "dog"]
     local = tmp_path / "work"
     (local / "tiny").mkdir(parents=True)
     monkeypatch.chdir(local)
@@ -229,14 +265,14 @@ def test_every_command_that_takes_a_model_takes_a_shipped_name(shipped, tmp_path
     capsys.readouterr()
     assert main(["tag", "--model", "tiny", str(src), "--format", "tsv"]) == 0
     rows = [line.split("\t") for line in capsys.readouterr().out.splitlines() if line]
-    expected = attnlab.load("tiny")(["I saw a saw.", "they book a book"])
-    assert rows == [[t.form, t.upos, t.xpos, t.column("feats"), t.lemma] for s in expected for t in s]
+    expected = attnlab.load("tiny")("I saw a saw.\nthey book a book\n")
+    assert rows == [[t.form, t.upos, t.xpos, t.column("feats"), t.lemma] for t in expected.words]
     gold = tmp_path / "gold.conllu"
     gold.write_text(UD, encoding="utf-8")
     assert main(["eval", "--model", "tiny", str(gold), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["upos"]["tokens"] == 5
     assert main(["explain", "--model", "tiny", "--steps", "I", "saw"]) == 0
-    short = attnlab.load("tiny")("I saw")
+    short = attnlab.load("tiny").tag([["I", "saw"]])[0]
     assert capsys.readouterr().out.startswith(f"I/{short.upos[0]} saw/{short.upos[1]}\n")
     for command in (["tag", str(src)], ["eval", str(gold)], ["explain", "I", "saw"], ["serve"], ["bench", "serve"]):
         assert main([*command, "--model", "no-such-model"]) == 2
@@ -257,9 +293,9 @@ def test_tag_without_a_model_uses_the_default_shipped_one(shipped, tmp_path, mon
     monkeypatch.setattr(api, "DEFAULT_MODEL", "tiny")
     monkeypatch.setattr("sys.stdin", io.StringIO("I saw a saw .\n"))
     assert main(["tag", "--format", "tsv"]) == 0
-    expected = attnlab.load("tiny")("I saw a saw .")
+    expected = attnlab.load("tiny")("I saw a saw .\n")
     assert capsys.readouterr().out == "".join(f"{t.form}\t{t.upos}\t{t.xpos}\t{t.column('feats')}\t{t.lemma}\n"
-                                              for t in expected) + "\n"
+                                              for t in expected.words) + "\n"
 
 
 def test_the_notebook_explorer_takes_a_shipped_name_or_a_tagger(shipped):
@@ -285,7 +321,7 @@ def test_the_package_data_carries_the_shipped_models():
 
 
 def test_eight_threads_give_the_single_threaded_results(tagger):
-    words = [w for line in LINES for w in line.split()]
+    words = [w for sentence in WORDS for w in sentence] + ["saw", "book", "can't", "fly"]
     batches = [[words[i % len(words):][: 3 + i % 7] or ["a"] for i in range(k, k + 5)] for k in range(24)]
     alone = [tagger.tag(b, top_k=2) for b in batches]
     with ThreadPool(8) as pool:

@@ -84,3 +84,71 @@ def tiny_tagger_dir(steps: int = 40, positions: str = "rotary", encoder: str = "
     directory = root / f"{encoder}-{positions}-{steps}-{xpos_weight}{'-full' if full else ''}"
     save_tagger(directory, model, vocabs, {"note": "tiny test model"})
     return directory
+
+
+def toy_raw_conllu(n: int, seed: int = 1) -> str:
+    """The toy corpus as UD writes raw text: ``# text``, the full stop attached (SpaceAfter=No),
+    paragraphs of three sentences (``# newpar``), and in every fourth sentence the multiword
+    token "don't" (do + n't) after the first word."""
+    from attnlab.tasks.tagging_demo import toy_corpus
+
+    blocks = []
+    for i, s in enumerate(toy_corpus(n, seed=seed)):
+        forms, upos = list(s.forms), list(s.upos)
+        tokens = [[f] for f in forms]
+        if i % 4 == 0:
+            tokens.insert(1, ["don't", "do", "n't"])
+        lines, text, ident = [], "", 1
+        for k, token in enumerate(tokens):
+            last = k + 1 == len(tokens)
+            no_space = k + 2 == len(tokens)  # before the full stop
+            misc = "SpaceAfter=No" if no_space else "_"
+            text += token[0] + ("" if no_space or last else " ")
+            if len(token) > 1:
+                lines.append(f"{ident}-{ident + 1}\t{token[0]}\t_\t_\t_\t_\t_\t_\t_\t{misc}")
+                lines += [f"{ident}\tdo\tdo\tAUX\t_\t_\t_\t_\t_\t_", f"{ident + 1}\tn't\tnot\tPART\t_\t_\t_\t_\t_\t_"]
+                ident += 2
+            else:
+                tag = upos[forms.index(token[0])]
+                lines.append(f"{ident}\t{token[0]}\t{token[0].lower()}\t{tag}\t_\t_\t_\t_\t_\t{misc}")
+                ident += 1
+        head = ["# newpar"] if i % 3 == 0 else []
+        blocks.append("\n".join(head + [f"# sent_id = {i + 1}", f"# text = {text}"] + lines) + "\n\n")
+    return "".join(blocks)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_segmenter_dir() -> Path:
+    """A tiny segmenter trained on ``toy_raw_conllu`` (built once per test session, a few seconds):
+    it learns the spaces, the attached full stops, sentence ends and "don't"."""
+    from attnlab.data.conllu import parse_conllu
+    from attnlab.tasks import segmenter as seg
+
+    root = Path(tempfile.mkdtemp(prefix="attnlab-tiny-seg-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    train, dev = parse_conllu(toy_raw_conllu(300, seed=1)), parse_conllu(toy_raw_conllu(30, seed=2))
+    config = seg.SegmenterConfig(dim=16, heads=2, layers=1, block=16, d_ff=32, conv_width=5, char_dim=16, dropout=0.0)
+    training = seg.SegmenterTraining(window=128, batch=16, steps=120, eval_every=60, lr=1e-2, newline_rate=0.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model, vocab, record = seg.train_segmenter(train, dev, config, training)
+    finally:
+        torch.set_num_threads(before)
+    return seg.save_segmenter(root / "segmenter", model, vocab, record)
+
+
+def with_segmenter(model_dir: Path, target: Path) -> Path:
+    """A copy of ``model_dir`` at ``target`` with the tiny segmenter in it (``target/segmenter``),
+    so that it reads raw text."""
+    shutil.copytree(model_dir, target)
+    shutil.copytree(tiny_segmenter_dir(), Path(target) / "segmenter")
+    return Path(target)
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_pipeline_dir(**tagger: object) -> Path:
+    """``tiny_tagger_dir(**tagger)`` with the tiny segmenter: a model that reads raw text."""
+    root = Path(tempfile.mkdtemp(prefix="attnlab-tiny-pipeline-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return with_segmenter(tiny_tagger_dir(**tagger), root / "model")

@@ -243,8 +243,9 @@ def _add_treebanks(bsub) -> None:
             "For each treebank directory under --data (one *train/dev/test.conllu each): the default "
             "`attnlab train` with --seed, `attnlab eval --json` on the test file (UPOS, XPOS, UFeats, AllTags, "
             "Lemmas), `attnlab tag` on the test file checked to change only the predicted columns; prints a "
-            "Markdown table against UDPipe 1.2's published gold-tokenization scores. Runs already in --out are "
-            "scored again, not retrained."
+            "Markdown table against UDPipe 1.2's published gold-tokenization scores; then, for models with a "
+            "segmenter, `attnlab eval --from-text --json` (the whole pipeline from the test file's raw text) and a "
+            "second table against UDPipe 1.2's raw-text scores. Runs already in --out are scored again, not retrained."
         ),
     )
     p.add_argument("--data", type=Path, default=None, help="directory of treebank directories (default: $ATTNLAB_DATA)")
@@ -253,21 +254,26 @@ def _add_treebanks(bsub) -> None:
     p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for every step (default 2)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--train-arg", action="append", default=[], metavar="ARG",
+                   help="pass ARG to every `attnlab train` (repeat it; e.g. --train-arg=--max-minutes=8); the "
+                        "default is the plain command")
     p.set_defaults(func=_run_treebanks)
 
 
 def _run_treebanks(args) -> int:
     import os
 
-    from ..bench.treebanks import main, table
+    from ..bench.treebanks import main, raw_table, table
 
     _at_least(1, threads=args.threads)
     data = args.data or (Path(os.environ["ATTNLAB_DATA"]) if os.environ.get("ATTNLAB_DATA") else None)
     if data is None or not data.is_dir():
         raise UserError(f"--data {data}: no such directory (give the directory that holds the treebank directories)")
     try:
-        results = main(data, args.out, only=args.only, seed=args.seed, threads=args.threads)
+        results = main(data, args.out, only=args.only, seed=args.seed, threads=args.threads,
+                       train_args=tuple(args.train_arg))
     except (RuntimeError, ValueError) as exc:
         raise UserError(str(exc)) from None
-    _show(table(results), {"results": results}, args.json)
+    _show(table(results) + "\n\nfrom raw text (CoNLL 2018 shared task F1):\n\n" + raw_table(results),
+          {"results": results}, args.json)
     return 0 if all(r["only_predicted_columns_changed"] for r in results) else 1

@@ -33,20 +33,30 @@ def cmd_demo(args) -> int:
     print()
     print(f"wrote {png} (attention weights, every layer and head)")
     print(f"wrote {tagger} and {result.none.directory} (models; try: "
-          f"echo 'I saw a saw' | attnlab tag --model {tagger} --format tsv)")
+          f"echo 'I saw a saw' | attnlab tag --model {tagger} --input pretokenized --format tsv)")
     shipped_ok = _shipped_model_report()
     return 0 if result.correct and shipped_ok else 1
 
 
+PROBE = "I saw a saw. Dr. Smith didn't stay. He left at 5 p.m.!"
+
+
 def _shipped_model_report() -> bool:
-    """Tag the probe sentence with the shipped English model (trained on UD English-EWT), every
-    layer it predicts; True when it tells the two "saw" apart or no model ships."""
+    """Tag raw text with the shipped English model (trained on UD English-EWT): its segmenter
+    cuts sentences, tokens and multiword tokens, its tagger fills every layer. True when it
+    tells the two "saw" apart and finds three sentences and "did" + "n't" (or no model ships)."""
     from ..api import load, shipped_models
 
     if "en" not in shipped_models():
         return True
-    sentence = load("en")("I saw a saw.")
+    tagger = load("en")
     print()
-    print('the shipped English model (attnlab.load("en"), UD English-EWT) on "I saw a saw.":')
-    print(sentence.to_conllu().rstrip("\n"))
-    return sentence.upos[:4] == ["PRON", "VERB", "DET", "NOUN"]
+    print(f'the shipped English model (attnlab.load("en"), UD English-EWT) on raw text: "{PROBE}"')
+    if not tagger.can_segment:
+        sentence = tagger.tag([["I", "saw", "a", "saw", "."]])[0]
+        print(sentence.to_conllu().rstrip("\n"))
+        return sentence.upos[:4] == ["PRON", "VERB", "DET", "NOUN"]
+    doc = tagger(PROBE)
+    print(doc.to_conllu().rstrip("\n"))
+    split = any(t.form == "didn't" and [w.form for w in t.words] == ["did", "n't"] for t in doc.tokens)
+    return len(doc) == 3 and doc[0].upos[:4] == ["PRON", "VERB", "DET", "NOUN"] and split

@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", action="store_true",
                    help="print q, k, v, alpha and alpha' of one head (--layer and --head, default 1 and 1)")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple",
-                   help="how to split the sentence into words (default: simple, as `attnlab tag`)")
+                   help="how to split the sentence into words: simple (the model's segmenter, as `attnlab tag` reads raw "
+                        "text; a model without one: a rule-based tokenizer) or whitespace (at spaces only)")
     p.set_defaults(func=run)
 
 

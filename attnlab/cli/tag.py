@@ -1,7 +1,8 @@
 """`attnlab tag`: tag raw text or CoNLL-U with a shipped or trained tagger, through the Python
 API (``attnlab.load`` and the ``Tagger`` it returns).
 
-    echo "I saw a saw ." | attnlab tag --model en --format tsv
+    echo "Dr. Smith didn't stay. He left." | attnlab tag --model en
+    echo "I saw a saw ." | attnlab tag --input pretokenized --format tsv
     attnlab tag --model models/ewt-attention in.conllu -o out.conllu
 """
 
@@ -17,20 +18,25 @@ def add_parser(subparsers) -> None:
 
     p = subparsers.add_parser(
         "tag", help="tag raw text or CoNLL-U with a trained model",
-        description="Tag sentences: raw text (one sentence per line, tokenized by --tokenize) or CoNLL-U "
-                    "(its words are tagged, every other column kept). FILE may be '-' or omitted for stdin.",
+        description="Tag raw text or CoNLL-U. Raw text (the default for anything but CoNLL-U) is cut into "
+                    "sentences, tokens and multiword tokens by the model's segmenter; a blank line starts a new "
+                    "paragraph. The output is CoNLL-U with # newdoc/# newpar, # sent_id, # text, multiword-token "
+                    "lines, SpaceAfter=No and each token's character offsets (TokenRange=start:end in MISC); "
+                    "CoNLL-U input keeps its tokenization and every column but the predicted ones. "
+                    "FILE may be '-' or omitted for stdin.",
     )
     p.add_argument("--model", help="a shipped model's name (e.g. en) or a model directory (default: the shipped "
                                     "English model, en)")
     p.add_argument("file", nargs="?", default="-", help="input file (default: stdin)")
     p.add_argument("--input", choices=INPUTS, default="auto",
-                   help="input format (auto: conllu for *.conllu files and input with a CoNLL-U word line, an ID "
-                        "and 9 more tab-separated columns; text otherwise)")
+                   help="input format: text (raw text, segmented by the model), presegmented (a sentence per "
+                        "line, segmented into words by the model), pretokenized (a sentence per line, words "
+                        "separated by spaces; no segmenter needed) or conllu (auto: conllu for *.conllu files and "
+                        "input with a CoNLL-U word line, an ID and 9 more tab-separated columns; text otherwise)")
     p.add_argument("--format", choices=OUTPUTS, default="conllu",
                    help="output: CoNLL-U, TSV (the word, then each layer the model predicts: UPOS, XPOS, FEATS, LEMMA; "
                         "blank line between sentences) or JSON lines (one per sentence, each layer with the "
-                        "probability of each value; text input: one per line, blank ones too)")
-    p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple", help="tokenizer for text input")
+                        "probability of each value; raw text: also each token's form, offsets and words)")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--output", "-o", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("--threads", type=int, help="torch threads")
@@ -50,7 +56,7 @@ def cmd_tag(args) -> int:
     tagger = load(args.model if args.model is not None else default_model(), batch_tokens=args.batch_size)
     source = read_source(args.file, args.input)
     start = time.perf_counter()
-    tagged = tag_source(tagger, source, tokenize=args.tokenize, asked=args.input)
+    tagged = tag_source(tagger, source, asked=args.input)
     seconds = time.perf_counter() - start
     text = format_output(tagged, tagger.layers, args.format)
     if args.output:

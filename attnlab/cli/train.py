@@ -39,6 +39,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-minutes", type=float, help="stop this run after this many minutes (checkpointed; --resume continues)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--segmenter-minutes", type=float, default=4.5, metavar="MIN",
+                   help="--task tag: first train a segmenter (sentences, tokens and multiword tokens, learned from "
+                        "the raw text of the training data) for at most MIN minutes into --out/segmenter, so the "
+                        "model takes raw text (default 4.5; 0 = none: the model then takes words or CoNLL-U only; "
+                        "--resume trains it when --out has none yet)")
     _add_training_options(p)
     _add_size_options(p)
     for name, task in TASKS.items():
@@ -97,6 +102,10 @@ def cmd_train(args) -> int:
     main = is_main_process()  # under torchrun, rank 0 alone speaks
     if main:
         print(run.start_line(), file=sys.stderr)
+        if run.segmenter_minutes:
+            record = run.train_segmenter(log=lambda line: print(line, file=sys.stderr))
+            print(f"segmenter: {record['steps']} steps in {record['minutes']:.1f} min (stopped by "
+                  f"{'its time budget' if record['stopped_by'] == 'time' else 'its step count'})", file=sys.stderr)
     result = run.train(max_minutes=args.max_minutes, progress=not args.no_progress)
     if main:
         print(describe_result(result, args.out))

@@ -79,6 +79,11 @@ class SurfaceToken(NamedTuple):
     words: tuple[Token, ...]  # its syntactic words (one for a word outside a multiword token)
     line: int  # 1-based line number of its line (0 for sentences built in memory)
     multiword: bool  # a multiword-token line
+    misc: str = "_"  # the MISC column of its line
+
+    @property
+    def space_after(self) -> bool:
+        return "SpaceAfter=No" not in self.misc.split("|")
 
 
 @dataclass
@@ -138,10 +143,11 @@ class Sentence:
             if word.id in ranges:
                 last, form, k = ranges[word.id]
                 words = tuple(self.tokens[i:i + last - word.id + 1])
-                out.append(SurfaceToken(form, words, self.start_line + k if self.start_line else 0, True))
+                misc = self.lines[k].rsplit("\t", 1)[-1]
+                out.append(SurfaceToken(form, words, self.start_line + k if self.start_line else 0, True, misc))
             else:
                 words = (word,)
-                out.append(SurfaceToken(word.form, words, word.line, False))
+                out.append(SurfaceToken(word.form, words, word.line, False, word.misc))
             i += len(words)
         return out
 

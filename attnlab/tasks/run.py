@@ -55,9 +55,36 @@ class TrainingRun:
 
         what, examples = self.task.describe(self.loaded, self.training, self.train_sentences)
         n_params = sum(p.numel() for p in self.loaded.model.parameters())
-        return (f"training {what} ({n_params / 1e6:.2f}M parameters) on {self.train_path} ({examples}), "
+        line = (f"training {what} ({n_params / 1e6:.2f}M parameters) on {self.train_path} ({examples}), "
                 f"dev {self.dev_path}, {self.config.epochs} epochs (patience {self.config.patience}), "
                 f"{torch.get_num_threads()} threads")
+        if self.segmenter_minutes:
+            line += (f"; first a segmenter (sentences, tokens, multiword tokens from the raw text; at most "
+                     f"{self.segmenter_minutes:g} minutes) into {self.out / 'segmenter'}")
+        elif self.task.name == "tag":
+            line += "; no segmenter (--segmenter-minutes 0, or one is there already): "
+            line += "raw text goes to the segmenter in --out" if self.has_segmenter() else "the model takes words or CoNLL-U only"
+        return line
+
+    segmenter_minutes: float = 0.0  # train a segmenter first (tagging runs), for at most this long
+
+    def has_segmenter(self) -> bool:
+        from .segmenter import DIRECTORY
+
+        return (self.out / DIRECTORY / "config.json").is_file()
+
+    def train_segmenter(self, log=None) -> dict:
+        """Train the segmenter of a tagging run into ``out/segmenter`` on the raw text of the
+        training data (the dev data picks the best state); returns its training record."""
+        from ..data.conllu import read_conllu
+        from .segmenter import DIRECTORY, SegmenterTraining, save_segmenter, train_segmenter
+
+        dev = read_conllu(self.dev_path)
+        training = SegmenterTraining(minutes=self.segmenter_minutes, seed=self.config.seed)
+        model, vocab, record = train_segmenter(self.train_sentences, dev, training=training, log=log)
+        self.out.mkdir(parents=True, exist_ok=True)
+        save_segmenter(self.out / DIRECTORY, model, vocab, record)
+        return record
 
     def train(self, *, max_minutes: float | None = None, progress: bool = True):
         """``attnlab.train.train`` into ``out``, with the data paths recorded in config.json."""
@@ -71,7 +98,11 @@ class TrainingRun:
 def prepare_training(args: argparse.Namespace) -> TrainingRun:
     """The run `attnlab train` asks for: ``args.resume`` continues the one in ``args.out``."""
     use_threads(args.threads)
-    return _resumed_run(args) if args.resume else _new_run(args)
+    run = _resumed_run(args) if args.resume else _new_run(args)
+    minutes = getattr(args, "segmenter_minutes", 0.0) or 0.0
+    if run.task.name == "tag" and not getattr(args, "pretrained", None) and not run.has_segmenter():
+        run.segmenter_minutes = minutes
+    return run
 
 
 def _new_run(args: argparse.Namespace) -> TrainingRun:

@@ -5,7 +5,10 @@
     tagged = tag_source(tagger, source)             # attnlab.api.TaggedSentence objects
     text = format_output(tagged, tagger.layers, "tsv")
 
-Raw text is one sentence per line, split into words by ``attnlab.data.tokenize``. CoNLL-U
+Raw text is cut into sentences, tokens and multiword tokens by the model's segmenter
+(``--input text``, what ``auto`` picks for anything but CoNLL-U), or taken a sentence per line
+(``presegmented``: the segmenter still finds the words) or as words separated by spaces, a
+sentence per line (``pretokenized``: no segmenter needed), as UDPipe offers them. CoNLL-U
 keeps every line and column except the words' columns the model predicts (UPOS, XPOS,
 FEATS, LEMMA), which the tagger fills in. ``tag_sentences`` is the step below the Python
 API: every layer's predictions for parsed sentences.
@@ -21,7 +24,7 @@ from typing import Sequence
 from ..data.conllu import read_text, split_lines
 from ..errors import UserError
 
-INPUTS = ("auto", "text", "conllu")
+INPUTS = ("auto", "text", "presegmented", "pretokenized", "conllu")
 OUTPUTS = ("conllu", "tsv", "json")
 _TOKEN_ID = re.compile(r"[0-9]+([-.][0-9]+)?\Z")  # a word, a multiword range or an empty node
 
@@ -62,12 +65,13 @@ def read_source(file: str, kind: str = "auto") -> Source:
     return Source(text, name, detect_input(text, name) if kind == "auto" else kind)
 
 
-def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str = "auto") -> list:
-    """Tag ``source`` with ``tagger`` (an ``attnlab.api.Tagger``): CoNLL-U by ``tag_conllu``,
-    text one sentence per line by ``tagger(lines, tokenize=...)`` (a blank line gives a
-    sentence without words, so that JSON lines out match the lines in). ``asked``: the
+def tag_source(tagger, source: Source, *, asked: str = "auto") -> list:
+    """Tag ``source`` with ``tagger`` (an ``attnlab.api.Tagger``): CoNLL-U by ``tag_conllu``, raw
+    text by the tagger's segmenter (``presegmented``: a sentence per line), ``pretokenized``
+    text by ``tag`` (words split at white space, a sentence per non-blank line). ``asked``: the
     --input choice, so that CoNLL-U found by ``auto`` that turns out malformed points to
-    ``--input text``. UserError when no sentence has a word."""
+    ``--input text``. UserError when no sentence has a word, or when raw text meets a model
+    without a segmenter."""
     from ..data.conllu import ConlluError
 
     if source.kind == "conllu":
@@ -78,8 +82,13 @@ def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str =
                 raise UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
                                 "as text)") from None
             raise
+    elif source.kind == "pretokenized":
+        tagged = tagger.tag([line.split() for line in split_lines(source.text) if line.strip()])
     else:
-        tagged = tagger(split_lines(source.text), tokenize=tokenize)
+        if not tagger.can_segment:
+            raise UserError(f"{source.name}: model {tagger.name} has no segmenter, so it cannot read raw text; give "
+                            "--input pretokenized (words separated by spaces, a sentence per line) or CoNLL-U")
+        tagged = tagger(source.text, presegmented=source.kind == "presegmented").sentences
     if not any(len(s) for s in tagged):
         raise UserError(f"{source.name}: no sentences to tag")
     return tagged
@@ -119,7 +128,8 @@ def format_output(tagged: Sequence, layers: Sequence[str], fmt: str) -> str:
     """``tagged`` (``attnlab.api.TaggedSentence`` objects) as CoNLL-U (each input's lines with
     the predicted columns put in), TSV (the word, then each of ``layers``; a blank line after
     each sentence) or JSON lines (one object per sentence, empty ones included: ``words``, and
-    each of ``layers`` with the probability of each value as ``<layer>_prob``). CoNLL-U and
+    each of ``layers`` with the probability of each value as ``<layer>_prob``, and, for raw
+    text, ``tokens``: each token's form, offsets and the indices of its words). CoNLL-U and
     TSV leave out sentences without words."""
     if fmt == "json":
         lines = [json.dumps(_json_object(s, layers), ensure_ascii=False) for s in tagged]
@@ -137,6 +147,13 @@ def format_output(tagged: Sequence, layers: Sequence[str], fmt: str) -> str:
 def _json_object(sentence, layers: Sequence[str]) -> dict:
     obj = {"sent_id": sentence.sent_id} if sentence.sent_id else {}
     obj["words"] = sentence.forms
+    if sentence.words and any(t.start is not None for t in sentence.tokens):
+        obj["text"] = sentence.text
+        obj["tokens"], i = [], 0
+        for t in sentence.tokens:
+            obj["tokens"].append({"form": t.form, "start": t.start, "end": t.end,
+                                  "words": list(range(i, i + len(t.words)))})
+            i += len(t.words)
     for layer in layers:
         obj[layer] = sentence.column(layer)
         obj[layer + "_prob"] = [round(t.probs[layer], 4) for t in sentence]

@@ -101,8 +101,15 @@ class Explainable(AttentionModel):
         return self.model.encoder.proj(self.model.features(batch)[0])
 
     def split(self, text: str, how: str = "simple") -> list[str]:
-        """A sentence as the tokens this model reads and the explorer shows: its words
-        (``how``: "simple" or "whitespace", as ``attnlab.data.tokenize.tokenize``)."""
+        """A sentence as the tokens this model reads and the explorer shows: its syntactic words,
+        found by the model's segmenter when it has one (multiword tokens split; every sentence of
+        the text in one row), else by ``attnlab.data.tokenize.tokenize`` (``how``: "simple" or
+        "whitespace"; "whitespace" always splits at spaces only)."""
+        if how == "simple" and self.tagger.segmenter is not None:
+            from ..tasks.segmenter import segment
+
+            model, vocab = self.tagger.segmenter
+            return [w for par in segment(model, vocab, text) for s in par for t in s for w in t.words]
         return tokenize(text, how)
 
     def describe(self) -> dict:
