@@ -46,12 +46,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..viz.figure import require_viz
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
 
     out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
     if out is not None:
+        require_viz()  # the image needs matplotlib: say so before the model is loaded
         image_format(out)  # a bad --out fails before the model is loaded
     text = " ".join(args.sentence)
     if not text.strip():
