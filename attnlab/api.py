@@ -135,8 +135,10 @@ class Tagger:
         ("upos", "xpos", "feats", "lemma"), ..."""
         return tuple(self.loaded.model.layers)
 
+    # a str is also a Sequence[str]: the first overload wins for it, as intended
     @overload
-    def __call__(self, text: str, *, top_k: int = 0, tokenize: str = "simple") -> TaggedSentence: ...
+    def __call__(  # type: ignore[overload-overlap]
+        self, text: str, *, top_k: int = 0, tokenize: str = "simple") -> TaggedSentence: ...
 
     @overload
     def __call__(self, text: Sequence[str], *, top_k: int = 0, tokenize: str = "simple") -> list[TaggedSentence]: ...
