@@ -9,8 +9,19 @@ The names below are imported on first use, so that ``import attnlab`` (and
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # what type checkers see; at run time ``__getattr__`` imports on first use
+    from . import api, hf, reference
+    from .api import (Document, NoSegmenterError, TaggedSentence, TaggedToken, TaggedWord, Tagger, Token, load,
+                      shipped_models)
+    from .attention import masks
+    from .attention.functional import NORMALIZERS, scaled_dot_product_attention
+    from .attention.varlen import VarlenPlan, varlen_attention, varlen_attention_qkv
+    from .modules import MultiHeadSelfAttention, SelfAttention, TransformerEncoder, TransformerEncoderLayer
+    from .packing import cu_seqlens_from_lengths, pack, pack_padded, unpack, unpack_padded
 
 # public name -> (module that defines it, attribute; None = the module itself)
 _EXPORTS = {
@@ -46,7 +57,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module_name, attribute = _EXPORTS[name]

@@ -222,8 +222,10 @@ class Tagger:
         """Whether the model has a segmenter, so that it takes raw text."""
         return self.segmenter is not None
 
+    # a str is also a Sequence[str]: the first overload wins for it, as intended
     @overload
-    def __call__(self, text: str, *, top_k: int = 0, presegmented: bool = False) -> Document: ...
+    def __call__(  # type: ignore[overload-overlap]
+        self, text: str, *, top_k: int = 0, presegmented: bool = False) -> Document: ...
 
     @overload
     def __call__(self, text: Sequence[str], *, top_k: int = 0, presegmented: bool = False) -> list[Document]: ...

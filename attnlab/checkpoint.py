@@ -38,9 +38,11 @@ import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 
+from .config import JsonConfig
 from .errors import UserError
 from .weight_storage import StorageError, decode_weights, storage_of
 
@@ -457,7 +459,7 @@ def save_task_model(directory: str | os.PathLike, task: str, model: torch.nn.Mod
                     extra: dict | None = None, extra_json: dict[str, dict] | None = None) -> Path:
     """A task model's directory: config.json names the ``task`` and holds ``model.config.to_json()``
     (what to build) next to ``extra`` (training record, data paths)."""
-    record = {"task": task, "model": model.config.to_json(), **(extra or {})}
+    record = {"task": task, "model": cast(JsonConfig, model.config).to_json(), **(extra or {})}
     return save_model_dir(directory, model.state_dict(), record, vocab, extra_json)
 
 

@@ -33,8 +33,8 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, storage: str
     source = Path(source)
     files = load_model_dir(source)  # every checksum checked, weights as float32
     sums = file_checksums(files.config, source / CONFIG)
-    extra = {name: read_model_json(source, files.config, name, "model file")
-             for name in sums if name not in (WEIGHTS, VOCAB)}
+    extra = {name: obj for name in sums if name not in (WEIGHTS, VOCAB)  # listed, so never None
+             if (obj := read_model_json(source, files.config, name, "model file")) is not None}
     record = {k: v for k, v in files.config.items() if k not in ("format", "files")}
     record[STORAGE_KEY] = storage
     record["exported_from"] = {STORAGE_KEY: storage_of(files.config), "weights_sha256": sums[WEIGHTS]}

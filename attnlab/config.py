@@ -13,7 +13,7 @@ No torch here: the command line reads settings without loading it.
 from __future__ import annotations
 
 from dataclasses import asdict, fields
-from typing import Iterable, TypeVar
+from typing import Any, ClassVar, Iterable, TypeVar
 
 C = TypeVar("C", bound="JsonConfig")
 
@@ -21,6 +21,8 @@ C = TypeVar("C", bound="JsonConfig")
 class JsonConfig:
     """A mixin for dataclasses of plain values: ``to_json`` (tuples become lists) and
     ``from_json`` (keys the class does not know are ignored, missing ones take defaults)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]  # set by @dataclass on every subclass
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}

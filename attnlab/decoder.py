@@ -34,7 +34,7 @@ class KVCache:
     """
 
     def __init__(self, layers: int):
-        self.layers = [{"self": {}, "cross": {}} for _ in range(layers)]
+        self.layers: list[dict[str, dict[str, torch.Tensor]]] = [{"self": {}, "cross": {}} for _ in range(layers)]
         self.steps = 0
 
     def reorder(self, index: torch.Tensor) -> None:

@@ -6,6 +6,8 @@ Every layer calls the one attention function, ``attnlab.attention.scaled_dot_pro
 
 from __future__ import annotations
 
+from typing import Iterable, cast
+
 import torch
 import torch.nn as nn
 
@@ -14,7 +16,7 @@ from .attention.functional import check_mask, check_normalize, scaled_dot_produc
 from .attention.masks import from_lengths
 from .attention.varlen import VarlenPlan, varlen_attention_qkv
 from .packing import check_cu_seqlens, pack_padded, positions_in_sequence, unpack_padded
-from .positions import check_positions, make_positions
+from .positions import RotaryPositions, check_positions, make_positions
 
 
 def check_input(x: torch.Tensor, d: int, dtype: torch.dtype, shape: str = "(B, N, D)", name: str = "x") -> None:
@@ -145,14 +147,16 @@ class MultiHeadSelfAttention(nn.Module):
     # -- the three steps: project, attend (in forward / forward_packed), merge ----------
     def _projected(self, x: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """(..., D) -> (..., parts, H, d): [W^q; W^k; W^v] x, or only ``rows`` of it."""
-        weight, bias = self.qkv.weight, self.qkv.bias
+        weight: torch.Tensor = self.qkv.weight
+        bias: torch.Tensor | None = self.qkv.bias
         if rows is not None:
             weight, bias = weight[rows], None if bias is None else bias[rows]
         return kernels.linear(x, weight, bias).unflatten(-1, (-1, self.heads, self.d_head))
 
     def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(..., D) -> q, k, v each (..., H, d)."""
-        return self._projected(x).unbind(dim=-3)
+        q, k, v = self._projected(x).unbind(dim=-3)
+        return q, k, v
 
     def _merge(self, heads: torch.Tensor, residual=None, residual_dropout: float = 0.0) -> torch.Tensor:
         """Concatenate the heads and apply W^O: (..., H, d) -> (..., D) [residual + dropout(.)]."""
@@ -234,7 +238,7 @@ class MultiHeadSelfAttention(nn.Module):
         *,
         causal: bool = False,
         window: int | None = None,
-        rotary: nn.Module | None = None,
+        rotary: RotaryPositions | None = None,
         positions: torch.Tensor | None = None,
         plan=None,
         return_weights: bool = False,
@@ -411,7 +415,7 @@ class TransformerEncoder(nn.Module):
         self.positions = check_positions(positions)
         self.causal, self.window = causal, window
         pos = make_positions(positions, d_model, heads, max_len)
-        self.rotary = pos if positions == "rotary" else None
+        self.rotary = pos if isinstance(pos, RotaryPositions) else None
         self.position_table = pos if positions in ("sinusoidal", "learned") else None
         self.layers = nn.ModuleList(
             TransformerEncoderLayer(
@@ -424,7 +428,7 @@ class TransformerEncoder(nn.Module):
 
     def _weights_dtype(self) -> torch.dtype:
         """The dtype of the weights (inputs must have it)."""
-        return self.layers[0].ff1.weight.dtype
+        return cast(TransformerEncoderLayer, self.layers[0]).ff1.weight.dtype
 
     def layer_outputs(self, tokens: torch.Tensor, cu_seqlens: torch.Tensor, *, return_weights: bool = False):
         """Yield every layer's output (T, D) in turn, with its list of B weights (H, n, n)
@@ -438,7 +442,7 @@ class TransformerEncoder(nn.Module):
         x = tokens
         if self.position_table is not None:
             x = self.position_table(x, positions)
-        for layer in self.layers:
+        for layer in cast("Iterable[TransformerEncoderLayer]", self.layers):
             x = layer.forward_packed(
                 x, cu, plan=plan, rotary=self.rotary, positions=positions,
                 causal=self.causal, window=self.window, return_weights=return_weights,
@@ -489,6 +493,6 @@ class TransformerEncoder(nn.Module):
             mine.attn = MultiHeadSelfAttention.from_torch(theirs.self_attn, normalize=normalize)
             for a, b in (("ff1", "linear1"), ("ff2", "linear2"), ("norm1", "norm1"), ("norm2", "norm2")):
                 getattr(mine, a).load_state_dict(getattr(theirs, b).state_dict())
-        if new.norm is not None:
+        if new.norm is not None and encoder.norm is not None:  # both or neither (checked above)
             new.norm.load_state_dict(encoder.norm.state_dict())
         return new

@@ -56,6 +56,8 @@ def sinusoidal_table(max_len: int, d_model: int, *, base: float = 10000.0) -> to
 class SinusoidalPositions(nn.Module):
     """Adds the fixed sinusoidal table: x (T, D), positions (T,) -> x + PE[positions]."""
 
+    table: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(self, d_model: int, max_len: int):
         super().__init__()
         self.max_len = max_len
@@ -87,6 +89,8 @@ class RotaryPositions(nn.Module):
     (x_{2i}, x_{2i+1}) of row t turned by the angle positions[t] * theta_i. Attention
     layers call ``rotate_`` on their freshly projected q and k (in place, no copy).
     """
+
+    inv_freq: torch.Tensor  # a buffer (registered in __init__)
 
     def __init__(self, d_head: int, *, base: float = 10000.0):
         super().__init__()

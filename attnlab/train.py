@@ -49,7 +49,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Protocol, TypeVar
 
 import torch
 
@@ -67,8 +67,13 @@ STATE_FILE = "state.json"
 SCHEDULES = ("linear", "cosine", "constant")
 
 
-class TrainingTask(Protocol):
-    """What the loop needs from a task (tagging, classification, seq2seq, ...).
+ModelT = TypeVar("ModelT", bound=torch.nn.Module)
+ModelT_contra = TypeVar("ModelT_contra", bound=torch.nn.Module, contravariant=True)
+
+
+class TrainingTask(Protocol[ModelT_contra]):
+    """What the loop needs from a task (tagging, classification, seq2seq, ...), for models of
+    type ``ModelT_contra`` (``TrainingTask[Tagger]``: a task whose methods take a Tagger).
 
     A batch is any object with ``tokens`` (its size in tokens, for the progress bar) and
     optionally ``units``, what its loss is a mean over (``tokens`` when absent): with
@@ -81,13 +86,13 @@ class TrainingTask(Protocol):
     def make_batch(self, indices: list[int]) -> Any:
         """The batch of these training examples."""
 
-    def loss(self, model: torch.nn.Module, batch: Any) -> torch.Tensor:
+    def loss(self, model: ModelT_contra, batch: Any) -> torch.Tensor:
         """The mean training loss of one batch (a scalar)."""
 
-    def evaluate(self, model: torch.nn.Module) -> float:
+    def evaluate(self, model: ModelT_contra) -> float:
         """The dev score, higher is better (the model is in eval mode)."""
 
-    def save_model(self, directory: Path, model: torch.nn.Module, extra: dict) -> None:
+    def save_model(self, directory: Path, model: ModelT_contra, extra: dict) -> None:
         """Write a model directory (``attnlab.checkpoint``) with ``extra`` in its config.json."""
 
 
@@ -487,8 +492,8 @@ class _StopFlag:
 
 
 def train(
-    model: torch.nn.Module,
-    task: TrainingTask,
+    model: ModelT,
+    task: TrainingTask[ModelT],
     config: TrainConfig,
     out_dir: str | Path,
     *,

@@ -1,5 +1,6 @@
 """A plain `pip install attnlab` (no extras) runs the main job: `attnlab demo` imports nothing
-that only an optional extra installs."""
+that only an optional extra installs, and says which extra draws its picture. The commands
+that only draw name their extra before any work."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+
+import pytest
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 
@@ -26,20 +29,53 @@ def extra_only_modules() -> set[str]:
 
 def test_the_extras_are_what_the_test_blocks():
     assert extra_only_modules() == {
-        "starlette", "uvicorn", "pytest", "hypothesis", "selenium", "transformers", "tokenizers", "onnxruntime", "onnx",
+        "matplotlib", "starlette", "uvicorn", "pytest", "hypothesis", "selenium", "mypy", "transformers", "tokenizers",
+        "onnxruntime", "onnx",
     }
 
 
-def test_demo_runs_without_any_extra(tmp_path):
-    blocked = sorted(extra_only_modules())
+def run_blocked(args: list[str], cwd: Path, blocked: list[str]) -> subprocess.CompletedProcess:
+    """`attnlab ARGS` in a fresh interpreter where the ``blocked`` packages cannot be imported."""
     code = textwrap.dedent(f"""
         import sys
-        for name in {blocked!r}:
+        for name in {sorted(blocked)!r}:
             sys.modules[name] = None  # `import name` now fails as if it were not installed
         from attnlab.cli import main
-        sys.exit(main(["demo", "--threads", "1", "--no-progress", "--out", {str(tmp_path / "out")!r}]))
+        sys.exit(main({args!r}))
     """)
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=cwd)
+
+
+def test_demo_runs_without_any_extra(tmp_path):
+    out = tmp_path / "out"
+    r = run_blocked(["demo", "--threads", "1", "--no-progress", "--out", str(out)], tmp_path,
+                    sorted(extra_only_modules()))
     assert r.returncode == 0, r.stderr[-2000:]
-    assert (tmp_path / "out" / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "attention tagger: correct on 'I saw a saw'" in r.stdout
+    assert ("attention.png not drawn: the picture of the attention weights needs the 'viz' extra: "
+            "pip install 'attnlab[viz]'") in r.stdout
+    assert not (out / "attention.png").exists()
+    assert (out / "attention-tagger" / "config.json").is_file()
+    assert 'the shipped English model (attnlab.load("en")' in r.stdout
+
+
+def test_drawing_commands_name_the_viz_extra_before_any_work(tmp_path):
+    """explain (an image) and experiment (plots) say which extra to install without matplotlib,
+    before a model is loaded or an experiment runs (the model named here does not exist)."""
+    message = "needs the 'viz' extra: pip install 'attnlab[viz]'"
+    r = run_blocked(["explain", "--model", str(tmp_path / "missing"), "I saw a saw"], tmp_path, ["matplotlib"])
+    assert (r.returncode, r.stderr) == (2, f"attnlab explain: {message}\n")
+    r = run_blocked(["experiment", "graph", "--quick", "--out", str(tmp_path / "results")], tmp_path, ["matplotlib"])
+    assert (r.returncode, r.stderr) == (2, f"attnlab experiment: {message}\n")
+    assert not (tmp_path / "results").exists()
+
+
+def test_demo_draws_its_picture_with_the_viz_extra(tmp_path):
+    pytest.importorskip("matplotlib", reason="the 'viz' extra is not installed")
+    out = tmp_path / "out"
+    r = run_blocked(["demo", "--epochs", "1", "--threads", "1", "--no-progress", "--out", str(out)], tmp_path,
+                    sorted(extra_only_modules() - {"matplotlib"}))
+    assert r.returncode in (0, 1), r.stderr[-2000:]  # one epoch may not tell the two "saw" apart yet
+    assert (out / "attention.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"wrote {out / 'attention.png'} (attention weights, every layer and head)" in r.stdout
+    assert "not drawn" not in r.stdout

@@ -70,11 +70,11 @@ def normalize_scores(scores: torch.Tensor, attend_mask: torch.Tensor | None, nor
         safe_mask = attend_mask | ~row_any
         weights = scores.masked_fill(~safe_mask, float("-inf")).softmax(dim=-1)
         return weights.masked_fill(~row_any, 0.0)
-    n_keys = attend_mask.sum(dim=-1, keepdim=True).clamp(min=1).to(scores.dtype)
+    key_counts = attend_mask.sum(dim=-1, keepdim=True).clamp(min=1).to(scores.dtype)
     if normalize == "relu":
-        weights = scores.relu() / n_keys
+        weights = scores.relu() / key_counts
     else:
-        weights = torch.sigmoid(scores - n_keys.log())
+        weights = torch.sigmoid(scores - key_counts.log())
     return weights.masked_fill(~attend_mask, 0.0)
 
 

@@ -150,7 +150,8 @@ class VarlenPlan:
         return self._bucketed
 
     def _build_indices(self, buckets: list[Bucket], device) -> tuple[torch.Tensor, torch.Tensor]:
-        gather, scatter = [], [0] * self.total
+        gather: list[int] = []
+        scatter = [0] * self.total
         for b in buckets:
             row = b.slot
             for s, length in zip(b.seqs, b.lengths):
@@ -166,11 +167,13 @@ class VarlenPlan:
 
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """Packed rows (T, ...) -> bucket rows (P, ...)."""
-        return x if self.identity else x.index_select(0, self.gather_index)
+        index = self.gather_index  # None for the identity layout
+        return x if index is None else x.index_select(0, index)
 
     def scatter(self, rows: torch.Tensor) -> torch.Tensor:
         """Bucket rows (P, ...) -> packed rows (T, ...)."""
-        return rows if self.identity else rows.index_select(0, self.scatter_index)
+        index = self.scatter_index  # None for the identity layout
+        return rows if index is None else rows.index_select(0, index)
 
     def masks(self, causal: bool, window: int | None, device) -> list[torch.Tensor | None]:
         """Per bucket, the boolean attend_mask broadcastable to (b, H, n, n), or None.
@@ -194,7 +197,8 @@ def _choose_buckets(lengths: list[int], width: int) -> list[Bucket]:
     if not order:
         return []
     # distinct lengths L[0] < L[1] < ... with cumulative counts
-    distinct, cum = [], [0]
+    distinct: list[int] = []
+    cum = [0]
     for n, _ in order:
         if distinct and distinct[-1] == n:
             cum[-1] += 1

@@ -19,6 +19,9 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 MIB = 1024 * 1024
 
@@ -68,7 +71,7 @@ def _status_bytes(key: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
-def peak_resident_extra(fn: Callable[[], object]) -> tuple[int, object]:
+def peak_resident_extra(fn: Callable[[], T]) -> tuple[int, T]:
     """(peak resident bytes during one call of ``fn`` beyond those before it, its output)."""
     base = _status_bytes("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from .timing import time_loops
@@ -92,7 +93,7 @@ def run_load(url: str, *, clients: int = 20, requests: int = 100) -> dict:
         raise ValueError(f"requests must be in 1..{MAX_REQUESTS}, got {requests}")
     host, port = check_loopback(url)
     start = threading.Event()
-    results = [dict() for _ in range(clients)]
+    results: list[dict] = [dict() for _ in range(clients)]
     threads = [threading.Thread(target=_client, args=(host, port, requests, c, start, results[c])) for c in range(clients)]
     for t in threads:
         t.start()
@@ -141,9 +142,14 @@ class ServerProcess:
             raise RuntimeError(f"`{' '.join(cmd)}` did not start: {self.stderr() or line or 'no output'}")
         self.url = line.split(" at ", 1)[1].split()[0].rstrip("/")
 
+    @property
+    def _stdout(self) -> IO[bytes]:
+        assert self.proc.stdout is not None  # started with stdout=PIPE
+        return self.proc.stdout
+
     def _first_line(self, timeout: float) -> str:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return self.proc.stdout.readline().decode(errors="replace").strip() if ready else ""
+        ready, _, _ = select.select([self._stdout], [], [], timeout)
+        return self._stdout.readline().decode(errors="replace").strip() if ready else ""
 
     def stderr(self) -> str:
         """The last line the server wrote to its standard error."""
@@ -159,7 +165,7 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.proc.stdout.close()
+        self._stdout.close()
         self.log.close()
 
 
@@ -217,7 +223,7 @@ def compare_servers(model_dir: Path, *, clients: int = 20, requests: int = 100, 
     finally:
         for server in servers.values():
             server.stop()
-    result = {"clients": clients, "requests_per_client": requests, "repeat": repeat,
+    result: dict[str, Any] = {"clients": clients, "requests_per_client": requests, "repeat": repeat,
               "variants": {name: median_of(r) for name, r in runs.items()},
               "model_alone_ms": model_alone_ms(model_dir, threads=threads)}
     if len(result["variants"]) == 2:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 Clock = Callable[[], float]
 
@@ -30,7 +30,7 @@ def loops_for(fn: Callable[[], object], min_sample_s: float, clock: Clock = time
     return max(1, math.ceil(min_sample_s / max(time_loops(fn, 1, clock), 1e-9)))
 
 
-def warm_up(cases: dict[str, Callable[[], object]]) -> None:
+def warm_up(cases: Mapping[str, Callable[[], object]]) -> None:
     """Call every case once: kernel builds, first allocations, the thread pool."""
     for fn in cases.values():
         fn()
@@ -46,7 +46,7 @@ def round_order(names: Sequence[str], r: int) -> list[str]:
 
 
 def interleaved(
-    cases: dict[str, Callable[[], object]],
+    cases: Mapping[str, Callable[[], object]],
     repeats: int,
     loops: dict[str, int] | None = None,
     per_call: int = 1,

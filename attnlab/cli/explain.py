@@ -47,12 +47,14 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..viz.figure import require_viz
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
 
     out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
     if out is not None:
+        require_viz()  # the image needs matplotlib: say so before the model is loaded
         image_format(out)  # a bad --out fails before the model is loaded
     text = " ".join(args.sentence)
     if not text.strip():
@@ -73,14 +75,16 @@ def run(args) -> int:
     else:
         print(" ".join(f"{w}/{t}" for w, t in zip(tokens, tags)))
         print("  probabilities: " + " ".join(f"{p:.2f}" for p in probs))
-    tags = tags or None
+    shown_tags = tags or None
     if args.steps:
         steps = model.steps(tokens, layer or 0, head or 0)
+        normalize, rotary = model.normalize, model.attention_encoder().rotary
+        assert normalize is not None  # steps() needs attention, which has a normalizer
         print()
-        print(render_steps(tokens, steps, layer=layer or 0, head=head or 0, normalize=model.normalize, tags=tags,
-                           rotary=model.transformer.rotary is not None))
+        print(render_steps(tokens, steps, layer=layer or 0, head=head or 0, normalize=normalize, tags=shown_tags,
+                           rotary=rotary is not None))
     if out is not None:
-        plot_attention_grid(tokens, weights, tags=tags, layer=layer, head=head, path=out,
+        plot_attention_grid(tokens, weights, tags=shown_tags, layer=layer, head=head, path=out,
                             title=f'{model.name}: attention on "{" ".join(tokens)}"')
         grid = f"{1 if layer is not None else model.layers} x {1 if head is not None else model.heads}"
         print(f"wrote {out} (layers x heads = {grid}; rows: query i, columns: key j)")

@@ -28,12 +28,13 @@ def bucket_batches(
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     if any(n < 0 for n in lengths):
         raise ValueError("lengths must be >= 0")
+    budget = max_tokens or 0  # read only when batch_size is None, when max_tokens is given
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     if shuffle:
         rng.shuffle(order)
         mean = max(sum(lengths) / max(len(lengths), 1), 1.0)
-        per_batch = batch_size if batch_size is not None else max(int(max_tokens / mean), 1)
+        per_batch = batch_size if batch_size is not None else max(int(budget / mean), 1)
         chunk = max(per_batch * pool, 1)
         order = [i for s in range(0, len(order), chunk) for i in sorted(order[s:s + chunk], key=lambda i: lengths[i])]
     else:
@@ -45,7 +46,8 @@ def bucket_batches(
     for i in order:
         n = max(lengths[i], 1)
         if current:
-            full = (len(current) >= batch_size) if batch_size is not None else (max(longest, n) * (len(current) + 1) > max_tokens)
+            full = ((len(current) >= batch_size) if batch_size is not None
+                    else (max(longest, n) * (len(current) + 1) > budget))
             if full:
                 batches.append(current)
                 current, longest = [], 0

@@ -246,7 +246,7 @@ def _parse_sentence(lines: list[str], start: int, source: str) -> Sentence:
         if not cols[1]:
             raise ConlluError(f"{source}:{start + k}: empty FORM")
         ids.word()
-        tokens.append(Token(ids.words, *cols[1:], line=start + k, index=k))
+        tokens.append(Token(ids.words, *cols[1:], line=start + k, index=k))  # type: ignore[misc, arg-type]  # 9 columns
     if not tokens:
         raise ConlluError(f"{source}:{start}: sentence without words")
     ids.end()
@@ -275,7 +275,7 @@ def parse_feats(column: str) -> dict[str, str]:
     """A CoNLL-U FEATS column as a dict: ``Case=Nom|Number=Sing`` -> {"Case": "Nom", ...}; ``_`` -> {}."""
     if column in ("", "_"):
         return {}
-    return dict(item.split("=", 1) if "=" in item else (item, "") for item in column.split("|"))
+    return {name: value for name, _, value in (item.partition("=") for item in column.split("|"))}
 
 
 def split_lines(text: str) -> list[str]:

@@ -29,12 +29,18 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from ..config import JsonConfig, check_fraction, check_positive
 
 if TYPE_CHECKING:  # the command line reads ENCODERS without loading torch
-    import torch.nn as nn
+    from .attention import AttentionEncoder
+    from .bilstm import BiLSTMEncoder
+    from .cnn import ConvEncoder
+    from .feedforward import NoContextEncoder, WindowEncoder
+
+    # the classes of _CLASSES
+    Encoder: TypeAlias = NoContextEncoder | WindowEncoder | ConvEncoder | BiLSTMEncoder | AttentionEncoder
 
 # name -> (module in this package, class): the one place that lists the encoders.
 _CLASSES = {
@@ -79,7 +85,7 @@ class EncoderConfig(JsonConfig):
         check_fraction(self, ("dropout",), "encoder ")
 
 
-def build_encoder(name: str, d_in: int, config: EncoderConfig | None = None) -> nn.Module:
+def build_encoder(name: str, d_in: int, config: EncoderConfig | None = None) -> Encoder:
     """The encoder called ``name`` (one of ENCODERS) for inputs of width ``d_in``."""
     if name not in _CLASSES:
         raise ValueError(f"unknown encoder {name!r}; choose one of {', '.join(ENCODERS)}")

@@ -135,7 +135,8 @@ def series(label: str, x: Sequence[float], y: Sequence[float], *, low=None, high
 def plot_spec(title: str, xlabel: str, ylabel: str, lines: list[dict], *, xscale: str = "linear",
               yscale: str = "linear", ylim=None, hline: dict | None = None, panel: str | None = None) -> dict:
     """A JSON-ready description of one panel: what ``draw`` plots."""
-    spec = {"title": title, "xlabel": xlabel, "ylabel": ylabel, "xscale": xscale, "yscale": yscale, "series": lines}
+    spec: dict[str, object] = {"title": title, "xlabel": xlabel, "ylabel": ylabel, "xscale": xscale,
+                               "yscale": yscale, "series": lines}
     if ylim is not None:
         spec["ylim"] = [float(ylim[0]), float(ylim[1])]
     if hline is not None:

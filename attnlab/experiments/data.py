@@ -19,6 +19,8 @@ def load_tagging_data(treebank: Path | None, *, allow_demo: bool) -> tuple[str, 
         from ..data.demo import demo_paths
 
         paths = demo_paths()
-        return "demo corpus (bundled)", *(read_conllu(paths[s]) for s in ("train", "dev", "test"))
+        train, dev, test = (read_conllu(paths[s]) for s in ("train", "dev", "test"))
+        return "demo corpus (bundled)", train, dev, test
     root = resolve_treebank(treebank)
-    return str(root), *(read_conllu(find_split(root, s)) for s in ("train", "dev", "test"))
+    train, dev, test = (read_conllu(find_split(root, s)) for s in ("train", "dev", "test"))
+    return str(root), train, dev, test

@@ -16,12 +16,16 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .common import (
     Settings, fmt_pct, finish, footer, log, machine, markdown_table, mean_and_spread, plot_spec, scaled_tagger_config,
     series, train_tagger,
 )
 from .data import load_tagging_data
+
+if TYPE_CHECKING:
+    from ..features import FeatureConfig
 
 NAME = "data-size"
 ENCODERS = ("window", "cnn", "bilstm", "attention")
@@ -87,7 +91,7 @@ class Plan:
     max_epochs: int
     batch_tokens: int
     scale: float  # encoder width multiplier (tests shrink it)
-    features: object  # FeatureConfig shared by all encoders
+    features: FeatureConfig  # shared by all encoders
 
     def seeds(self, fraction: float) -> int:
         return self.seeds_small if fraction < LARGE else self.seeds_large
@@ -165,7 +169,7 @@ def train_one(p: Plan, settings: Settings, enc: str, f: float, train: list, seed
 
 def summarize(runs: list[dict], fractions, encoders) -> dict:
     """Per encoder, one row per fraction: training tokens and the test accuracy's mean and spread."""
-    summary = {}
+    summary: dict[str, list[dict]] = {}
     for enc in encoders:
         summary[enc] = []
         for f in fractions:

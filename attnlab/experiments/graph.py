@@ -75,8 +75,7 @@ def make_graph(rng: random.Random, n_range=(10, 20), extra_edges=(1, 4), p_red: 
     perm = list(range(n))
     rng.shuffle(perm)
     colors = [colors[perm.index(i)] for i in range(n)]
-    edges = sorted({(min(perm[a], perm[b]), max(perm[a], perm[b])) for a, b in edges})
-    return Graph(colors, edges)
+    return Graph(colors, sorted({(min(perm[a], perm[b]), max(perm[a], perm[b])) for a, b in edges}))
 
 
 def make_graphs(n: int, seed: int, **kw) -> list[Graph]:
@@ -289,8 +288,8 @@ def run(settings: Settings) -> dict:
     seeds = int(settings.get("seeds", 3, 1))
     width = int(settings.get("width", 64, 32))
     max_minutes = settings.get("max_minutes", 1.0, 0.1)
-    graphs = tuple(make_graphs(n, settings.seed * 7919 + i) for i, n in enumerate((n_train, n_dev, n_test)))
-    train, _, test = graphs
+    train, dev, test = (make_graphs(n, settings.seed * 7919 + i) for i, n in enumerate((n_train, n_dev, n_test)))
+    graphs = (train, dev, test)
     vocab = token_vocab(train)
     runs = [train_one(v, settings.seed + s, vocab, graphs, width=width, epochs=epochs, max_minutes=max_minutes,
                       progress=settings.progress)

@@ -100,7 +100,7 @@ def train_one(settings: Settings, ds: dict, scheme: str, scale: float, batch_tok
 
 def summarize(runs: list[dict], data: list[dict], schemes) -> dict:
     """Per dataset and scheme: test accuracy (mean and spread) and how often the probe came out right."""
-    summary = {}
+    summary: dict[str, dict[str, dict]] = {}
     for ds in data:
         summary[ds["name"]] = {}
         for scheme in schemes:

@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+from ..viz.figure import require_viz
 from . import EXPERIMENTS
 from .common import Settings, log, machine, markdown_table, write_text
 
@@ -34,6 +35,7 @@ def check_overrides(names, overrides: dict) -> None:
 
 
 def run_one(name: str, settings: Settings) -> dict:
+    require_viz()  # every experiment ends in a plot: name the missing extra before any work
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     check_overrides([name], settings.overrides)
@@ -61,6 +63,7 @@ def assemble(out: Path, names=tuple(EXPERIMENTS), times: dict | None = None, tit
 
 
 def run_all(settings: Settings) -> dict:
+    require_viz()
     check_overrides(list(EXPERIMENTS), settings.overrides)
     settings_for = {n: setting_names(n) for n in EXPERIMENTS}
     times = {}

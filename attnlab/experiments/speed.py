@@ -18,6 +18,7 @@ import math
 import statistics
 import sys
 import time
+from typing import Any
 
 from .common import Settings, finish, footer, log, machine, markdown_table, plot_spec, series
 
@@ -34,7 +35,7 @@ def matched_configs(width: int) -> dict[str, dict]:
     """Encoder sizes with about the parameters of a 2-layer attention encoder of width D."""
     from ..encoders import EncoderConfig, build_encoder
 
-    attention = {"hidden": width, "layers": 2, "heads": 4, "d_ff": 2 * width}
+    attention: dict[str, Any] = {"hidden": width, "layers": 2, "heads": 4, "d_ff": 2 * width}
     target = count(build_encoder("attention", width, EncoderConfig(**attention, dropout=0.0)))
     best_layers = min(range(1, 17), key=lambda l: abs(
         count(build_encoder("cnn", width, EncoderConfig(hidden=width, layers=l, kernel=3, dropout=0.0))) - target))
@@ -79,8 +80,8 @@ def measure(models: dict, lengths_n: list[int], width: int, batch_tokens: int, r
     import torch
     from tqdm import tqdm
 
-    per_token = {e: [] for e in models}  # microseconds per token, median
-    raw = {e: [] for e in models}
+    per_token: dict[str, list[float]] = {e: [] for e in models}  # microseconds per token, median
+    raw: dict[str, list[dict]] = {e: [] for e in models}
     bar = tqdm(total=len(lengths_n) * len(models), desc=NAME, disable=not progress, file=sys.stderr)
     for n in lengths_n:
         b = max(1, batch_tokens // n)

@@ -106,12 +106,12 @@ class HFEncoder(nn.Module):
     ) -> EncoderOutput:
         cu = check_cu_seqlens(cu_seqlens, input_ids.shape[0]).to(input_ids.device)
         x = self.embeddings(input_ids, cu, token_type_ids)
-        hidden = [x] if return_hidden else None
-        weights = [] if return_weights else None
+        hidden: list[torch.Tensor] | None = [x] if return_hidden else None
+        weights: list[list[torch.Tensor]] | None = [] if return_weights else None
         for x, w in self.encoder.layer_outputs(x, cu, return_weights=return_weights):
-            if return_hidden:
+            if hidden is not None:
                 hidden.append(x)
-            if return_weights:
+            if weights is not None:
                 weights.append(w)
         return EncoderOutput(x, hidden, weights, cu)
 

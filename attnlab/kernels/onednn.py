@@ -138,6 +138,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         return _product(x, weight, bias, relu, residual)  # one fused product
     y = _product(x, weight, bias, False, None)
     if dropout == 0.0:
+        assert activation is not None  # no activation and no dropout returned above
         y = ACTIVATIONS[activation](y)
         return y if residual is None else residual + y
     if residual is None:

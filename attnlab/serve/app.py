@@ -40,10 +40,14 @@ import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..viz.payload import attention_body, rounded, steps_body
 
 from ..config import check_positive
+
+if TYPE_CHECKING:
+    import asyncio
 
 STATIC = Path(__file__).parent / "static"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -200,7 +204,7 @@ class TagBatcher:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._tag, self.max_batch = tag, max_batch
         self.pending: list = []  # (tokens, future)
-        self._worker = None  # the task draining ``pending``, while there is one
+        self._worker: asyncio.Task[None] | None = None  # the task draining ``pending``, while there is one
         self.passes = 0  # forward passes run (for tests and logs)
 
     async def tag(self, tokens: list[str]) -> tuple[list[str], list[float]]:

@@ -143,8 +143,11 @@ def make_server(app, *, log_level: str = "warning", access_log: bool = False, ti
     """A uvicorn server for ``app`` whose connections keep to ``timeouts``."""
     import uvicorn
 
+    # uvicorn's annotations ask for a protocol class and whole seconds; it calls ``http`` as a
+    # factory (a partial works) and hands the keep-alive seconds to asyncio (any float works)
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, lifespan="off",
-                            http=functools.partial(TimedProtocol, timeouts=timeouts), timeout_keep_alive=timeouts.idle)
+                            http=functools.partial(TimedProtocol, timeouts=timeouts),  # type: ignore[arg-type]
+                            timeout_keep_alive=timeouts.idle)  # type: ignore[arg-type]
     return uvicorn.Server(config)
 
 

@@ -21,7 +21,7 @@ regression: one weight per (word, class), L2-regularized, fitted with L-BFGS.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -132,6 +132,7 @@ class Classifier(nn.Module):
             return h.sum(dim=1) / lengths.clamp(min=1).unsqueeze(1).to(h.dtype)
         if self.config.pooling == "first":
             return h[:, 0]
+        assert self.pool is not None  # built for pooling == "attention"
         return self.pool(h, lengths)
 
     def forward(self, batch: FeatureBatch) -> torch.Tensor:
@@ -155,7 +156,7 @@ def predict_labels(model: Classifier, encoder: FeatureEncoder, vocabs: Classifie
                 out[i] = label
     finally:
         model.train(was_training)
-    return out
+    return cast("list[str]", out)  # every sentence was in a batch
 
 
 def score_labels(gold: Sequence[str], predicted: Sequence[str]) -> dict:
@@ -198,7 +199,10 @@ class BowBaseline:
         self.bias: torch.Tensor | None = None  # (C,)
 
     def _bags(self, sentences: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, offsets = [], []
+        if self.words is None:
+            raise ValueError("BowBaseline: call fit() before predict()")
+        ids: list[int] = []
+        offsets: list[int] = []
         for s in sentences:
             offsets.append(len(ids))
             ids.extend(sorted(set(self.words.encode(w.lower() for w in s)) - {Vocab.UNK}))
@@ -240,6 +244,7 @@ class BowBaseline:
     def predict(self, sentences: Sequence[Sequence[str]]) -> list[str]:
         scores = self._scores(self._bags(sentences), self.weight, self.bias)
         scores[:, :2] = float("-inf")  # PAD and UNK labels
+        assert self.labels is not None  # set by fit() with the words (_bags checks those)
         return self.labels.decode(scores.argmax(dim=-1).tolist())
 
 

@@ -8,6 +8,7 @@ one-line error that names the file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import UserError
@@ -43,7 +44,7 @@ def write_output(path: Path, text: str) -> None:
         raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
 
-def check_new_model_dir(source: str | Path, out: str | Path) -> None:
+def check_new_model_dir(source: str | os.PathLike[str], out: str | os.PathLike[str]) -> None:
     """Refuse, before any work, a model directory ``source`` that is not one, or an ``out``
     (a model made from ``source``) that is ``source`` itself or already holds files."""
     source, out = Path(source), Path(out)

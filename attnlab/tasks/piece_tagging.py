@@ -110,7 +110,8 @@ def predict_pieces(model: PieceTagger, pieces: WordPieces, vocabs: TaggerVocabs,
     """Tag sentences of word forms: (UPOS per sentence, XPOS per sentence or None)."""
     was_training = model.training
     model.eval()
-    upos, xpos = [], [] if model.xpos_head is not None else None
+    upos: list[list[str]] = []
+    xpos: list[list[str]] | None = [] if model.xpos_head is not None else None
     try:
         for start in range(0, len(sentences), batch_size):
             batch = piece_batch(pieces, sentences[start: start + batch_size], model.encoder.config.longest)
@@ -130,23 +131,27 @@ def predict_layers(model: PieceTagger, pieces: WordPieces, vocabs: TaggerVocabs,
 
 
 class PieceTaggingTask(TaggingTask):
-    """``TaggingTask`` with word-piece batches; loss and dev score are the tagger's."""
+    """``TaggingTask`` with word-piece batches; loss and dev score are the tagger's.
+
+    A PieceTagger stands where TaggingTask takes a Tagger (the same heads, ``layers`` and
+    ``config`` weights, read by the shared loss and dev score); the methods that differ take
+    it by its own type, hence the ``type: ignore`` of their signatures."""
 
     def __init__(self, model: PieceTagger, vocabs: TaggerVocabs, pieces: WordPieces, train, dev):
         self.pieces = pieces
-        super().__init__(model, vocabs, train, dev)
+        super().__init__(model, vocabs, train, dev)  # type: ignore[arg-type]
 
-    def feature_encoder(self, model: PieceTagger) -> None:
+    def feature_encoder(self, model: PieceTagger) -> None:  # type: ignore[override]
         return None  # word pieces instead of token features
 
     def features(self, sentences):
         batch = piece_batch(self.pieces, sentences, self.model.encoder.config.longest)
         return batch, int(batch.lengths.max())
 
-    def predict(self, model: PieceTagger, sentences):
+    def predict(self, model: PieceTagger, sentences):  # type: ignore[override]
         return predict_layers(model, self.pieces, self.vocabs, sentences)
 
-    def save_model(self, directory, model: PieceTagger, extra: dict) -> None:
+    def save_model(self, directory, model: PieceTagger, extra: dict) -> None:  # type: ignore[override]
         tokenizer = json.loads(self.pieces.tokenizer.to_str())
         save_task_model(directory, TASK, model, self.vocabs.to_json(), extra, {TOKENIZER: tokenizer})
 

@@ -325,10 +325,9 @@ class LemmaTable:
         if obj.get("format") != LOOKUP_FORMAT:
             raise ValueError(f"not a lemma table (format {obj.get('format')!r}, expected {LOOKUP_FORMAT!r})")
         pairs, forms = obj.get("pairs"), obj.get("forms")
-        ok = (isinstance(pairs, dict) and isinstance(forms, dict)
-              and all(isinstance(m, dict) and all(isinstance(v, str) for v in m.values()) for m in pairs.values())
-              and all(isinstance(v, str) for v in forms.values()))
-        if not ok:
+        if not (isinstance(pairs, dict) and isinstance(forms, dict)
+                and all(isinstance(m, dict) and all(isinstance(v, str) for v in m.values()) for m in pairs.values())
+                and all(isinstance(v, str) for v in forms.values())):
             raise ValueError("a lemma table holds {\"pairs\": {UPOS: {form: lemma}}, \"forms\": {form: lemma}}")
         return cls({(f, u): l for u, m in pairs.items() for f, l in m.items()}, dict(forms))
 

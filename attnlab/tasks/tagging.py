@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -547,8 +547,9 @@ class TaggingTask:
         """The weighted sum of each layer's mean cross-entropy (UPOS weight 1)."""
         out = model(batch.features).layers()
         ls = model.config.label_smoothing
-        return sum(model.config.weight(layer) * tagging_loss(scores, batch.gold[layer], batch.features.lengths, ls)
-                   for layer, scores in out.items())
+        total = sum(model.config.weight(layer) * tagging_loss(scores, batch.gold[layer], batch.features.lengths, ls)
+                    for layer, scores in out.items())
+        return cast(torch.Tensor, total)  # a tensor: every model has a UPOS layer
 
     def predict(self, model: Tagger, sentences: Sequence[Sequence[str]]) -> dict[str, list[list[str]]]:
         """Predictions by layer ({"upos": one tag list per sentence, ...}) of sentences of word forms."""

@@ -15,6 +15,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    from ..encoders.attention import AttentionEncoder
 
 # -- a tiny corpus ---------------------------------------------------------------------
 
@@ -183,7 +187,8 @@ def draw_demo_attention(result: DemoResult) -> Path:
     batch = loaded.encoder().encode([PROBE])
     with torch.no_grad():
         x = loaded.model.features(batch)
-        weights = loaded.model.encoder.attention_weights(x, batch.lengths)  # L x (B, H, N, N)
+        encoder = cast("AttentionEncoder", loaded.model.encoder)  # the demo trains the attention encoder
+        weights = encoder.attention_weights(x, batch.lengths)  # L x (B, H, N, N)
     stacked = torch.stack([w[0] for w in weights])  # (L, H, N, N)
     png = result.out / "attention.png"
     plot_attention_grid(PROBE, stacked.numpy(), tags=result.attention.tags, path=png,

@@ -1,13 +1,26 @@
-"""matplotlib without a display, and figures written atomically (png, svg or pdf)."""
+"""matplotlib without a display, and figures written atomically (png, svg or pdf).
+
+matplotlib comes with the ``viz`` extra (``pip install 'attnlab[viz]'``): what draws a
+picture calls ``require_viz`` before any work, so a plain install says which extra to add.
+"""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
+
+from ..errors import require_extra
 
 
-def pyplot():
+def require_viz() -> None:
+    """Raise ``MissingExtra`` naming the ``viz`` extra unless matplotlib can be imported."""
+    require_extra("viz", ["matplotlib"])
+
+
+def pyplot() -> Any:
     """``matplotlib.pyplot`` on the Agg backend (no window: attnlab only writes files)."""
+    require_viz()
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,7 +29,7 @@ def pyplot():
     return plt
 
 
-def save_figure(fig, path: str | Path, *, fmt: str = "png", dpi: int = 100) -> None:
+def save_figure(fig: Any, path: str | Path, *, fmt: str = "png", dpi: int = 100) -> None:
     """Render ``fig`` as ``fmt``, close it, and write ``path`` atomically."""
     from ..checkpoint import atomic_write_bytes
 

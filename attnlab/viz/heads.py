@@ -9,13 +9,15 @@ from 0 here.
 
 from __future__ import annotations
 
-from typing import Sequence
+import threading
+from typing import Sequence, cast
 
 import numpy as np
 import torch
 
 from .. import reference as R
 from ..attention import masks
+from ..modules import TransformerEncoder, TransformerEncoderLayer
 
 
 class AttentionModel:
@@ -27,8 +29,19 @@ class AttentionModel:
     ``encoder_input(tokens)`` -> (n, D).
     """
 
-    transformer = None
+    transformer: TransformerEncoder | None = None
+    layers: int
+    heads: int
+    normalize: str | None  # None without attention
     no_attention: str | None = None
+    _lock: threading.Lock
+
+    def attention_encoder(self) -> TransformerEncoder:
+        """The encoder whose attention is shown; ValueError saying why for a model without one."""
+        self.require_attention()
+        if self.transformer is None:
+            raise ValueError("the model has no attention encoder")
+        return self.transformer
 
     def encoder_input(self, tokens: list[str]) -> torch.Tensor:
         """(n, D): what the encoder's first layer is given for one sentence's ``tokens``."""
@@ -48,32 +61,34 @@ class AttentionModel:
         alpha, alpha' and b^i follow from them by ``attnlab.reference.attend_steps``.
         """
         tokens = list(tokens)
-        self.require_attention()
+        t = self.attention_encoder()
+        normalize = self.normalize
+        assert normalize is not None  # set whenever there is attention
         self.check_layer_head(layer, head)
         if not tokens:
             raise ValueError("the sentence has no tokens")
         n = len(tokens)
-        t = self.transformer
         with self._lock:
             x = self.encoder_input(tokens)  # (n, D)
             cu = torch.tensor([0, n])
             positions = torch.arange(n)
             if t.position_table is not None:
                 x = t.position_table(x, positions)
-            for block in t.layers[:layer]:
-                x = block.forward_packed(x, cu, rotary=t.rotary, positions=positions, causal=t.causal, window=t.window)
-            block = t.layers[layer]
+            for earlier in t.layers[:layer]:
+                x = cast(TransformerEncoderLayer, earlier).forward_packed(
+                    x, cu, rotary=t.rotary, positions=positions, causal=t.causal, window=t.window)
+            block = cast(TransformerEncoderLayer, t.layers[layer])
             a = block.norm1(x) if block.norm_first else x  # the a^i this layer's attention sees
             attn = block.attn
             qkv = attn.qkv(a).unflatten(-1, (3, attn.heads, attn.d_head))  # (n, 3, H, d)
             if t.rotary is not None:
                 t.rotary.rotate_(qkv[:, :2], positions)
             q, k, v = (qkv[:, i, head].double().numpy() for i in range(3))  # (n, d) each
-        return R.attend_steps(q, k, v, self.attend_mask(n), self.normalize)
+        return R.attend_steps(q, k, v, self.attend_mask(n), normalize)
 
     def attend_mask(self, n: int) -> np.ndarray:
         """(n, n) booleans, True where query i may attend to key j (causal and window limits)."""
-        t = self.transformer
+        t = self.attention_encoder()
         mask = torch.ones(n, n, dtype=torch.bool)
         if t.causal:
             mask &= masks.causal(n)

@@ -58,10 +58,11 @@ class CheckpointExplainable(AttentionModel):
         self.name = name
         self.encoder = encoder.eval()
         self.pieces = pieces
-        self.transformer = encoder.encoder
-        self.layers: int = len(self.transformer.layers)
-        self.heads: int = self.transformer.heads
-        self.normalize: str = self.transformer.layers[0].attn.normalize
+        transformer = encoder.encoder
+        self.transformer = transformer
+        self.layers: int = len(transformer.layers)
+        self.heads: int = transformer.heads
+        self.normalize: str = transformer.layers[0].attn.normalize
         self.no_attention: str | None = None
         self.no_tags: str = (f"{name} is a {encoder.config.model_type} checkpoint without a tagging head: "
                              "its word pieces are shown instead of tags")

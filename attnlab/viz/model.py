@@ -30,12 +30,15 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from ..data.tokenize import tokenize  # noqa: F401  (re-exported for serve)
 from .heads import AttentionModel
+
+if TYPE_CHECKING:
+    from .hf_model import CheckpointExplainable
 
 
 class Explainable(AttentionModel):
@@ -122,7 +125,7 @@ class Explainable(AttentionModel):
                 "no_attention": self.no_attention, "no_tags": None}
 
 
-def load_explainable(model_dir: str | Path) -> Explainable:
+def load_explainable(model_dir: str | Path) -> Explainable | CheckpointExplainable:
     """Read a model given by a shipped model's name or a directory (``attnlab.api.resolve_model``):
     a tagger (through ``attnlab.api.load``; a model whose encoder is not the attention encoder
     gives its tags only, ``no_attention`` says why), or a Hugging Face checkpoint directory

@@ -53,7 +53,8 @@ def _wmat(m, indent: str = "    ") -> str:
 
 def render_walkthrough(seed: int = 0, normalize: str = "softmax") -> str:
     """The text of `attnlab steps`: sections 2.4-2.7 of the seed on ``example(seed)``."""
-    a, *W = example(seed)
+    a, Wq, Wk, Wv = example(seed)
+    W = (Wq, Wk, Wv)
     loops = R.self_attention_steps(a, *W, normalize=normalize)
     sections = (
         _one_output_at_a_time(a, W, loops, normalize),
@@ -88,7 +89,7 @@ def _one_output_at_a_time(a, W, s, normalize: str) -> list[str]:
     return out + [""]
 
 
-def _matrix_form(a, W, b, normalize: str) -> list[str]:
+def _matrix_form(a, W: tuple[np.ndarray, np.ndarray, np.ndarray], b, normalize: str) -> list[str]:
     """Section 2.6: Q, K, V, A, A' and O, checked against the b^i of the loops."""
     n, d = a.shape[0], W[0].shape[0]
     m = R.self_attention_matrix(a.T, *W, normalize=normalize)

@@ -8,16 +8,20 @@ Forward under no_grad, interleaved; peak extra memory of each case in a fresh pr
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..flops import attention_flops
 from ..memory import resident_peak_supported, run_probe
 from ..timing import interleaved, time_loops, warm_up
 from .config import EncoderBenchConfig
 
+if TYPE_CHECKING:
+    import torch
+
 LONG_BUDGET_S = 30.0  # sizes whose attnlab call takes longer get fewer repetitions (at least 3)
 
 
-def long_cases(n: int, d: int) -> dict[str, Callable[[], object]]:
+def long_cases(n: int, d: int) -> dict[str, Callable[[], torch.Tensor]]:
     import torch
     import torch.nn.functional as F
 
@@ -58,7 +62,7 @@ def measure_long(n: int, cfg: EncoderBenchConfig) -> dict:
     repeats = max(3, min(cfg.long_repeats, int(LONG_BUDGET_S / max(slow, 1e-9))))
     warm_up(cases)
     timing = interleaved(cases, repeats)
-    row = {"n": n, "repeats": repeats, "flops": attention_flops(n, cfg.long_head_dim), **timing}
+    row: dict[str, Any] = {"n": n, "repeats": repeats, "flops": attention_flops(n, cfg.long_head_dim), **timing}
     row["ratio"] = timing["torch SDPA"]["median_s"] / timing["attnlab varlen"]["median_s"]
     if cfg.measure_memory:
         for name in cases:

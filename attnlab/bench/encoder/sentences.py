@@ -9,12 +9,16 @@ import random
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..flops import TRAINING_FACTOR, encoder_flops
 from ..matmul import MATMUL_N, matmul_case
 from ..memory import quiet_stderr
 from ..timing import interleaved, warm_up
 from .config import EncoderBenchConfig
+
+if TYPE_CHECKING:
+    import torch
 
 MODES = ("inference", "training")
 
@@ -46,12 +50,12 @@ def build_pair(cfg: EncoderBenchConfig, norm_first: bool):
 @dataclass
 class Batch:
     lengths: list[int]
-    x: object  # (B, N, D) padded, zeros at padding
-    pad: object  # (B, N) True = padding (torch's convention)
-    tokens: object  # (T, D)
-    cu: object  # (B + 1,)
-    grad_padded: object  # (B, N, D), zeros at padding
-    grad_packed: object  # (T, D), the same numbers
+    x: torch.Tensor  # (B, N, D) padded, zeros at padding
+    pad: torch.Tensor  # (B, N) True = padding (torch's convention)
+    tokens: torch.Tensor  # (T, D)
+    cu: torch.Tensor  # (B + 1,)
+    grad_padded: torch.Tensor  # (B, N, D), zeros at padding
+    grad_packed: torch.Tensor  # (T, D), the same numbers
 
 
 def make_batches(cfg: EncoderBenchConfig, population: list[int]) -> list[Batch]:

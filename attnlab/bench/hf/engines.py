@@ -12,8 +12,12 @@ import time
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import HFBenchConfig
+
+if TYPE_CHECKING:
+    import torch
 
 ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids")
 
@@ -23,11 +27,11 @@ class Batch:
     """One batch in both forms: padded (B, N) for transformers and ONNX Runtime, packed (T,) for attnlab."""
 
     lengths: list[int]
-    ids: object  # (B, N) long, 0 at padding
-    mask: object  # (B, N) long, 1 = real piece
+    ids: torch.Tensor  # (B, N) long, 0 at padding
+    mask: torch.Tensor  # (B, N) long, 1 = real piece
     onnx_feed: dict  # numpy arrays named as ONNX_INPUTS
-    packed: object  # (T,) long
-    cu: object  # (B + 1,)
+    packed: torch.Tensor  # (T,) long
+    cu: torch.Tensor  # (B + 1,)
 
 
 def pieces_of(words: int, cfg: HFBenchConfig) -> int:
