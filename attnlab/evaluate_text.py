@@ -109,7 +109,7 @@ class TextReport:
                  "-----------+-----------+-----------+-----------+-----------"]
         for s in self.metrics:
             if s.scored:
-                cells = [f"{100 * x:10.2f}" for x in (s.precision, s.recall, s.f1)]
+                cells = [f"{100 * (x or 0.0):10.2f}" for x in (s.precision, s.recall, s.f1)]
                 acc = f"{100 * s.aligned_accuracy:10.2f}" if s.aligned_accuracy is not None else ""
                 lines.append(f"{s.metric:<11}|{cells[0]} |{cells[1]} |{cells[2]} |{acc}")
             else:

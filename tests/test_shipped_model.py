@@ -32,7 +32,9 @@ def test_the_english_model_ships_with_its_recorded_checksums_and_license():
 def test_the_english_model_tags_the_probe_sentence_on_every_layer():
     tagger = attnlab.load("en")
     assert tagger.layers == ("upos", "xpos", "feats", "lemma")
-    sentence = tagger("I saw a saw.")
+    doc = tagger("I saw a saw.")
+    assert len(doc) == 1
+    sentence = doc[0]
     assert sentence.forms == ["I", "saw", "a", "saw", "."]
     assert sentence.upos == ["PRON", "VERB", "DET", "NOUN", "PUNCT"]
     assert sentence.xpos == ["PRP", "VBD", "DT", "NN", "."]
@@ -40,6 +42,17 @@ def test_the_english_model_tags_the_probe_sentence_on_every_layer():
     assert sentence[0].feats == {"Case": "Nom", "Number": "Sing", "Person": "1", "PronType": "Prs"}
     assert sentence[1].feats == {"Mood": "Ind", "Number": "Sing", "Person": "1", "Tense": "Past", "VerbForm": "Fin"}
     assert sentence[3].feats == {"Number": "Sing"}
+
+
+def test_the_english_model_segments_raw_text():
+    text = "Dr. Smith didn't stay. He left at 5 p.m.!"
+    doc = attnlab.load("en")(text)
+    assert [s.text for s in doc] == ["Dr. Smith didn't stay.", "He left at 5 p.m.!"]
+    didnt = [t for t in doc.tokens if t.multiword]
+    assert [(t.form, t.start, t.end, [w.form for w in t.words]) for t in didnt] == [("didn't", 10, 16, ["did", "n't"])]
+    assert [t.form for t in doc[0].tokens] == ["Dr.", "Smith", "didn't", "stay", "."]
+    assert all(text[t.start:t.end] == t.form for t in doc.tokens)
+    assert doc[0].upos[2:4] == ["AUX", "PART"]
 
 
 def test_attnlab_tag_uses_the_shipped_model_from_stdin():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,10 +15,11 @@ import pytest
 
 from attnlab.cli import main
 from attnlab.data.conllu import read_conllu
+from tiny_models import tiny_segmenter_dir
 from tiny_tasks import demo_slices
 
 TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
-        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1"]
+        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1", "--segmenter-minutes", "0"]
 
 # A UD-style file with a multiword token, an empty node and SpaceAfter=No (tagged by the model).
 UD = (
@@ -45,6 +47,7 @@ def model(data, tmp_path_factory):
     out = tmp_path_factory.mktemp("m") / "tagger"
     assert main(["train", "--treebank", str(data), "--encoder", "attention", "--out", str(out), "--epochs", "3",
                  "--lr", "5e-3", *TINY]) == 0
+    shutil.copytree(tiny_segmenter_dir(), out / "segmenter")  # so that it reads raw text
     return out
 
 
@@ -81,32 +84,53 @@ def test_tagging_conllu_changes_only_the_predicted_columns(model, tmp_path):
 
 def test_tag_raw_text_as_tsv_and_json(model, tmp_path, capsys, monkeypatch):
     text = tmp_path / "in.txt"
-    text.write_text("I saw a saw.\n\nthey book a book\n", encoding="utf-8")
+    text.write_text("I saw a saw. they book a book.\n", encoding="utf-8")
     capsys.readouterr()
     assert main(["tag", "--model", str(model), str(text), "--format", "tsv"]) == 0
     blocks = capsys.readouterr().out.strip().split("\n\n")
-    assert [[line.split("\t")[0] for line in b.splitlines()] for b in blocks] == [["I", "saw", "a", "saw", "."], ["they", "book", "a", "book"]]
+    assert [[line.split("\t")[0] for line in b.splitlines()] for b in blocks] == [
+        ["I", "saw", "a", "saw", "."], ["they", "book", "a", "book", "."]]
     # the word, then each layer the model predicts: UPOS, XPOS and LEMMA (the demo data has no features)
     assert {len(line.split("\t")) for b in blocks for line in b.splitlines()} == {4}
     import io
-    monkeypatch.setattr(sys, "stdin", io.StringIO("we fly a kite\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("we don't fly a kite.\n"))
     assert main(["tag", "--model", str(model), "--format", "json"]) == 0
     obj = json.loads(capsys.readouterr().out)
-    assert obj["words"] == ["we", "fly", "a", "kite"] and len(obj["upos"]) == 4
-    assert sorted(obj) == ["lemma", "lemma_prob", "upos", "upos_prob", "words", "xpos", "xpos_prob"]
+    assert obj["words"] == ["we", "do", "n't", "fly", "a", "kite", "."] and len(obj["upos"]) == 7
+    assert obj["tokens"][1] == {"form": "don't", "start": 3, "end": 8, "words": [1, 2]}
+    assert sorted(obj) == ["lemma", "lemma_prob", "sent_id", "text", "tokens", "upos", "upos_prob", "words", "xpos",
+                           "xpos_prob"]
 
 
-def test_tokenize_choice_and_stats(model, capsys, monkeypatch):
+def test_input_choices_and_stats(model, capsys, monkeypatch):
     _stdin(monkeypatch, "I saw a saw.\n\nwe can't fly\n")
     capsys.readouterr()
-    assert main(["tag", "--model", str(model), "--format", "json", "--tokenize", "whitespace", "--stats"]) == 0
+    assert main(["tag", "--model", str(model), "--format", "json", "--input", "pretokenized", "--stats"]) == 0
     captured = capsys.readouterr()
     words = [json.loads(line)["words"] for line in captured.out.splitlines()]
-    assert words == [["I", "saw", "a", "saw."], [], ["we", "can't", "fly"]]
+    assert words == [["I", "saw", "a", "saw."], ["we", "can't", "fly"]]
     assert captured.err.startswith("tagged 2 sentences, 7 tokens in ") and captured.err.endswith(" tokens/s)\n")
-    _stdin(monkeypatch, "we can't fly\n")
+    _stdin(monkeypatch, "we see a idea. they take me.\nI see a idea.\n")
+    assert main(["tag", "--model", str(model), "--format", "json", "--input", "presegmented"]) == 0
+    assert [len(json.loads(line)["words"]) for line in capsys.readouterr().out.splitlines()] == [9, 5]
+    _stdin(monkeypatch, "we don't fly\n")
     assert main(["tag", "--model", str(model), "--format", "tsv"]) == 0
-    assert [line.split("\t")[0] for line in capsys.readouterr().out.split()[::4]] == ["we", "ca", "n't", "fly"]
+    assert [line.split("\t")[0] for line in capsys.readouterr().out.split()[::4]] == ["we", "do", "n't", "fly"]
+
+
+def test_raw_text_conllu_gives_back_every_character(model, tmp_path, capsys):
+    from attnlab.data.conllu import parse_conllu
+    from attnlab.data.rawtext import rebuild_text
+
+    raw = "  I see a idea.  they don't\ttake me.\r\n\n\nthis old book like us.\n"
+    src = tmp_path / "raw.txt"
+    src.write_bytes(raw.encode("utf-8"))
+    capsys.readouterr()
+    assert main(["tag", "--model", str(model), str(src)]) == 0
+    sentences = parse_conllu(capsys.readouterr().out)
+    assert rebuild_text(sentences) == raw
+    assert [s.text for s in sentences] == ["I see a idea.", "they don't\ttake me.", "this old book like us."]
+    assert sentences[0].lines[:2] == ["# newdoc", "# newpar"] and sentences[2].lines[0] == "# newpar"
 
 
 def test_malformed_conllu_is_one_line_with_file_and_line(tmp_path, data, capsys):
@@ -225,7 +249,7 @@ def test_text_starting_with_a_hash_is_tagged_as_text(model, capsys, monkeypatch)
     _stdin(monkeypatch, "#MeToo is trending\n")
     capsys.readouterr()
     assert main(["tag", "--model", str(model), "--format", "json"]) == 0
-    assert json.loads(capsys.readouterr().out)["words"] == ["#", "MeToo", "is", "trending"]
+    assert "".join(json.loads(capsys.readouterr().out)["words"]) == "#MeTooistrending"  # read as text, not CoNLL-U
 
 
 def test_text_that_looks_like_broken_conllu_points_to_the_input_option(model, capsys, monkeypatch):
@@ -240,9 +264,9 @@ def test_text_that_looks_like_broken_conllu_points_to_the_input_option(model, ca
     err = _one_line_error(capsys)
     assert "<stdin>:3: expected 10 tab-separated CoNLL-U columns, found 3" in err and "--input text" in err
     _stdin(monkeypatch, broken)
-    assert main(["tag", "--model", str(model), "--input", "text", "--format", "json"]) == 0
+    assert main(["tag", "--model", str(model), "--input", "presegmented", "--format", "json"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 4 and json.loads(lines[2])["words"] == ["2", "saw", "see"]
+    assert len(lines) == 3 and "".join(json.loads(lines[2])["words"]) == "2sawsee"
 
 
 def test_eval_reads_stdin(model, data, capsys, monkeypatch):
@@ -257,7 +281,7 @@ def test_eval_reads_stdin(model, data, capsys, monkeypatch):
     assert from_stdin["upos"]["tokens"] == sum(len(s) for s in read_conllu(gold)) == 456
 
 
-def test_tag_keeps_blank_lines_and_gives_probabilities(model, capsys, monkeypatch):
+def test_tag_gives_probabilities(model, capsys, monkeypatch):
     import torch
 
     from attnlab.tasks.tagging import load_tagger
@@ -266,17 +290,16 @@ def test_tag_keeps_blank_lines_and_gives_probabilities(model, capsys, monkeypatc
     capsys.readouterr()
     assert main(["tag", "--model", str(model), "--format", "json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["words"] for r in rows] == [["I", "saw", "a", "saw", "."], [], ["they", "book", "a", "book"]]
-    assert rows[1] == {"words": [], "upos": [], "upos_prob": [], "xpos": [], "xpos_prob": [], "lemma": [], "lemma_prob": []}
+    assert [r["words"] for r in rows] == [["I", "saw", "a", "saw", "."], ["they", "book", "a", "book"]]
     loaded = load_tagger(model)
-    batch = loaded.encoder().encode([rows[2]["words"]])
+    batch = loaded.encoder().encode([rows[1]["words"]])
     with torch.no_grad():
         out = loaded.model(batch)
     for column, scores, vocab in (("upos", out.upos, loaded.vocabs.upos), ("xpos", out.xpos, loaded.vocabs.xpos)):
         p = torch.softmax(scores[0, :, 2:].double(), dim=-1)  # ids 0 and 1 are PAD and UNK, never predicted
         expected_tags = vocab.decode((p.argmax(dim=-1) + 2).tolist())
-        assert rows[2][column] == expected_tags
-        assert rows[2][column + "_prob"] == pytest.approx(p.max(dim=-1).values.tolist(), abs=1e-4)
+        assert rows[1][column] == expected_tags
+        assert rows[1][column + "_prob"] == pytest.approx(p.max(dim=-1).values.tolist(), abs=1e-4)
 
 
 def test_empty_input_is_an_error_for_tag_and_eval(model, tmp_path, capsys, monkeypatch):
@@ -334,3 +357,38 @@ def test_bytes_that_are_not_utf8_are_refused_on_stdin_as_in_files(model, tmp_pat
     (tmp_path / "in.txt").write_bytes(data)
     assert main(["tag", "--model", str(model), str(tmp_path / "in.txt")]) == 2
     assert f"{tmp_path / 'in.txt'}:2: not valid UTF-8 (byte 0xff at column 5)" in _one_line_error(capsys)
+
+
+def test_eval_from_text_runs_the_whole_pipeline_and_scores_it(model, data, capsys):
+    gold = data / "tiny-test.conllu"
+    capsys.readouterr()
+    assert main(["eval", "--model", str(model), str(gold), "--from-text", "--json", "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    words = sum(len(s) for s in read_conllu(gold))
+    assert report["Words"]["gold"] == words and report["from_text"] is True and report["words_per_s"] > 0
+    assert report["Tokens"]["f1"] > 0.95 and report["Words"]["f1"] > 0.95  # the tiny segmenter knows this text
+    assert 0.5 < report["UPOS"]["f1"] <= report["Words"]["f1"]
+    assert main(["eval", "--model", str(model), str(gold), "--from-text"]) == 0
+    out = capsys.readouterr().out
+    assert "Sentences  |" in out and "raw text to CoNLL-U, every layer:" in out
+
+
+def test_train_makes_the_segmenter_with_the_tagger(data, tmp_path):
+    out = tmp_path / "pipeline"
+    args = [a for a in TINY if a not in ("--segmenter-minutes", "0")]
+    done = subprocess.run([sys.executable, "-m", "attnlab", "train", "--treebank", str(data), "--out", str(out),
+                           "--epochs", "1", *args, "--segmenter-minutes", "0.05"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    first = done.stderr.splitlines()[0]
+    assert "first a segmenter" in first and "at most 0.05 minutes" in first
+    assert (out / "segmenter" / "config.json").is_file() and (out / "config.json").is_file()
+    record = json.loads((out / "segmenter" / "config.json").read_text())
+    assert record["task"] == "segmenter" and record["training"]["stopped_by"] == "time"
+    tagged = subprocess.run([sys.executable, "-m", "attnlab", "tag", "--model", str(out), "--threads", "1"],
+                            input="I saw a saw. they book a book.\n", capture_output=True, text=True, timeout=120)
+    assert tagged.returncode == 0, tagged.stderr
+    assert "TokenRange=0:1" in tagged.stdout and tagged.stdout.startswith("# newdoc\n# newpar\n# sent_id = 1\n")
+    plain = subprocess.run([sys.executable, "-m", "attnlab", "train", "--treebank", str(data), "--out",
+                            str(tmp_path / "plain"), "--epochs", "1", *TINY], capture_output=True, text=True, timeout=300)
+    assert plain.returncode == 0 and "no segmenter" in plain.stderr.splitlines()[0]

@@ -39,11 +39,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-minutes", type=float, help="stop this run after this many minutes (checkpointed; --resume continues)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--segmenter-minutes", type=float, default=4.5, metavar="MIN",
+    p.add_argument("--segmenter-minutes", type=float, default=None, metavar="MIN",
                    help="--task tag: first train a segmenter (sentences, tokens and multiword tokens, learned from "
                         "the raw text of the training data) for at most MIN minutes into --out/segmenter, so the "
-                        "model takes raw text (default 4.5; 0 = none: the model then takes words or CoNLL-U only; "
-                        "--resume trains it when --out has none yet)")
+                        "model takes raw text (default 4.5 for a new run, 0 with --resume; 0 = none: the model then "
+                        "takes words or CoNLL-U only; with --resume, a MIN > 0 trains one when --out has none)")
     _add_training_options(p)
     _add_size_options(p)
     for name, task in TASKS.items():

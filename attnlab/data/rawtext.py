@@ -202,7 +202,7 @@ def conllu_sentences(text: str, paragraphs: Sequence[Sequence[Sequence]], *, fir
                 head, deprel = placeholder_head(ident)
                 word_misc = misc if len(token.words) == 1 else "_"
                 cols = [str(ident), form, "_", "_", "_", "_", head, deprel, "_", word_misc]
-                words.append(Token(ident, *cols[1:], line=0, index=len(lines)))
+                words.append(Token(ident, form, "_", "_", "_", "_", head, deprel, "_", word_misc, 0, len(lines)))
                 lines.append("\t".join(cols))
         out.append(Sentence(lines, words, 0, "<text>", comments))
     return out

@@ -95,11 +95,16 @@ class TrainingRun:
                      max_minutes=max_minutes, progress=progress, extra={"data": data})
 
 
+DEFAULT_SEGMENTER_MINUTES = 4.5  # a tagging run's segmenter, at most (the issue's budget: 5 minutes on 2 cores)
+
+
 def prepare_training(args: argparse.Namespace) -> TrainingRun:
     """The run `attnlab train` asks for: ``args.resume`` continues the one in ``args.out``."""
     use_threads(args.threads)
     run = _resumed_run(args) if args.resume else _new_run(args)
-    minutes = getattr(args, "segmenter_minutes", 0.0) or 0.0
+    minutes = getattr(args, "segmenter_minutes", None)
+    if minutes is None:
+        minutes = 0.0 if args.resume else DEFAULT_SEGMENTER_MINUTES
     if run.task.name == "tag" and not getattr(args, "pretrained", None) and not run.has_segmenter():
         run.segmenter_minutes = minutes
     return run

@@ -115,7 +115,7 @@ class SegmenterVocab:
 
     def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(character ids, category ids) of ``text``, each (N,)."""
-        stoi, cache = self.chars.stoi, {}
+        stoi, cache = self.chars.stoi, {}  # type: dict[str, int], dict[str, tuple[int, int]]
         ids, cats = [], []
         for ch in text:
             got = cache.get(ch)
@@ -216,7 +216,7 @@ def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *
     """The segmenter's scores for every character of each text (paragraphs, say), read in
     overlapping chunks batched by length."""
     model.eval()
-    pieces = []  # (text index, read_start, read_end, keep_start, keep_end)
+    pieces: list[tuple[int, int, int, int, int]] = []  # (text index, read_start, read_end, keep_start, keep_end)
     encoded = [vocab.encode(t) for t in texts]
     for i, t in enumerate(texts):
         pieces.extend((i, *c) for c in _chunks(len(t)))
@@ -376,9 +376,15 @@ class SegmenterTraining:
     """How to train: windows of ``window`` characters, ``batch`` of them a step, at most
     ``steps`` steps or ``minutes`` minutes; dev scored every ``eval_every`` steps, the best kept."""
 
+    def step_count(self, chars: int) -> int:
+        if self.steps:
+            return self.steps
+        return int(min(3000, max(100, self.passes * chars / (self.window * self.batch))))
+
     window: int = 512
     batch: int = 32
-    steps: int = 2500
+    steps: int = 0  # 0: enough for ``passes`` passes over the training text, 100 to 3000
+    passes: float = 10.0
     minutes: float = 5.0
     lr: float = 2e-3
     eval_every: int = 250
@@ -436,10 +442,11 @@ def train_segmenter(train: Sequence, dev: Sequence, config: SegmenterConfig | No
     model = Segmenter(config, vocab)
     optimizer = torch.optim.AdamW(model.parameters(), lr=training.lr, weight_decay=0.01)
     window = min(training.window, len(ids))
+    steps = training.step_count(len(ids))
     started, best, best_state, history = time.perf_counter(), -1.0, None, []
     stop, step = "steps", 0
-    for step in range(1, training.steps + 1):
-        lr = training.lr * min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / training.steps))
+    for step in range(1, steps + 1):
+        lr = training.lr * min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for group in optimizer.param_groups:
             group["lr"] = lr
         starts = torch.randint(0, len(ids) - window + 1, (training.batch,), generator=generator)
@@ -457,7 +464,7 @@ def train_segmenter(train: Sequence, dev: Sequence, config: SegmenterConfig | No
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         elapsed = (time.perf_counter() - started) / 60
-        last = step == training.steps or elapsed >= training.minutes
+        last = step == steps or elapsed >= training.minutes
         if dev_labeled is not None and (step % training.eval_every == 0 or last):
             scores = score_texts(model, vocab, [dev_labeled.text])[0]
             f1 = boundary_f1(dev_labeled, scores, vocab)
@@ -468,7 +475,7 @@ def train_segmenter(train: Sequence, dev: Sequence, config: SegmenterConfig | No
             if f1["tokens"] + f1["sentences"] > best:
                 best = f1["tokens"] + f1["sentences"]
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if elapsed >= training.minutes and step < training.steps:
+        if elapsed >= training.minutes and step < steps:
             stop = "time"
             break
     if best_state is not None:
