@@ -49,8 +49,8 @@ TASK = "segmenter"
 DIRECTORY = "segmenter"  # a tagger's model directory holds its segmenter here
 MWT_FILE = "multiword.json"
 
-CHUNK = 2048  # characters read at once (plus CONTEXT on each side)
-CONTEXT = 256  # > what the layers see: conv_width // 2 + layers * block for the defaults
+CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
+CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
 MAX_SENTENCE_TOKENS = 250
 _BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")  # never inside a token
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (only whitespace on it) and what follows
@@ -91,6 +91,9 @@ class SegmenterConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         check_positive(self, ("dim", "heads", "layers", "block", "d_ff", "conv_width", "char_dim"), "segmenter ")
+        if self.conv_width // 2 + self.layers * (self.block - 1) >= CONTEXT:
+            raise ValueError(f"a segmenter of {self.layers} layers of blocks of {self.block} sees farther than the "
+                             f"{CONTEXT} characters of context each chunk is read with")
         check_fraction(self, ("dropout",), "segmenter ")
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(f"segmenter dim {self.dim} must split into {self.heads} heads of an even width")
@@ -255,14 +258,8 @@ class SegmentedToken:
     words: list[str]
 
 
-def paragraph_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each paragraph of ``text``: stretches between blank lines, holding at
-    least one character that is not white space; leading and trailing white space left out."""
-    spans, start = [], 0
-    for m in _PARAGRAPH.finditer(text):
-        spans.append((start, m.start()))
-        start = m.end()
-    spans.append((start, len(text)))
+def _trimmed(text: str, spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` of ``text`` without their leading and trailing white space; empty ones left out."""
     out = []
     for a, b in spans:
         while a < b and is_space(text[a]):
@@ -272,6 +269,19 @@ def paragraph_spans(text: str) -> list[tuple[int, int]]:
         if a < b:
             out.append((a, b))
     return out
+
+
+def paragraph_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each paragraph of ``text``: stretches between blank lines, holding at
+    least one character that is not white space; leading and trailing white space left out."""
+    cuts = [0, *(x for m in _PARAGRAPH.finditer(text) for x in (m.start(), m.end())), len(text)]
+    return _trimmed(text, zip(cuts[::2], cuts[1::2]))
+
+
+def line_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each line of ``text`` that holds more than white space, trimmed."""
+    starts = [0, *(m.end() for m in re.finditer("\n", text))]
+    return _trimmed(text, ((a, (text.find("\n", a) + 1 or len(text) + 1) - 1) for a in starts))
 
 
 def decode(text: str, scores: Scores, vocab: SegmenterVocab, offset: int = 0) -> list[list[SegmentedToken]]:
@@ -340,21 +350,6 @@ def _words(form: str, p_multiword: float, vocab: SegmenterVocab) -> list[str]:
         return [form]
     words = vocab.multiword.split(form)
     return words if all(words) and len(words) > 1 else [form]
-
-
-def line_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each line of ``text`` that holds more than white space, trimmed."""
-    out, start = [], 0
-    for line in text.split("\n"):
-        a, b = start, start + len(line)
-        start = b + 1
-        while a < b and is_space(text[a]):
-            a += 1
-        while b > a and is_space(text[b - 1]):
-            b -= 1
-        if a < b:
-            out.append((a, b))
-    return out
 
 
 def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *,
