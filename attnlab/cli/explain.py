@@ -45,7 +45,18 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _model_directory(model: str):
+    """The directory --model names, for the output check (None when it names none: the loader says so)."""
+    from ..api import resolve_model
+
+    try:
+        return resolve_model(model)
+    except (OSError, ValueError):
+        return None
+
+
 def run(args) -> int:
+    from ..output import check_output
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
@@ -53,6 +64,7 @@ def run(args) -> int:
     out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
     if out is not None:
         image_format(out)  # a bad --out fails before the model is loaded
+        check_output(out, inputs=[_model_directory(args.model)])
     text = " ".join(args.sentence)
     if not text.strip():
         raise ValueError("the sentence has no words")

@@ -1,4 +1,4 @@
-"""matplotlib without a display, and figures written atomically (png, svg or pdf)."""
+"""matplotlib without a display, and figures written through ``attnlab.output`` (png, svg or pdf)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ def pyplot():
 
 
 def save_figure(fig, path: str | Path, *, fmt: str = "png", dpi: int = 100) -> None:
-    """Render ``fig`` as ``fmt``, close it, and write ``path`` atomically."""
-    from ..checkpoint import atomic_write_bytes
+    """Render ``fig`` as ``fmt``, close it, and write ``path`` (``attnlab.output.write_output``:
+    a file atomically, a device or FIFO in place)."""
+    from ..output import write_output
 
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
     pyplot().close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    write_output(path, buf.getvalue())
