@@ -443,3 +443,21 @@ def test_export_into_an_empty_directory_or_a_link_to_one(model, tmp_path):
     assert (tmp_path / "link").is_symlink()
     assert load_model_dir(tmp_path / "empty").config["weight_storage"] == "float16"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "link"]  # no staging directory left
+
+
+def test_train_out_set_to_the_pretrained_checkpoint_is_the_input_not_a_model(treebank, tmp_path, capsys):
+    pytest.importorskip("tokenizers")
+    checkpoint = tmp_path / "bert"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text('{"model_type": "bert"}')
+    assert main(["train", "--treebank", str(treebank), "--pretrained", str(checkpoint), "--out", str(checkpoint), *TINY]) == 2
+    assert f"{checkpoint}: is the input; choose a new directory" in _one_line_error(capsys)
+    assert os.listdir(checkpoint) == ["config.json"]
+
+
+def test_a_symlink_loop_is_one_line(tmp_path):
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    with pytest.raises(UserError, match="a: cannot write"):
+        write_output(tmp_path / "a", "x")
+    assert (tmp_path / "a").is_symlink()

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
-from ..output import check_new_directory, make_directory
+from ..output import check_new_directory, is_model_directory, make_directory
 from . import DEFAULT_TASK, TASKS, model_task, task_for_model
 from .base import Task
 
@@ -101,7 +101,7 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
 def check_train_out(out: Path, inputs: Sequence[Path | None]) -> None:
     """--out of a new run: not a model already (that is --resume), and no other data either: a new
     or empty directory, none of the ``inputs`` (so never the treebank directory)."""
-    if (out / "config.json").exists() or (out / "checkpoints").exists():
+    if is_model_directory(out) or (out / "checkpoints").exists():
         raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
     check_new_directory(out, inputs)
 
