@@ -69,7 +69,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
     The file is written to ``.NAME.XXXXXXXX.tmp`` beside it, flushed to disk and renamed
     over ``path``. It is created like any new file (mode 0666 minus the umask). A full
-    disk raises ``UserError`` naming the directory; ``path`` is then unchanged.
+    disk raises ``UserError`` naming the directory, any other ``OSError`` one naming ``path``;
+    ``path`` is then unchanged. Commands write through ``attnlab.output.write_output``, which
+    also writes devices, FIFOs and stdout and refuses a command's own inputs.
     """
     path = Path(path)
     tmp = None
@@ -87,6 +89,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             raise UserError(f"{path.parent}: no space left on the device (while writing {path.name}; "
                             "the files already there are unchanged)") from None
+        if isinstance(exc, OSError):  # a read-only file system, no permission, a path under a file
+            raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
         raise
 
 
@@ -171,11 +175,23 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", expected_sha: st
 
 
 def file_checksums(record: dict, source: str | os.PathLike) -> dict[str, str]:
-    """The ``"files"`` entry of a config.json or state.json (file name -> SHA-256), checked."""
+    """The ``"files"`` entry of a config.json or state.json (file name -> SHA-256), checked:
+    each name a plain file name in the directory itself (no ``/``, ``\\``, ``..``), so that
+    neither reading nor ``attnlab export`` ever reaches outside the model directory."""
     sums = record.get("files", {})
     if not isinstance(sums, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in sums.items()):
         raise CheckpointError(f'{source}: "files" must map file names to SHA-256 checksums, found {sums!r:.60}')
+    for name in sums:
+        if not is_plain_name(name):
+            raise CheckpointError(f'{source}: "files" names {name[:80]!r}, which is not a plain file name in the model '
+                                  f"directory; refusing to read or write outside it")
     return sums
+
+
+def is_plain_name(name: str) -> bool:
+    """Whether ``name`` names a file directly inside a directory: not empty, ``.`` or ``..``,
+    and without a path separator or NUL."""
+    return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
 
 
 def tensors_bytes(tensors: dict[str, torch.Tensor]) -> bytes:

@@ -11,12 +11,15 @@ and the share of words whose prediction changes.
 
 from __future__ import annotations
 
+import errno
 import os
+import secrets
+import shutil
 from pathlib import Path
 
 from .checkpoint import CONFIG, VOCAB, WEIGHTS, file_checksums, load_model_dir, read_json, read_model_json, save_model_dir
 from .errors import UserError
-from .tasks.files import check_new_model_dir
+from .output import check_new_directory
 from .weight_storage import COMPACT, STORAGE_KEY, encode_weights, storage_of
 
 
@@ -26,19 +29,80 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, storage: str
     """Write a compact copy of the model directory ``source`` into the new directory ``out``:
     weights stored as ``storage`` ("float16" or "int8"), vocabularies, the model's further JSON
     files and its config.json record (with ``weight_storage`` and where it came from). Training
-    state (optimizer, checkpoints/) is left behind. The save is atomic (``save_model_dir``)."""
+    state (optimizer, checkpoints/) is left behind.
+
+    ``out`` must be new or an empty directory. The copy is written into a temporary directory
+    beside it (``.NAME.XXXXXXXX.export``), loaded there as its task loads it (``validate_model``),
+    and only then renamed to ``out``: a copy that does not load is never left behind."""
     if storage not in COMPACT:
         raise UserError(f"weight storage {storage!r}: expected one of {', '.join(COMPACT)}")
-    check_new_model_dir(source, out)
-    source = Path(source)
-    files = load_model_dir(source)  # every checksum checked, weights as float32
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise UserError(f"{source}: no such model directory")
+    check_new_directory(out, inputs=[source])
+    files = load_model_dir(source)  # every checksum checked (plain file names only), weights as float32
     sums = file_checksums(files.config, source / CONFIG)
     extra = {name: obj for name in sums if name not in (WEIGHTS, VOCAB)  # listed, so never None
              if (obj := read_model_json(source, files.config, name, "model file")) is not None}
     record = {k: v for k, v in files.config.items() if k not in ("format", "files")}
     record[STORAGE_KEY] = storage
     record["exported_from"] = {STORAGE_KEY: storage_of(files.config), "weights_sha256": sums[WEIGHTS]}
-    return save_model_dir(out, encode_weights(files.state, storage), record, files.vocab, extra)
+    target = Path(os.path.realpath(out))  # a symbolic link to an empty directory stays one
+    staging = _staging_directory(target, out)
+    try:
+        save_model_dir(staging, encode_weights(files.state, storage), record, files.vocab, extra)
+        _validate_copy(staging, source, out)
+        _move_into_place(staging, target, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def validate_model(directory: str | os.PathLike) -> None:
+    """Load the model in ``directory`` as its task does (``attnlab tag``, ``eval``, the API), or as
+    a model directory when its task is none attnlab knows: the loader's one-line error if it fails."""
+    from .tasks import task_for_model
+
+    task = task_for_model(directory)
+    if task is None:
+        load_model_dir(directory)
+    else:
+        task.load(Path(directory))
+
+
+def _validate_copy(staging: Path, source: Path, out: Path) -> None:
+    """``validate_model(staging)``; its error names ``source`` (whose config.json the copy
+    carries) and says that nothing was written to ``out``."""
+    try:
+        validate_model(staging)
+    except Exception as exc:  # whatever the loader raises: the copy does not load
+        reason = str(exc).replace(str(staging), str(source)) or type(exc).__name__
+        raise UserError(f"{out}: not written: the copy would not load ({reason})") from None
+
+
+def _staging_directory(target: Path, out: Path) -> Path:
+    """A new, empty ``.NAME.XXXXXXXX.export`` beside ``target`` (made like any new directory);
+    errors name ``out``, the directory the user asked for."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(100):
+            staging = target.parent / f".{target.name}.{secrets.token_hex(4)}.export"
+            try:
+                staging.mkdir()
+                return staging
+            except FileExistsError:
+                continue
+        raise FileExistsError(errno.EEXIST, "cannot create a temporary directory beside it")
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write ({exc.strerror or exc})") from None
+
+
+def _move_into_place(staging: Path, target: Path, out: Path) -> None:
+    """Rename the finished directory ``staging`` to ``target`` (new, or an empty directory)."""
+    try:
+        os.replace(staging, target)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write ({exc.strerror or exc}); choose a new directory") from None
 
 
 def model_bytes(directory: str | os.PathLike) -> dict[str, int]:

@@ -725,4 +725,6 @@ def describe_result(result: TrainResult, out_dir: str | Path) -> str:
 
 
 def save_json(path: str | Path, obj) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2) + "\n").encode())
+    from .output import write_output
+
+    write_output(path, json.dumps(obj, indent=2) + "\n")

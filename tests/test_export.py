@@ -196,7 +196,7 @@ def test_export_refuses_bad_targets_before_reading(plain_dir, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="file: is a file; choose a new directory"):
         export_model(plain_dir, tmp_path / "file", "int8")
-    with pytest.raises(UserError, match="is the model directory itself"):
+    with pytest.raises(UserError, match="plain: is the input; choose a new directory"):
         export_model(plain_dir, plain_dir, "float16")
     with pytest.raises(UserError, match="expected one of float16, int8"):
         export_model(plain_dir, tmp_path / "new", "int4")
@@ -243,7 +243,7 @@ def test_cli_compare_prints_size_accuracy_and_differences(tagger, tmp_path, caps
     ([], "nothing to do: give --out DIR --weights"),
     (["--out", "{tmp}/o"], "--out and --weights go together"),
     (["--weights", "int8"], "--out and --weights go together"),
-    (["--out", "{model}", "--weights", "int8"], "is the model directory itself"),
+    (["--out", "{model}", "--weights", "int8"], "is the input; choose a new directory"),
     (["--compare", "{tmp}/missing.conllu"], "missing.conllu: no such file"),
     (["--compare", "-", "--batch-size", "0"], "--batch-size must be at least 1"),
 ])

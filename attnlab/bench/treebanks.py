@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..output import write_output
+
 METRICS = ("UPOS", "XPOS", "UFeats", "AllTags", "Lemmas")
 PREDICTED_COLUMNS = (2, 3, 4, 5)  # LEMMA, UPOS, XPOS, FEATS (0-based CoNLL-U columns)
 
@@ -89,7 +91,7 @@ def run_treebank(directory: Path, out: Path, *, seed: int, threads: int, train_a
         start = time.perf_counter()
         _check(_attnlab("train", "--treebank", str(directory), "--out", str(out), "--seed", str(seed),
                         "--threads", str(threads), "--no-progress", *train_args), f"training on {directory.name}")
-        timing.write_text(json.dumps({"minutes": (time.perf_counter() - start) / 60, "threads": threads}))
+        write_output(timing, json.dumps({"minutes": (time.perf_counter() - start) / 60, "threads": threads}))
     minutes = json.loads(timing.read_text(encoding="utf-8"))["minutes"]
     test = find_split(directory, "test")
     report = json.loads(_check(_attnlab("eval", "--model", str(out), str(test), "--json", "--threads", str(threads)),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -36,6 +37,8 @@ COMMANDS = [
 ]
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
+# write errors without a file name: stdout's (files are written by attnlab.output, whose errors name them)
+STDOUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.ECONNRESET)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,16 +93,23 @@ def _silence_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `attnlab ARGV` and return its exit code: 0, 2 for bad input (one line on stderr),
-    130 when interrupted, 141 when the reader of stdout went away (`attnlab steps | head -1`)."""
+    """Run `attnlab ARGV` and return its exit code: 0, 2 for bad input or an output that cannot
+    be written (one line on stderr), 130 when interrupted, 141 when the reader of stdout went
+    away (`attnlab steps | head -1`)."""
     try:
         try:
             return _run(argv)
         finally:
-            sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+            sys.stdout.flush()  # a closed pipe or a full disk shows here, not in Python's flush at exit
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in STDOUT_ERRORS:
+            raise
+        _silence_stdout()  # what is still buffered would fail again at exit
+        print(f"attnlab: error: cannot write to stdout ({exc.strerror or exc})", file=sys.stderr)
+        return 2
 
 
 def _run(argv: list[str] | None) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..bench.attention import DEFAULT_SIZES
 from ..bench.serve_load import MAX_CLIENTS
 from ..errors import UserError, require_extra
+from ..output import is_stdout, output_path, write_output
 
 
 def add_parser(sub) -> None:
@@ -31,13 +32,14 @@ def _at_least(low: int, **options) -> None:
 
 
 def _show(text: str, report: dict, json_path) -> None:
-    """Print a benchmark's report and, with --json, write its figures atomically."""
+    """Print a benchmark's report and, with --json, write its figures (``attnlab.output``)."""
     print(text)
     if json_path:
-        from ..checkpoint import atomic_write_bytes, json_bytes
+        from ..checkpoint import json_bytes
 
-        atomic_write_bytes(json_path, json_bytes(report))
-        print(f"wrote {json_path}")
+        write_output(json_path, json_bytes(report))
+        if not is_stdout(json_path):
+            print(f"wrote {json_path}")
 
 
 TREEBANK_HELP = "directory with *train*.conllu (default: $ATTNLAB_DATA, else the shipped EWT length histogram)"
@@ -55,7 +57,7 @@ def _add_attention(bsub) -> None:
             "Prints median time, GFLOP/s, the ratio to the best torch.mm rate of the same run and peak memory."
         ),
     )
-    p.add_argument("--json", default=None, metavar="FILE", help="also write the full results as JSON")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full results as JSON")
     p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N", help=f"sequence lengths (default {' '.join(map(str, DEFAULT_SIZES))})")
     p.add_argument("--repeats", type=int, default=None, metavar="R", help="interleaved repetitions per size (default 7; slow sizes use fewer, at least 3)")
     p.add_argument("--heads", type=int, default=8, help="heads H (default 8)")
@@ -109,7 +111,7 @@ def _add_encoder(bsub) -> None:
         ),
     )
     p.add_argument("--treebank", default=None, help=TREEBANK_HELP)
-    p.add_argument("--json", default=None, help="also write the full report to this file")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full report to this file")
     p.add_argument("--quick", action="store_true", help="a short run: fewer batches and repeats, N up to 4096, norm_first=True only")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
     p.add_argument("--repeats", type=int, default=None, help="interleaved repetitions per setting")
@@ -164,7 +166,7 @@ def _add_hf(bsub) -> None:
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--bf16", action="store_true", help="also attnlab in bfloat16: its speed and accuracy against float32")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one batch")
-    p.add_argument("--json", default=None, help="also write the full report to this file")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full report to this file")
     p.set_defaults(func=_run_hf)
 
 
@@ -213,7 +215,7 @@ def _add_serve(bsub) -> None:
     p.add_argument("--repeat", type=int, default=3, help="repetitions of each variant, alternating (default 3)")
     p.add_argument("--url", default=None, help="only load a server already running at this loopback URL")
     p.add_argument("--threads", type=int, default=1, help="torch threads of the servers and of the model-alone timing (default 1)")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.set_defaults(func=_run_serve)
 
 
@@ -253,7 +255,7 @@ def _add_treebanks(bsub) -> None:
     p.add_argument("--only", nargs="+", metavar="NAME", help="just these treebanks (directory names)")
     p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
     p.add_argument("--threads", type=int, default=2, help="torch threads for every step (default 2)")
-    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--train-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to every `attnlab train` (repeat it; e.g. --train-arg=--max-minutes=8); the "
                         "default is the plain command")

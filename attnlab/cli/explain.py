@@ -46,8 +46,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _model_directory(model: str):
+    """The directory --model names, for the output check (None when it names none: the loader says so)."""
+    from ..api import resolve_model
+
+    try:
+        return resolve_model(model)
+    except (OSError, ValueError):
+        return None
+
+
 def run(args) -> int:
     from ..viz.figure import require_viz
+    from ..output import check_output
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
@@ -56,6 +67,7 @@ def run(args) -> int:
     if out is not None:
         require_viz()  # the image needs matplotlib: say so before the model is loaded
         image_format(out)  # a bad --out fails before the model is loaded
+        check_output(out, inputs=[_model_directory(args.model)])
     text = " ".join(args.sentence)
     if not text.strip():
         raise ValueError("the sentence has no words")

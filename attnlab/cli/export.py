@@ -23,8 +23,9 @@ def add_parser(subparsers) -> None:
                     "a gold CoNLL-U file with the model as stored and as float16 and int8 (a tagger only) and "
                     "prints size on disk, accuracy per layer and the share of words whose prediction changes.",
     )
-    p.add_argument("--model", type=Path, required=True, help="model directory (from attnlab train)")
-    p.add_argument("--out", type=Path, help="new directory for the compact model")
+    p.add_argument("--model", required=True, help="a shipped model's name (e.g. en) or a model directory (from attnlab train)")
+    p.add_argument("--out", type=Path, help="new (or empty) directory for the compact model; it appears only once the "
+                                            "copy loads")
     p.add_argument("--weights", choices=WEIGHTS, help="how --out stores the weights")
     p.add_argument("--compare", metavar="FILE", help="gold CoNLL-U file ('-': stdin) to measure the cost of each storage on")
     p.add_argument("--json", action="store_true", help="--compare: print JSON instead of a table")
@@ -34,9 +35,11 @@ def add_parser(subparsers) -> None:
 
 
 def check_args(args) -> None:
-    """Every problem with the command line, before any work."""
+    """Every problem with the command line, before any work (``args.model`` becomes the model's
+    directory)."""
+    from ..api import resolve_model
+    from ..output import check_new_directory
     from ..tasks import model_task
-    from ..tasks.files import check_new_model_dir
 
     if (args.out is None) != (args.weights is None):
         raise UserError("--out and --weights go together (--out DIR --weights {float16,int8})")
@@ -44,10 +47,9 @@ def check_args(args) -> None:
         raise UserError("nothing to do: give --out DIR --weights {float16,int8}, or --compare FILE")
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
+    args.model = resolve_model(args.model)
     if args.out is not None:
-        check_new_model_dir(args.model, args.out)
-    elif not args.model.is_dir():
-        raise UserError(f"{args.model}: no such model directory")
+        check_new_directory(args.out, inputs=[args.model])
     if args.compare not in (None, "-") and not Path(args.compare).is_file():
         raise UserError(f"{args.compare}: no such file")
     if args.compare is not None and model_task(args.model) != "tagging":
@@ -57,13 +59,11 @@ def check_args(args) -> None:
 def cmd_export(args) -> int:
     check_args(args)
     from ..compact import compare_storages, export_model, format_comparison, model_bytes
-    from ..tasks import DEFAULT_TASK, TASKS, task_for_model
     from ..tasks.run import use_threads
 
     use_threads(args.threads)
     if args.out is not None:
-        export_model(args.model, args.out, args.weights)
-        (task_for_model(args.out) or TASKS[DEFAULT_TASK]).load(args.out)  # it loads, or a one-line error says why
+        export_model(args.model, args.out, args.weights)  # loaded before it lands in --out
         before, after = model_bytes(args.model), model_bytes(args.out)
         print(f"wrote {args.out}: {args.weights} weights, {after['total'] / 1e6:.2f} MB "
               f"(from {before['total'] / 1e6:.2f} MB, x{before['total'] / after['total']:.2f} smaller)")

@@ -38,31 +38,32 @@ def add_parser(subparsers) -> None:
                         "blank line between sentences) or JSON lines (one per sentence, each layer with the "
                         "probability of each value; raw text: also each token's form, offsets and words)")
     p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
-    p.add_argument("--output", "-o", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument("--output", "-o", type=Path,
+                   help="write here instead of stdout ('-'): a file is replaced atomically, a device or FIFO written "
+                        "in place; never the input file or the model's own files")
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--stats", action="store_true", help="print tokens/s to stderr")
     p.set_defaults(func=cmd_tag)
 
 
 def cmd_tag(args) -> int:
-    from ..api import default_model, load
-    from ..tasks.files import check_output, write_output
+    from ..api import default_model, load, resolve_model
+    from ..output import check_output, write_output
     from ..tasks.run import use_threads
     from ..tasks.tag_io import format_output, read_source, stats_line, tag_source
 
-    if args.output:
-        check_output(args.output)
+    model = args.model if args.model is not None else default_model()
+    inputs = [args.file, resolve_model(model)]  # never written over: the text or CoNLL-U, the model's files
+    output = args.output if args.output is not None else "-"
+    check_output(output, inputs)
     use_threads(args.threads)
-    tagger = load(args.model if args.model is not None else default_model(), batch_tokens=args.batch_size)
+    tagger = load(model, batch_tokens=args.batch_size)
     source = read_source(args.file, args.input)
     start = time.perf_counter()
     tagged = tag_source(tagger, source, asked=args.input)
     seconds = time.perf_counter() - start
     text = format_output(tagged, tagger.layers, args.format)
-    if args.output:
-        write_output(args.output, text)
-    else:
-        sys.stdout.write(text)
+    write_output(output, text, inputs)
     if args.stats:
         print(stats_line(tagged, seconds), file=sys.stderr)
     return 0

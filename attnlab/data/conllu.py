@@ -409,10 +409,11 @@ def format_conllu(
 
 
 def write_conllu(sentences: Sequence[Sentence], path: str | Path, **columns: Sequence[Sequence[str]] | None) -> None:
-    """Write ``format_conllu(sentences, **columns)`` to ``path`` atomically (readers never see half a file)."""
-    from ..checkpoint import atomic_write_bytes
+    """Write ``format_conllu(sentences, **columns)`` to ``path`` (``attnlab.output.write_output``: a
+    file atomically, so readers never see half of it; a device, FIFO or ``-`` by plain writes)."""
+    from ..output import write_output
 
-    atomic_write_bytes(path, format_conllu(sentences, **columns).encode("utf-8"))
+    write_output(path, format_conllu(sentences, **columns))
 
 
 def check_tags(sentences: Sequence[Sentence], column: str = "upos") -> None:

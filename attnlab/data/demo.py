@@ -23,6 +23,8 @@ import argparse
 import random
 from pathlib import Path
 
+from ..errors import UserError
+
 DEFAULT_SEED = 2024
 SIZES = {"train": 2400, "dev": 300, "test": 300}
 PROBE = ["I", "saw", "a", "saw"]
@@ -150,7 +152,7 @@ def generate(seed: int = DEFAULT_SEED, sizes: dict[str, int] | None = None) -> d
 def write_corpus(directory: str | Path, seed: int = DEFAULT_SEED) -> dict[str, Path]:
     """Write demo-{train,dev,test}.conllu into ``directory`` (atomically; files already
     holding exactly the generator's output are left alone)."""
-    from ..checkpoint import atomic_write_bytes
+    from ..output import write_output
 
     directory = Path(directory)
     paths = {}
@@ -162,7 +164,7 @@ def write_corpus(directory: str | Path, seed: int = DEFAULT_SEED) -> dict[str, P
         except OSError:
             same = False
         if not same:
-            atomic_write_bytes(path, data)
+            write_output(path, data)
     return paths
 
 
@@ -173,9 +175,10 @@ def demo_paths() -> dict[str, Path]:
     directory = cache_dir() / "demo-corpus"
     try:
         return write_corpus(directory)
-    except OSError as exc:
-        raise OSError(f"{directory}: cannot write the demo corpus ({exc.strerror or exc}); "
-                      "set ATTNLAB_CACHE to a writable directory") from None
+    except (OSError, UserError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UserError(f"{directory}: cannot write the demo corpus ({reason}); "
+                        "set ATTNLAB_CACHE to a writable directory") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -186,14 +186,14 @@ def read_manifest(path: Path) -> dict[str, str]:
 
 
 def _write_manifest(path: Path, manifest: dict[str, str], order: list[str]) -> None:
-    from ..checkpoint import atomic_write_bytes
+    from ..output import write_output
 
     names = [n for n in order if n in manifest] + sorted(n for n in manifest if n not in order)
     text = "".join(f"{manifest[n]}  {n}\n" for n in names)
     with _writing(path):
         if path.is_file() and path.read_text(encoding="utf-8") == text:
             return
-        atomic_write_bytes(path, text.encode("utf-8"))
+        write_output(path, text)
 
 
 # -- one file -------------------------------------------------------------------------------

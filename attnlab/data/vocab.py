@@ -74,9 +74,10 @@ class Vocab:
         return cls(obj["itos"])
 
     def save(self, path: str | Path) -> None:
-        from ..checkpoint import atomic_write_bytes, json_bytes
+        from ..checkpoint import json_bytes
+        from ..output import write_output
 
-        atomic_write_bytes(path, json_bytes(self.to_json()))
+        write_output(path, json_bytes(self.to_json()))
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":

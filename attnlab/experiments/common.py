@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..checkpoint import atomic_write_bytes
+from ..output import write_output
 
 
 @dataclass
@@ -99,11 +99,11 @@ def mean_and_spread(values: Sequence[float]) -> dict:
 # -- result files ----------------------------------------------------------------------
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    write_output(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    write_output(path, text)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:

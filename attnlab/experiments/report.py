@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+from ..output import make_directory
 from ..viz.figure import require_viz
 from . import EXPERIMENTS
 from .common import Settings, log, machine, markdown_table, write_text
@@ -39,7 +40,7 @@ def run_one(name: str, settings: Settings) -> dict:
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
     check_overrides([name], settings.overrides)
-    Path(settings.out).mkdir(parents=True, exist_ok=True)
+    make_directory(settings.out)  # a path that cannot be written fails now, not after the experiment
     module = importlib.import_module(EXPERIMENTS[name])
     return module.run(settings)
 
@@ -65,6 +66,7 @@ def assemble(out: Path, names=tuple(EXPERIMENTS), times: dict | None = None, tit
 def run_all(settings: Settings) -> dict:
     require_viz()
     check_overrides(list(EXPERIMENTS), settings.overrides)
+    make_directory(settings.out)
     settings_for = {n: setting_names(n) for n in EXPERIMENTS}
     times = {}
     failed = []

@@ -8,7 +8,7 @@
     print(task.report_text(result))
 
 Data: --train/--dev, or --treebank DIR, or the directory in $ATTNLAB_DATA. A new run needs
-an --out that holds no model yet; --resume continues from the latest checkpoint in --out,
+an --out that is a new or empty directory (never one that holds a model or other data); --resume continues from the latest checkpoint in --out,
 with the training settings and (unless the command line names others) the data paths it
 recorded, on the task its model belongs to.
 """
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UserError
+from ..output import check_new_directory, is_model_directory, make_directory
 from . import DEFAULT_TASK, TASKS, model_task, task_for_model
 from .base import Task
 
@@ -116,8 +117,7 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
     from ..train import TrainConfig
 
     out: Path = args.out
-    if (out / "config.json").exists() or (out / "checkpoints").exists():
-        raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
+    check_train_out(out, [args.train, args.dev, args.treebank, args.pretrained])
     task = TASKS[args.task]
     train_path, dev_path = data_paths(args)
     train, dev = _read_data(task, train_path, dev_path)
@@ -130,7 +130,16 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
     torch.manual_seed(args.seed)
     loaded = task.build(args, train)
     training = task.training_task(loaded, args, train, dev)
+    make_directory(out)  # a read-only file system fails now, not at the first checkpoint
     return TrainingRun(task, loaded, training, config, out, train_path, dev_path, train, None)
+
+
+def check_train_out(out: Path, inputs: Sequence[Path | None]) -> None:
+    """--out of a new run: not a model already (that is --resume), and no other data either: a new
+    or empty directory, none of the ``inputs`` (so never the treebank directory)."""
+    if is_model_directory(out) or (out / "checkpoints").exists():
+        raise UserError(f"{out} already holds a model; use --resume to continue it or choose another --out")
+    check_new_directory(out, inputs)
 
 
 def _resumed_run(args: argparse.Namespace) -> TrainingRun:

@@ -101,6 +101,7 @@ def _train_one(encoder: str, sizes: dict, train, dev, out: Path, *, epochs: int,
     from .tagging import Tagger, TaggerConfig, TaggerVocabs, TaggingTask
 
     if out.exists():
+        check_replaceable(out)
         shutil.rmtree(out)
     vocabs = TaggerVocabs.build(train)
     config = TaggerConfig(
@@ -133,12 +134,26 @@ def _demo_tagger(encoder: str, sizes: dict, corpus: dict, out: Path, **training)
     return DemoTagger(encoder, out, tags, score_tags([s.upos for s in test], test_pred).accuracy, seconds)
 
 
+def check_replaceable(directory: Path) -> None:
+    """The demo replaces its model directories; anything else there is refused (UserError)."""
+    from ..output import check_new_directory, is_model_directory
+
+    if not (directory.is_dir() and is_model_directory(directory)):
+        check_new_directory(directory)  # a file, or a directory of other data: one line, nothing removed
+
+
 def run_demo(out: Path, *, epochs: int = 6, seed: int = 1, progress: bool = True, say=print) -> DemoResult:
-    """Train the attention tagger and the ``none`` tagger on the demo corpus into ``out``;
-    ``say`` hears what is going on."""
+    """Train the attention tagger and the ``none`` tagger on the demo corpus into ``out`` (its
+    ``attention-tagger`` and ``none-tagger`` directories are replaced when they hold a model, and
+    refused when they hold anything else); ``say`` hears what is going on."""
     from ..data.conllu import read_conllu
     from ..data.demo import demo_paths
+    from ..output import check_output
 
+    out = Path(out)
+    for name in ("attention-tagger", "none-tagger"):
+        check_replaceable(out / name)
+    check_output(out / "attention.png")
     paths = demo_paths()
     corpus = {k: read_conllu(paths[k]) for k in ("train", "dev", "test")}
     train = corpus["train"]

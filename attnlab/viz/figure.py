@@ -1,4 +1,4 @@
-"""matplotlib without a display, and figures written atomically (png, svg or pdf).
+"""matplotlib without a display, and figures written through ``attnlab.output`` (png, svg or pdf).
 
 matplotlib comes with the ``viz`` extra (``pip install 'attnlab[viz]'``): what draws a
 picture calls ``require_viz`` before any work, so a plain install says which extra to add.
@@ -30,10 +30,11 @@ def pyplot() -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, *, fmt: str = "png", dpi: int = 100) -> None:
-    """Render ``fig`` as ``fmt``, close it, and write ``path`` atomically."""
-    from ..checkpoint import atomic_write_bytes
+    """Render ``fig`` as ``fmt``, close it, and write ``path`` (``attnlab.output.write_output``:
+    a file atomically, a device or FIFO in place)."""
+    from ..output import write_output
 
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=dpi)
     pyplot().close(fig)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    write_output(path, buf.getvalue())

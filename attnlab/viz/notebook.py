@@ -83,10 +83,11 @@ class Explorer:
                 f'style="width: 100%; height: {self.height}px; border: 1px solid #d5dae0; border-radius: 4px"></iframe>')
 
     def save(self, path: str | Path) -> Path:
-        """Write the page to ``path`` (an .html file any browser opens offline)."""
-        path = Path(path)
-        path.write_text(self.html, encoding="utf-8")
-        return path
+        """Write the page to ``path`` (an .html file any browser opens offline; ``attnlab.output``)."""
+        from ..output import write_output
+
+        write_output(path, self.html)
+        return Path(path)
 
 
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
