@@ -22,14 +22,17 @@ from .errors import UserError
 from .output import check_new_directory
 from .weight_storage import COMPACT, STORAGE_KEY, encode_weights, storage_of
 
+SEGMENTER = "segmenter"  # a tagger's segmenter (``attnlab.tasks.segmenter.DIRECTORY``) is exported with it
+
 
 # -- exporting ---------------------------------------------------------------------------
 
 def export_model(source: str | os.PathLike, out: str | os.PathLike, storage: str) -> Path:
     """Write a compact copy of the model directory ``source`` into the new directory ``out``:
     weights stored as ``storage`` ("float16" or "int8"), vocabularies, the model's further JSON
-    files and its config.json record (with ``weight_storage`` and where it came from). Training
-    state (optimizer, checkpoints/) is left behind.
+    files and its config.json record (with ``weight_storage`` and where it came from), and a
+    tagger's segmenter (``segmenter/``, in float16 when ``storage`` is int8). Training state
+    (optimizer, checkpoints/) is left behind.
 
     ``out`` must be new or an empty directory. The copy is written into a temporary directory
     beside it (``.NAME.XXXXXXXX.export``), loaded there as its task loads it (``validate_model``),
@@ -40,6 +43,22 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, storage: str
     if not source.is_dir():
         raise UserError(f"{source}: no such model directory")
     check_new_directory(out, inputs=[source])
+    target = Path(os.path.realpath(out))  # a symbolic link to an empty directory stays one
+    staging = _staging_directory(target, out)
+    try:
+        _write_copy(source, staging, storage)
+        segmenter = source / SEGMENTER
+        if (segmenter / CONFIG).is_file():  # a tagger's segmenter: small, so never below float16
+            _write_copy(segmenter, staging / SEGMENTER, "float16" if storage == "int8" else storage)
+        _validate_copy(staging, source, out)
+        _move_into_place(staging, target, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _write_copy(source: Path, directory: Path, storage: str) -> None:
+    """The model files of ``source`` into ``directory``, weights stored as ``storage``."""
     files = load_model_dir(source)  # every checksum checked (plain file names only), weights as float32
     sums = file_checksums(files.config, source / CONFIG)
     extra = {name: obj for name in sums if name not in (WEIGHTS, VOCAB)  # listed, so never None
@@ -47,15 +66,7 @@ def export_model(source: str | os.PathLike, out: str | os.PathLike, storage: str
     record = {k: v for k, v in files.config.items() if k not in ("format", "files")}
     record[STORAGE_KEY] = storage
     record["exported_from"] = {STORAGE_KEY: storage_of(files.config), "weights_sha256": sums[WEIGHTS]}
-    target = Path(os.path.realpath(out))  # a symbolic link to an empty directory stays one
-    staging = _staging_directory(target, out)
-    try:
-        save_model_dir(staging, encode_weights(files.state, storage), record, files.vocab, extra)
-        _validate_copy(staging, source, out)
-        _move_into_place(staging, target, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+    save_model_dir(directory, encode_weights(files.state, storage), record, files.vocab, extra)
 
 
 def validate_model(directory: str | os.PathLike) -> None:
@@ -68,6 +79,10 @@ def validate_model(directory: str | os.PathLike) -> None:
         load_model_dir(directory)
     else:
         task.load(Path(directory))
+    if (Path(directory) / SEGMENTER / CONFIG).is_file():
+        from .tasks.segmenter import load_segmenter
+
+        load_segmenter(Path(directory) / SEGMENTER)
 
 
 def _validate_copy(staging: Path, source: Path, out: Path) -> None:

@@ -200,3 +200,19 @@ def test_a_megabyte_without_a_full_stop_is_read_to_its_end(random_segmenter):
     text = "".join(rng.choice("abcdefghij    ") for _ in range(1_000_000))
     read = _check_round_trip(text, *random_segmenter)
     assert max(len(s.tokens) for s in read) <= seg.MAX_SENTENCE_TOKENS
+
+
+def test_export_carries_the_segmenter(tmp_path):
+    import attnlab
+    from attnlab.compact import export_model
+    from tiny_models import tiny_pipeline_dir
+
+    source = tiny_pipeline_dir(xpos_weight=0.5)
+    out = export_model(source, tmp_path / "int8", "int8")
+    assert (out / "segmenter" / "config.json").is_file()
+    import json
+    assert json.loads((out / "segmenter" / "config.json").read_text())["weight_storage"] == "float16"
+    text = "I see a idea. they don't take me."
+    a, b = attnlab.load(source)(text), attnlab.load(out)(text)
+    assert [[t.form for t in s.tokens] for s in a] == [[t.form for t in s.tokens] for s in b]
+    assert len(b) == 2 and b[1].tokens[1].words[1].form == "n't"
