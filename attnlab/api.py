@@ -11,6 +11,12 @@ feats, lemma, and the probability of each predicted tag). ``str(sentence)`` is C
 They are named apart from ``attnlab.data.conllu.Sentence`` / ``Token``, which are the
 columns of a file as strings.
 
+Arguments are checked before any work, with the ranges of the command line
+(``attnlab.options``): a value of the wrong type raises TypeError (``True`` is not an
+integer here), one out of range ValueError, each naming the argument. Input is held to the
+limits of ``attnlab.data.conllu``: a sentence of more than ``MAX_SENTENCE_WORDS`` words, or
+text holding a lone surrogate (which UTF-8 cannot write), raises ValueError naming where.
+
 A ``Tagger`` may be shared by threads: the forward pass runs under a lock.
 """
 
@@ -107,9 +113,13 @@ class TaggedSentence:
         return self.tokens[i]
 
     def to_conllu(self) -> str:
-        """This sentence as CoNLL-U, ended by a blank line."""
+        """This sentence as CoNLL-U, ended by a blank line; "" for a sentence without words,
+        which CoNLL-U cannot hold (``tagger("")``), so that the ``str()`` of any list of
+        sentences, joined, is CoNLL-U that ``attnlab.data.conllu`` reads back."""
         from .data.conllu import format_conllu
 
+        if not self.tokens:
+            return ""
         columns = {layer: [self.column(layer)] for layer in self.layers}
         return format_conllu([self.source], **columns)
 
@@ -121,9 +131,11 @@ class Tagger:
     """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
 
     def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192):
+        from .options import positive_int
+
         self.loaded = loaded
         self.name = name
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = positive_int.check(batch_tokens, "batch_tokens")
         self._lock = threading.Lock()  # the forward pass switches the model to eval and back
 
     def __repr__(self) -> str:
@@ -144,23 +156,31 @@ class Tagger:
     def __call__(self, text: str | Sequence[str], *, top_k: int = 0,
                  tokenize: str = "simple") -> TaggedSentence | list[TaggedSentence]:
         """Tag raw text: a string is one sentence (line breaks are spaces), a list of strings is
-        one sentence each (an empty or blank one gives a sentence without words). Words are
-        split by ``attnlab.data.tokenize.tokenize`` with ``tokenize`` ("simple": words and
-        punctuation apart; "whitespace": at spaces only), as ``attnlab tag --tokenize`` does."""
-        from .data.conllu import Sentence
+        one sentence each. An empty or blank one gives a sentence without words (``len`` 0,
+        written as "" in CoNLL-U), not an error, so that the results match the strings one to
+        one. Words are split by ``attnlab.data.tokenize.tokenize`` with ``tokenize`` ("simple":
+        words and punctuation apart; "whitespace": at spaces only), as ``attnlab tag --tokenize``
+        does. ``top_k``: also the k most probable tags of every layer (an integer >= 0; at most
+        as many as the layer has)."""
+        from .data.conllu import Sentence, check_encodable
         from .data.tokenize import tokenize as split
 
         if isinstance(text, str):
+            check_encodable(text, "text")
             return self([text], top_k=top_k, tokenize=tokenize)[0]
         if not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
             raise TypeError(f"{type(self).__name__}() takes a str (one sentence) or a list of str; "
                             "for token lists call tagger.tag(list of token lists)")
+        _check_top_k(top_k)
+        for i, t in enumerate(text, 1):
+            check_encodable(t, f"text {i}")
         return self._tag([Sentence.from_words(split(t, tokenize), text=" ".join(t.split())) for t in text], top_k)
 
     def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0) -> list[TaggedSentence]:
         """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
         from .data.conllu import Sentence
 
+        _check_top_k(top_k)
         _check_token_lists(sentences)
         return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k)
 
@@ -170,11 +190,15 @@ class Tagger:
         any str when ``name`` is given). Every other line and column is kept; the input's values
         of a layer the model does not predict fill that attribute (e.g. ``feats``, ``lemma``).
         Malformed input raises ``ConlluError`` (a ValueError) naming file:line, the file being
-        the path, ``name`` (e.g. "<stdin>") or "<string>"."""
-        from .data.conllu import parse_conllu, read_text
+        the path, ``name`` (e.g. "<stdin>") or "<string>"; so does input past the limits of
+        ``attnlab.data.conllu.read_text`` (a path is read in pieces: an endless stream is
+        refused, not read to its end) or text holding a lone surrogate."""
+        from .data.conllu import check_encodable, parse_conllu, read_text
 
+        _check_top_k(top_k)
         if isinstance(source, str) and (name is not None or "\n" in source):
             text, name = source, name or "<string>"
+            check_encodable(text, name)
         elif isinstance(source, (str, os.PathLike)):
             text, name = read_text(Path(source))
         else:
@@ -182,11 +206,13 @@ class Tagger:
         return self._tag(parse_conllu(text, name), top_k)
 
     def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
+        from .data.conllu import check_sentence_length
         from .tasks.tag_io import tag_sentences
         from .tasks.tagging import paused_gc
 
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0, not {top_k!r}")
+        for i, s in enumerate(sentences):
+            where = f"{s.source}:{s.start_line}" if s.start_line else f"sentence {i + 1}"
+            check_sentence_length(len(s.tokens), where, i)
         if not any(s.tokens for s in sentences):  # nothing for the model to do
             return [TaggedSentence([], s, self.layers) for s in sentences]
         with self._lock:
@@ -217,8 +243,17 @@ class Tagger:
         return out
 
 
+def _check_top_k(top_k: object) -> None:
+    from .options import non_negative_int
+
+    non_negative_int.check(top_k, "top_k")
+
+
 def _check_token_lists(sentences: object) -> None:
-    """TypeError with a hint unless ``sentences`` is a list of lists of str."""
+    """TypeError with a hint unless ``sentences`` is a list of lists of str; ValueError naming the
+    token that holds a lone surrogate (``check_encodable``)."""
+    from .data.conllu import check_encodable, is_encodable
+
     if isinstance(sentences, str):
         raise TypeError("tag() takes a list of token lists; for raw text call tagger(text)")
     if not isinstance(sentences, Sequence):
@@ -232,6 +267,9 @@ def _check_token_lists(sentences: object) -> None:
         for j, word in enumerate(words, 1):
             if not isinstance(word, str):
                 raise TypeError(f"tag(): sentence {i}, token {j} is a {type(word).__name__} ({word!r}), not a str")
+        if not is_encodable("".join(words)):  # one look per sentence; then find the token
+            for j, word in enumerate(words, 1):
+                check_encodable(word, f"tag(): sentence {i}, token {j}")
 
 
 def shipped_models() -> dict[str, Path]:
@@ -283,10 +321,13 @@ def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Ta
 
     A name that is neither raises FileNotFoundError listing the shipped names; a directory that
     is not a tagger, or is damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError)
-    naming the file."""
+    naming the file. ``batch_tokens`` (words per forward pass, an integer >= 1) is checked
+    first: TypeError or ValueError naming it."""
+    from .options import positive_int
     from .tasks.tagging import load_tagger
 
     if not isinstance(name_or_dir, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
+    positive_int.check(batch_tokens, "batch_tokens")
     directory = resolve_model(name_or_dir)
     return Tagger(load_tagger(directory), name=os.fspath(name_or_dir), batch_tokens=batch_tokens)

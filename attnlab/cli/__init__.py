@@ -17,6 +17,7 @@ import os
 import sys
 
 from ..errors import MissingExtra, UserError, require_extra
+from ..options import show_ranges
 
 __all__ = ["COMMANDS", "build_parser", "main", "require_extra"]
 
@@ -38,8 +39,22 @@ COMMANDS = [
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program killed by a closed pipe
 
 
+class BadCommandLine(SystemExit):
+    """A command line argparse refuses (an unknown option, a value out of its range): exit code 2,
+    after one line on stderr."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one line for a bad command line, like every other user error, instead of
+    the usage block (``--help`` shows that); the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise BadCommandLine(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="attnlab",
         description=(
             "Self-attention and multi-head self-attention: the seed's derivation step by step, "
@@ -52,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
+    show_ranges(parser)  # every numeric option's range in its help
     return parser
 
 
@@ -104,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BadCommandLine as exc:
+        return int(exc.code or 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from ..options import positive_int
     from ..tasks.tag_io import INPUTS, OUTPUTS
 
     p = subparsers.add_parser(
@@ -31,9 +32,9 @@ def add_parser(subparsers) -> None:
                         "blank line between sentences) or JSON lines (one per sentence, each layer with the "
                         "probability of each value; text input: one per line, blank ones too)")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple", help="tokenizer for text input")
-    p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
+    p.add_argument("--batch-size", type=positive_int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--output", "-o", type=Path, help="write here (atomically) instead of stdout")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--stats", action="store_true", help="print tokens/s to stderr")
     p.set_defaults(func=cmd_tag)
 

@@ -67,8 +67,9 @@ def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str =
     text one sentence per line by ``tagger(lines, tokenize=...)`` (a blank line gives a
     sentence without words, so that JSON lines out match the lines in). ``asked``: the
     --input choice, so that CoNLL-U found by ``auto`` that turns out malformed points to
-    ``--input text``. UserError when no sentence has a word."""
-    from ..data.conllu import ConlluError
+    ``--input text``. UserError when no sentence has a word, or a line of text has more words
+    than a sentence may (``MAX_SENTENCE_WORDS``)."""
+    from ..data.conllu import ConlluError, SentenceTooLong
 
     if source.kind == "conllu":
         try:
@@ -79,7 +80,10 @@ def tag_source(tagger, source: Source, *, tokenize: str = "simple", asked: str =
                                 "as text)") from None
             raise
     else:
-        tagged = tagger(split_lines(source.text), tokenize=tokenize)
+        try:
+            tagged = tagger(split_lines(source.text), tokenize=tokenize)
+        except SentenceTooLong as exc:  # sentence i is line i
+            raise UserError(f"{source.name}:{exc.index + 1}: {exc.reason}") from None
     if not any(len(s) for s in tagged):
         raise UserError(f"{source.name}: no sentences to tag")
     return tagged
