@@ -15,6 +15,12 @@ xpos, feats, lemma, and the probability of each predicted tag). ``str(doc)`` and
 ``str(sentence)`` are CoNLL-U. They are named apart from ``attnlab.data.conllu.Sentence`` /
 ``Token``, which are the columns of a file as strings.
 
+Arguments are checked before any work, with the ranges of the command line
+(``attnlab.options``): a value of the wrong type raises TypeError (``True`` is not an
+integer here), one out of range ValueError, each naming the argument. Input is held to the
+limits of ``attnlab.data.conllu``: a sentence of more than ``MAX_SENTENCE_WORDS`` words, or
+text holding a lone surrogate (which UTF-8 cannot write), raises ValueError naming where.
+
 A ``Tagger`` may be shared by threads: the forward pass runs under a lock.
 """
 
@@ -148,9 +154,13 @@ class TaggedSentence:
         return self.words[i]
 
     def to_conllu(self) -> str:
-        """This sentence as CoNLL-U, ended by a blank line."""
+        """This sentence as CoNLL-U, ended by a blank line; "" for a sentence without words,
+        which CoNLL-U cannot hold (``tagger("")``), so that the ``str()`` of any list of
+        sentences, joined, is CoNLL-U that ``attnlab.data.conllu`` reads back."""
         from .data.conllu import format_conllu
 
+        if not self.words:
+            return ""
         columns = {layer: [self.column(layer)] for layer in self.layers}
         return format_conllu([self.source], **columns)
 
@@ -202,10 +212,12 @@ class Tagger:
 
     def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192,
                  segmenter: tuple | None = None):
+        from .options import positive_int
+
         self.loaded = loaded
         self.segmenter = segmenter  # (Segmenter, SegmenterVocab), or None: no raw text
         self.name = name
-        self.batch_tokens = batch_tokens
+        self.batch_tokens = positive_int.check(batch_tokens, "batch_tokens")
         self._lock = threading.Lock()  # the forward pass switches the model to eval and back
 
     def __repr__(self) -> str:
@@ -238,14 +250,19 @@ class Tagger:
         text. ``presegmented``: every non-blank line is one sentence (the segmenter still finds
         its tokens). A model without a segmenter raises ``NoSegmenterError``: give it words
         (``tag``) or CoNLL-U (``tag_conllu``)."""
+        from .data.conllu import check_encodable
         from .data.rawtext import conllu_sentences
         from .tasks.segmenter import segment
 
         if isinstance(text, str):
+            check_encodable(text, "text")
             return self([text], top_k=top_k, presegmented=presegmented)[0]
         if not isinstance(text, Sequence) or not all(isinstance(t, str) for t in text):
             raise TypeError(f"{type(self).__name__}() takes a str (raw text) or a list of str; "
                             "for token lists call tagger.tag(list of token lists)")
+        _check_top_k(top_k)
+        for i, t in enumerate(text, 1):
+            check_encodable(t, f"text {i}")
         if self.segmenter is None:
             raise NoSegmenterError(f"model {self.name or '?'} has no segmenter, so it cannot cut raw text into "
                                    "sentences and words: give it words (tagger.tag, or attnlab tag --input "
@@ -261,6 +278,7 @@ class Tagger:
         """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
         from .data.conllu import Sentence
 
+        _check_top_k(top_k)
         _check_token_lists(sentences)
         return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k)
 
@@ -270,11 +288,15 @@ class Tagger:
         any str when ``name`` is given). Every other line and column is kept; the input's values
         of a layer the model does not predict fill that attribute (e.g. ``feats``, ``lemma``).
         Malformed input raises ``ConlluError`` (a ValueError) naming file:line, the file being
-        the path, ``name`` (e.g. "<stdin>") or "<string>"."""
-        from .data.conllu import parse_conllu, read_text
+        the path, ``name`` (e.g. "<stdin>") or "<string>"; so does input past the limits of
+        ``attnlab.data.conllu.read_text`` (a path is read in pieces: an endless stream is
+        refused, not read to its end) or text holding a lone surrogate."""
+        from .data.conllu import check_encodable, parse_conllu, read_text
 
+        _check_top_k(top_k)
         if isinstance(source, str) and (name is not None or "\n" in source):
             text, name = source, name or "<string>"
+            check_encodable(text, name)
         elif isinstance(source, (str, os.PathLike)):
             text, name = read_text(Path(source))
         else:
@@ -282,11 +304,13 @@ class Tagger:
         return self._tag(parse_conllu(text, name), top_k)
 
     def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
+        from .data.conllu import check_sentence_length
         from .tasks.tag_io import tag_sentences
         from .tasks.tagging import paused_gc
 
-        if not isinstance(top_k, int) or top_k < 0:
-            raise ValueError(f"top_k must be an int >= 0, not {top_k!r}")
+        for i, s in enumerate(sentences):
+            where = f"{s.source}:{s.start_line}" if s.start_line else f"sentence {i + 1}"
+            check_sentence_length(len(s.tokens), where, i)
         if not any(s.tokens for s in sentences):  # nothing for the model to do
             return [TaggedSentence([], s, self.layers) for s in sentences]
         with self._lock:
@@ -317,8 +341,17 @@ class Tagger:
         return out
 
 
+def _check_top_k(top_k: object) -> None:
+    from .options import non_negative_int
+
+    non_negative_int.check(top_k, "top_k")
+
+
 def _check_token_lists(sentences: object) -> None:
-    """TypeError with a hint unless ``sentences`` is a list of lists of str."""
+    """TypeError with a hint unless ``sentences`` is a list of lists of str; ValueError naming the
+    token that holds a lone surrogate (``check_encodable``)."""
+    from .data.conllu import check_encodable, is_encodable
+
     if isinstance(sentences, str):
         raise TypeError("tag() takes a list of token lists; for raw text call tagger(text)")
     if not isinstance(sentences, Sequence):
@@ -332,6 +365,9 @@ def _check_token_lists(sentences: object) -> None:
         for j, word in enumerate(words, 1):
             if not isinstance(word, str):
                 raise TypeError(f"tag(): sentence {i}, token {j} is a {type(word).__name__} ({word!r}), not a str")
+        if not is_encodable("".join(words)):  # one look per sentence; then find the token
+            for j, word in enumerate(words, 1):
+                check_encodable(word, f"tag(): sentence {i}, token {j}")
 
 
 def shipped_models() -> dict[str, Path]:
@@ -383,11 +419,14 @@ def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Ta
 
     A name that is neither raises FileNotFoundError listing the shipped names; a directory that
     is not a tagger, or is damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError)
-    naming the file."""
+    naming the file. ``batch_tokens`` (words per forward pass, an integer >= 1) is checked
+    first: TypeError or ValueError naming it."""
+    from .options import positive_int
     from .tasks.tagging import load_tagger
 
     if not isinstance(name_or_dir, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
+    positive_int.check(batch_tokens, "batch_tokens")
     from .tasks.segmenter import DIRECTORY, load_segmenter
 
     directory = resolve_model(name_or_dir)

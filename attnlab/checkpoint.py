@@ -43,6 +43,7 @@ from typing import cast
 import torch
 
 from .config import JsonConfig
+from .config import MAX_LAYERS, MAX_WIDTH  # the limits of a model description (also those of `attnlab train`)
 from .errors import UserError
 from .weight_storage import StorageError, decode_weights, storage_of
 
@@ -50,8 +51,6 @@ WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
 CONFIG = "config.json"
 FORMAT = "attnlab-model/1"
-MAX_WIDTH = 65536  # limit of every size in a model description (widths, heads, lengths)
-MAX_LAYERS = 64  # limit of every "...layers" in a model description
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes (the safetensors library's own limit)
 
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes (and older tempfile names)

@@ -17,6 +17,9 @@ from typing import Any, ClassVar, Iterable, TypeVar
 
 C = TypeVar("C", bound="JsonConfig")
 
+MAX_WIDTH = 65536  # limit of every size in a model description (widths, heads, lengths)
+MAX_LAYERS = 64  # limit of every "...layers" in a model description
+
 
 class JsonConfig:
     """A mixin for dataclasses of plain values: ``to_json`` (tuples become lists) and

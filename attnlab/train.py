@@ -14,8 +14,10 @@ examples, batches of them, the loss of a batch, a dev score and a way to save a 
                                                  score, patience, time, history
 
 A checkpoint directory is complete before ``latest.json`` points at it, so a crash at
-any moment leaves the previous checkpoint usable. ``train(..., resume_from=dir)``
-continues from a checkpoint exactly: the batches of an epoch depend only on the seed and
+any moment leaves the previous checkpoint usable. A run whose loss, gradient or weights
+become NaN or infinite stops with ``TrainingDiverged`` before the step that would spread
+them, and nothing non-finite is ever saved: the best model and the latest checkpoint stay
+those from before. ``train(..., resume_from=dir)`` continues from a checkpoint exactly: the batches of an epoch depend only on the seed and
 the epoch number, the learning rate only on the step, and the RNG state is restored, so
 an interrupted and resumed run ends with the same weights as an uninterrupted one.
 
@@ -57,8 +59,10 @@ from .checkpoint import (
     CheckpointError, atomic_write_bytes, file_checksums, json_bytes, optimizer_from_files, optimizer_to_files,
     read_bytes, read_json, read_tensors, remove_stale_temporaries, sha256, tensors_bytes,
 )
-from .data.batching import bucket_batches
 from .config import JsonConfig, check_positive
+from .data.batching import bucket_batches
+from .errors import UserError
+from .options import fraction, non_negative_float, positive_float
 
 STATE_FORMAT = "attnlab-train-state/1"
 CHECKPOINTS = "checkpoints"
@@ -110,6 +114,8 @@ class TrainConfig(JsonConfig):
     schedule          after warm-up: linear or cosine decay to 0 at the last step, or constant
     patience          stop after this many dev evaluations without improvement (0 = never)
     checkpoint_every  also checkpoint every this many steps (0 = only at the end of epochs)
+
+    Every number is finite: lr > 0, weight_decay and clip_norm >= 0 (0: no clipping), betas in [0, 1).
     """
 
     epochs: int = 20
@@ -127,8 +133,11 @@ class TrainConfig(JsonConfig):
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         check_positive(self, ("epochs", "batch_tokens"))
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        positive_float.check(self.lr, "lr")
+        non_negative_float.check(self.weight_decay, "weight_decay")
+        non_negative_float.check(self.clip_norm, "clip_norm")
+        for beta in self.betas:
+            fraction.check(beta, "betas")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
         if self.warmup < 0 or self.patience < 0 or self.checkpoint_every < 0:
@@ -146,6 +155,11 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
     if config.schedule == "linear":
         return config.lr * (1.0 - progress)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class TrainingDiverged(UserError):
+    """The loss, its gradient or the weights became NaN or infinite: the run stops (nothing of
+    the failing step is saved)."""
 
 
 @dataclass
@@ -633,14 +647,32 @@ class _Run:
         loss = self.task.loss(net, local.batch)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * local.weight).backward()
-        if self.config.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        # the norm of the gradient (averaged over processes: every process decides alike), clipped
+        norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm or math.inf))
+        if not math.isfinite(norm):
+            raise self.diverged(f"at step {self.state.step + 1}",
+                                f"the loss is {float(loss.detach()):g}, the norm of its gradient {norm:g}")
         self.optimizer.step()
         self.state.step += 1
         self.state.batch_in_epoch += 1
         loss_value, tokens, stop = self.comm.exchange_step(float(loss.detach()), local, self.should_stop())
         meter.add(loss_value, tokens)
         return stop
+
+    def diverged(self, when: str, what: str) -> TrainingDiverged:
+        """The error that stops a run whose numbers stopped being finite (``what``, ``when``)."""
+        s = self.state
+        kept = (f"{self.out_dir} keeps the best model so far (epoch {s.best_epoch}, step {s.best_step})"
+                if s.best_score is not None else "no model was saved")
+        return TrainingDiverged(f"training diverged {when}: {what}; {kept}. A lower learning rate or a longer "
+                                "warm-up may help")
+
+    def check_weights(self) -> None:
+        """``TrainingDiverged`` when a weight is NaN or infinite (before anything is saved)."""
+        bad = [name for name, p in self.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise self.diverged(f"after step {self.state.step}",
+                                f"{len(bad)} weight tensors hold NaN or infinite values ({bad[0]} ...)")
 
     def should_stop(self) -> StopReason | None:
         """This process's reason to stop after the current step (rank 0's decides for all)."""
@@ -672,6 +704,7 @@ class _Run:
         """Score on dev (on the main process), keep the model if it is the best so far, log
         the epoch; returns whether it was the best."""
         state = self.state
+        self.check_weights()
 
         def dev_score() -> float:
             self.model.eval()
@@ -699,6 +732,7 @@ class _Run:
         return self.elapsed_before + time.monotonic() - self.started
 
     def save_checkpoint(self) -> Path:
+        self.check_weights()
         self.state.elapsed = self.elapsed()
         self.comm.on_main(lambda: save_checkpoint(self.out_dir, self.task, self.model, self.optimizer, self.config,
                                                   self.state, self.extra))

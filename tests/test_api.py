@@ -114,7 +114,7 @@ def test_top_k_starts_with_the_chosen_tag_and_sums_to_at_most_one(tagger):
             top = b.top[layer]
             assert len(top) == 3 and top[0] == (a.upos if layer == "upos" else a.xpos, pytest.approx(a.probs[layer]))
             assert top[0][1] >= top[1][1] >= top[2][1] > 0.0 and sum(p for _, p in top) <= 1.0 + 1e-6
-    with pytest.raises(ValueError, match="top_k must be an int >= 0"):
+    with pytest.raises(ValueError, match="top_k must be an integer >= 0, got -1"):
         tagger.tag([["a"]], top_k=-1)
 
 

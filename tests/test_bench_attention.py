@@ -95,9 +95,11 @@ def test_quick_bench_writes_the_json(tmp_path, capsys):
 
 def test_memory_budget_skips_the_quadratic_cases(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(["bench", "attention", "--quick", "--sizes", "64", "--memory-budget-gib", "0.0001", "--no-memory", "--json", str(out)])
+    main(["bench", "attention", "--quick", "--sizes", "64", "--head-dim", "8", "--memory-budget-gib", "0.0001",
+          "--no-memory", "--json", str(out)])
     report = json.loads(out.read_text())
-    # 2 buffers x (1, 8, 64, 64) float32 = 262,144 bytes > 0.0001 GiB = 107,374 bytes
+    # 2 buffers x (1, 8, 64, 64) float32 = 262,144 bytes > 0.0001 GiB = 107,374 bytes; the inputs, 3 x (1, 8, 64, 8)
+    # float32 = 49,152 bytes, fit
     assert {s["case"] for s in report["skipped"]} == {"attnlab readable", "plain"}
     assert {r["case"] for r in report["results"]} == CASES - {"attnlab readable", "plain"}
     assert all(r["peak_mib"] is None for r in report["results"])
@@ -115,10 +117,10 @@ def test_peak_memory_counts_torch_allocations():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--sizes", "0"], "--sizes must be >= 1, got 0"),
-    (["--head-dim", "0"], "--head-dim must be >= 1, got 0"),
-    (["--repeats", "-2"], "--repeats must be >= 1, got -2"),
-    (["--threads", "-1"], "--threads must be >= 0, got -1"),
+    (["--sizes", "0"], "argument --sizes: expected an integer >= 1, got '0'"),
+    (["--head-dim", "0"], "argument --head-dim: expected an integer >= 1, got '0'"),
+    (["--repeats", "-2"], "argument --repeats: expected an integer >= 1, got '-2'"),
+    (["--threads", "-1"], "argument --threads: expected an integer >= 1, got '-1'"),
 ])
 def test_bad_options_exit_2_with_one_line(args, message, capsys):
     assert main(["bench", "attention", "--quick", *args]) == 2

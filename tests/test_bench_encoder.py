@@ -83,10 +83,10 @@ def test_encoder_options_fill_the_config():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["encoder", "--repeats", "0"], "--repeats must be >= 1, got 0"),
-    (["encoder", "--threads", "-3"], "--threads must be >= 0, got -3"),
-    (["serve", "--model", "m", "--repeat", "0"], "--repeat must be >= 1, got 0"),
-    (["serve", "--model", "m", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["encoder", "--repeats", "0"], "argument --repeats: expected an integer >= 1, got '0'"),
+    (["encoder", "--threads", "-3"], "argument --threads: expected an integer >= 1, got '-3'"),
+    (["serve", "--model", "m", "--repeat", "0"], "argument --repeat: expected an integer >= 1, got '0'"),
+    (["serve", "--model", "m", "--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
     (["serve", "--model", "m", "--url", "http://example.com:80"], "loopback"),
 ])
 def test_bad_options_exit_2_before_any_work(argv, message, capsys):

@@ -49,9 +49,9 @@ def test_options_fill_the_config():
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--repeats", "0"], "--repeats must be >= 1, got 0"),
-    (["--threads", "0"], "--threads must be >= 1, got 0"),
-    (["--pieces-per-word", "0.5"], "--pieces-per-word must be >= 1, got 0.5"),
+    (["--repeats", "0"], "argument --repeats: expected an integer >= 1, got '0'"),
+    (["--threads", "0"], "argument --threads: expected an integer >= 1, got '0'"),
+    (["--pieces-per-word", "0.5"], "argument --pieces-per-word: expected a finite number >= 1, got '0.5'"),
 ])
 def test_bad_options_exit_2_before_any_work(argv, message, capsys):
     assert main(["bench", "hf", *argv]) == 2

@@ -245,7 +245,7 @@ def test_cli_compare_prints_size_accuracy_and_differences(tagger, tmp_path, caps
     (["--weights", "int8"], "--out and --weights go together"),
     (["--out", "{model}", "--weights", "int8"], "is the input; choose a new directory"),
     (["--compare", "{tmp}/missing.conllu"], "missing.conllu: no such file"),
-    (["--compare", "-", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--compare", "-", "--batch-size", "0"], "argument --batch-size: expected an integer >= 1, got '0'"),
 ])
 def test_cli_refuses_bad_arguments_before_any_work(tagger, tmp_path, capsys, monkeypatch, argv, message):
     import attnlab.compact

@@ -51,7 +51,7 @@ class BenchConfig:
     repeats: int = 7
     min_sample_s: float = 0.05  # one timing sample loops the call until it lasts this long
     case_budget_s: float = 15.0  # slow cases get fewer repetitions (never fewer than 3)
-    memory_budget_gib: float = 8.0  # skip a case whose N x N buffers would exceed this
+    memory_budget_gib: float = 8.0  # skip a case whose N x N buffers and inputs would exceed this
     matmul_sizes: tuple[int, ...] = (1024, 1536, 2048)
     measure_memory: bool = True
     threads: int = 0  # 0: torch's default
@@ -169,13 +169,18 @@ def quadratic_bytes(case: Case, n: int, cfg: BenchConfig) -> int:
     return case.quadratic_buffers * cfg.batch * cfg.heads * n * n * 4
 
 
+def input_bytes(n: int, cfg: BenchConfig) -> int:
+    """Bytes of the q, k, v inputs, three (B, H, N, d) float32 tensors, that every case is given."""
+    return 3 * cfg.batch * cfg.heads * n * cfg.head_dim * 4
+
+
 def too_large(case: Case, n: int, cfg: BenchConfig) -> str | None:
-    """Why ``case`` is skipped at this N (its N x N buffers exceed the budget), else None."""
-    need = quadratic_bytes(case, n, cfg)
+    """Why ``case`` is skipped at this N (its N x N buffers and its inputs exceed the budget), else None."""
+    need = quadratic_bytes(case, n, cfg) + input_bytes(n, cfg)
     if need <= cfg.memory_budget_gib * 1024**3:
         return None
-    return (f"{case.quadratic_buffers} (B, H, N, N) float32 buffers = {need / 1024**3:.1f} GiB "
-            f"> budget {cfg.memory_budget_gib:g} GiB")
+    return (f"{case.quadratic_buffers} (B, H, N, N) float32 buffers and the (B, H, N, d) inputs = "
+            f"{need / 1024**3:.1f} GiB > budget {cfg.memory_budget_gib:g} GiB")
 
 
 def measure_size(
@@ -281,7 +286,8 @@ def format_report(report: dict) -> str:
         "  out the (B, H, N, N) weights with bmm; attnlab MHSA calls the fused SDPA kernel.",
         "peak MiB: peak extra memory of one call from torch's CPU allocator (torch.profiler, profile_memory=True):",
         "  the running sum of allocations minus frees, inputs and weights excluded, output included.",
-        f"Cases whose (B, H, N, N) float32 score buffers would exceed {cfg['memory_budget_gib']:g} GiB are skipped;",
+        f"Cases whose (B, H, N, N) float32 score buffers and inputs would exceed {cfg['memory_budget_gib']:g} GiB "
+        "are skipped;",
         "  slow sizes get fewer repetitions (at least 3). Other processes sharing the CPUs add noise to every case alike.",
         f"wall time {report['wall_s']:.0f} s",
     ]

@@ -18,6 +18,7 @@ import os
 import sys
 
 from ..errors import MissingExtra, UserError, require_extra
+from ..options import show_ranges
 
 __all__ = ["COMMANDS", "build_parser", "main", "require_extra"]
 
@@ -41,8 +42,22 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a program kill
 STDOUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.ECONNRESET)
 
 
+class BadCommandLine(SystemExit):
+    """A command line argparse refuses (an unknown option, a value out of its range): exit code 2,
+    after one line on stderr."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one line for a bad command line, like every other user error, instead of
+    the usage block (``--help`` shows that); the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise BadCommandLine(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="attnlab",
         description=(
             "Self-attention and multi-head self-attention: the seed's derivation step by step, "
@@ -55,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name in COMMANDS:
         importlib.import_module(name).add_parser(sub)
+    show_ranges(parser)  # every numeric option's range in its help
     return parser
 
 
@@ -114,7 +130,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except BadCommandLine as exc:
+        return int(exc.code or 2)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

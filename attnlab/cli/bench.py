@@ -12,6 +12,7 @@ from ..bench.attention import DEFAULT_SIZES
 from ..bench.serve_load import MAX_CLIENTS
 from ..errors import UserError, require_extra
 from ..output import is_stdout, output_path, write_output
+from ..options import Range, int_range, positive_float, positive_int, seed
 
 
 def add_parser(sub) -> None:
@@ -22,13 +23,6 @@ def add_parser(sub) -> None:
     _add_hf(bsub)
     _add_serve(bsub)
     _add_treebanks(bsub)
-
-
-def _at_least(low: int, **options) -> None:
-    """UserError naming the first option (``head_dim`` = --head-dim) whose value is below ``low``."""
-    for name, value in options.items():
-        if value is not None and value < low:
-            raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
 
 
 def _show(text: str, report: dict, json_path) -> None:
@@ -58,13 +52,13 @@ def _add_attention(bsub) -> None:
         ),
     )
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full results as JSON")
-    p.add_argument("--sizes", type=int, nargs="+", default=None, metavar="N", help=f"sequence lengths (default {' '.join(map(str, DEFAULT_SIZES))})")
-    p.add_argument("--repeats", type=int, default=None, metavar="R", help="interleaved repetitions per size (default 7; slow sizes use fewer, at least 3)")
-    p.add_argument("--heads", type=int, default=8, help="heads H (default 8)")
-    p.add_argument("--head-dim", type=int, default=64, help="head width d (default 64)")
-    p.add_argument("--batch", type=int, default=1, help="batch size B (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
-    p.add_argument("--memory-budget-gib", type=float, default=8.0, help="skip cases whose N x N buffers exceed this (default 8)")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=None, metavar="N", help=f"sequence lengths (default {' '.join(map(str, DEFAULT_SIZES))})")
+    p.add_argument("--repeats", type=positive_int, default=None, metavar="R", help="interleaved repetitions per size (default 7; slow sizes use fewer, at least 3)")
+    p.add_argument("--heads", type=positive_int, default=8, help="heads H (default 8)")
+    p.add_argument("--head-dim", type=positive_int, default=64, help="head width d (default 64)")
+    p.add_argument("--batch", type=positive_int, default=1, help="batch size B (default 1)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--memory-budget-gib", type=positive_float, default=8.0, help="skip cases whose N x N buffers and inputs exceed this (default 8)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     p.add_argument("--quick", action="store_true", help="tiny sizes and short samples (a smoke test, not a measurement)")
     p.set_defaults(func=_run_attention)
@@ -75,13 +69,9 @@ def attention_config(args):
     from ..bench.attention import QUICK_SIZES, BenchConfig
 
     sizes = tuple(args.sizes) if args.sizes else (QUICK_SIZES if args.quick else DEFAULT_SIZES)
-    for n in sizes:
-        _at_least(1, sizes=n)
-    _at_least(1, heads=args.heads, head_dim=args.head_dim, batch=args.batch, repeats=args.repeats)
-    _at_least(0, threads=args.threads)
     common = dict(
         sizes=sizes, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
-        memory_budget_gib=args.memory_budget_gib, measure_memory=not args.no_memory, threads=args.threads,
+        memory_budget_gib=args.memory_budget_gib, measure_memory=not args.no_memory, threads=args.threads or 0,
     )
     if args.quick:
         return BenchConfig(**common, repeats=args.repeats or 3, min_sample_s=0.002, case_budget_s=1.0, matmul_sizes=(64, 128))
@@ -113,8 +103,8 @@ def _add_encoder(bsub) -> None:
     p.add_argument("--treebank", default=None, help=TREEBANK_HELP)
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full report to this file")
     p.add_argument("--quick", action="store_true", help="a short run: fewer batches and repeats, N up to 4096, norm_first=True only")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's default)")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved repetitions per setting")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's default)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="interleaved repetitions per setting")
     p.add_argument("--no-memory", action="store_true", help="skip the subprocess memory probes")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one pass")
     p.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's malloc thresholds alone")
@@ -125,14 +115,12 @@ def encoder_config(args):
     """The ``EncoderBenchConfig`` of `attnlab bench encoder` with these options."""
     from ..bench.encoder import QUICK, EncoderBenchConfig
 
-    _at_least(1, repeats=args.repeats)
-    _at_least(0, threads=args.threads)
     kw = dict(QUICK) if args.quick else {}
     if args.repeats is not None:
         kw["repeats"] = args.repeats
     return EncoderBenchConfig(
         treebank=args.treebank, measure_memory=not args.no_memory, profile=args.profile,
-        malloc_tuning=not args.no_malloc_tuning, threads=args.threads, **kw,
+        malloc_tuning=not args.no_malloc_tuning, threads=args.threads or 0, **kw,
     )
 
 
@@ -159,10 +147,10 @@ def _add_hf(bsub) -> None:
     )
     p.add_argument("--quick", action="store_true", help="one batch, three rounds (same model size)")
     p.add_argument("--treebank", default=None, help=TREEBANK_HELP)
-    p.add_argument("--threads", type=int, default=2, help="torch threads and ONNX Runtime intra-op threads (default 2)")
-    p.add_argument("--batches", type=int, default=None, help="different batches of 64 per sample (default 3)")
-    p.add_argument("--repeats", type=int, default=None, help="interleaved rounds (default 5)")
-    p.add_argument("--pieces-per-word", type=float, default=None, help="word pieces per treebank word (default 1.3)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads and ONNX Runtime intra-op threads (default 2)")
+    p.add_argument("--batches", type=positive_int, default=None, help="different batches of 64 per sample (default 3)")
+    p.add_argument("--repeats", type=positive_int, default=None, help="interleaved rounds (default 5)")
+    p.add_argument("--pieces-per-word", type=Range(float, 1.0), default=None, help="word pieces per treebank word (default 1.3)")
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--bf16", action="store_true", help="also attnlab in bfloat16: its speed and accuracy against float32")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one batch")
@@ -174,9 +162,6 @@ def hf_config(args):
     """The ``HFBenchConfig`` of `attnlab bench hf` with these options."""
     from ..bench.hf import QUICK, HFBenchConfig
 
-    _at_least(1, threads=args.threads, batches=args.batches, repeats=args.repeats)
-    if args.pieces_per_word is not None and args.pieces_per_word < 1:
-        raise UserError(f"--pieces-per-word must be >= 1, got {args.pieces_per_word}")
     options = dict(QUICK) if args.quick else {}
     for name in ("batches", "repeats", "pieces_per_word"):
         if getattr(args, name) is not None:
@@ -210,11 +195,11 @@ def _add_serve(bsub) -> None:
     )
     p.add_argument("--model", required=True,
                    help="a shipped model's name (e.g. en) or the model directory of an attention tagger")
-    p.add_argument("--clients", type=int, default=20, help=f"concurrent clients (default 20, at most {MAX_CLIENTS})")
-    p.add_argument("--requests", type=int, default=100, help="requests per client (default 100)")
-    p.add_argument("--repeat", type=int, default=3, help="repetitions of each variant, alternating (default 3)")
+    p.add_argument("--clients", type=int_range(1, MAX_CLIENTS), default=20, help="concurrent clients (default 20)")
+    p.add_argument("--requests", type=positive_int, default=100, help="requests per client (default 100)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="repetitions of each variant, alternating (default 3)")
     p.add_argument("--url", default=None, help="only load a server already running at this loopback URL")
-    p.add_argument("--threads", type=int, default=1, help="torch threads of the servers and of the model-alone timing (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads of the servers and of the model-alone timing (default 1)")
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.set_defaults(func=_run_serve)
 
@@ -223,11 +208,8 @@ def _run_serve(args) -> int:
     from ..api import resolve_model
     from ..bench.serve_load import any_errors, check_loopback, compare_servers, format_result
 
-    _at_least(1, repeat=args.repeat)
     if args.url:
         check_loopback(args.url)
-    else:
-        _at_least(1, threads=args.threads)
     args.model = resolve_model(args.model)
     result = compare_servers(args.model, clients=args.clients, requests=args.requests, repeat=args.repeat,
                              url=args.url, threads=args.threads)
@@ -253,8 +235,8 @@ def _add_treebanks(bsub) -> None:
     p.add_argument("--data", type=Path, default=None, help="directory of treebank directories (default: $ATTNLAB_DATA)")
     p.add_argument("--out", type=Path, required=True, help="one model directory per treebank goes here")
     p.add_argument("--only", nargs="+", metavar="NAME", help="just these treebanks (directory names)")
-    p.add_argument("--seed", type=int, default=1, help="training seed (default 1)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for every step (default 2)")
+    p.add_argument("--seed", type=seed, default=1, help="training seed (default 1)")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch threads for every step (default 2)")
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.add_argument("--train-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to every `attnlab train` (repeat it; e.g. --train-arg=--max-minutes=8); the "
@@ -267,7 +249,6 @@ def _run_treebanks(args) -> int:
 
     from ..bench.treebanks import main, raw_table, table
 
-    _at_least(1, threads=args.threads)
     data = args.data or (Path(os.environ["ATTNLAB_DATA"]) if os.environ.get("ATTNLAB_DATA") else None)
     if data is None or not data.is_dir():
         raise UserError(f"--data {data}: no such directory (give the directory that holds the treebank directories)")

@@ -10,6 +10,9 @@ import argparse
 from pathlib import Path
 
 from ..data.download import DATASETS, DEFAULT_TIMEOUT
+from ..options import Range
+
+MAX_TIMEOUT = 86400.0  # seconds: a day (sockets refuse much longer timeouts)
 
 
 def add_parser(subparsers) -> None:
@@ -41,7 +44,8 @@ def add_parser(subparsers) -> None:
                    help="fetch the files from this URL instead (a mirror: the checksums must still match)")
     g.add_argument("--force", action="store_true", help="download every file again, even complete ones")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
-    g.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    g.add_argument("--timeout", type=Range(float, 0.0, MAX_TIMEOUT, low_open=True), default=DEFAULT_TIMEOUT,
+                   metavar="SECONDS",
                    help=f"give up on a connection that is silent this long (default {DEFAULT_TIMEOUT:g})")
     g.set_defaults(func=run_get)
 
@@ -54,8 +58,6 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 def run_get(args) -> int:
     from ..data.download import get_dataset
 
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
     results = get_dataset(args.dataset, args.dest, base_url=args.base_url, force=args.force,
                           progress=not args.no_progress, timeout=args.timeout)
     fetched = sum(r.downloaded for r in results)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..options import positive_int, seed
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -14,11 +16,10 @@ def add_parser(subparsers) -> None:
                     "with the 'viz' extra: pip install 'attnlab[viz]'); then tags the sentence with the English model "
                     "that ships with attnlab (UPOS, XPOS, FEATS, LEMMA).",
     )
-    p.add_argument("--out", type=Path, default=Path("demo-out"),
-                   help="where to write models and the heatmap (default ./demo-out)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--out", type=Path, default=Path("demo-out"), help="where to write models and the heatmap (default ./demo-out)")
+    p.add_argument("--seed", type=seed, default=1, help="random seed (default 1)")
+    p.add_argument("--epochs", type=positive_int, default=6, help="epochs of the attention tagger (default 6)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from ..options import positive_int
+
 
 def add_parser(subparsers) -> None:
     from ..tasks import TASKS
@@ -37,8 +39,8 @@ def add_parser(subparsers) -> None:
                         "CoNLL 2018 shared task gives it), run the whole pipeline and score it as --system does")
     p.add_argument("file", help="gold CoNLL-U file ('-': stdin)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--batch-size", type=positive_int, default=8192, help="tokens per batch (default 8192)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-baseline", action="store_true", help="classify/seq2seq models: skip the baseline")
     for name, task in TASKS.items():
         task.add_eval_arguments(p.add_argument_group(f"{name} models"))

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ..experiments import EXPERIMENTS
+from ..options import positive_int, seed
 
 
 def add_parser(subparsers) -> None:
@@ -34,8 +35,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="tiny settings (under a minute each; the demo corpus "
                                                          "stands in for a treebank when none is given)")
     p.add_argument("--treebank", type=Path, help="UD treebank directory for data-size and positions (default: $ATTNLAB_DATA)")
-    p.add_argument("--seed", type=int, default=1, help="first seed (default 1)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: timings and results do not depend on the core count)")
+    p.add_argument("--seed", type=seed, default=1, help="first seed (default 1)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1: timings and results do not depend on the core count)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one experiment setting (VALUE as JSON, e.g. --set seeds=2 --set 'fractions=[0.1,1]')")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -59,8 +60,6 @@ def run(args) -> int:
     from ..experiments.common import Settings
     from ..experiments.report import run_all, run_one
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     settings = Settings(
         out=args.out, quick=args.quick, treebank=args.treebank, seed=args.seed, threads=args.threads,
         progress=not args.no_progress, overrides=parse_overrides(args.overrides),

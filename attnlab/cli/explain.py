@@ -3,20 +3,11 @@ heatmaps or step by step."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
+from ..options import positive_int
+
 DEFAULT_OUT = Path("attn.png")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"layers and heads are numbered from 1, got {value}")
-    return value
 
 
 def add_parser(sub) -> None:
@@ -36,8 +27,8 @@ def add_parser(sub) -> None:
     p.add_argument("sentence", nargs="+", help='the sentence, e.g. "I saw a saw"')
     p.add_argument("--out", type=Path, default=None,
                    help=f"image to write (.png, .svg or .pdf; default {DEFAULT_OUT}, or none with --steps)")
-    p.add_argument("--layer", type=_positive, default=None, help="only this layer (from 1; default all)")
-    p.add_argument("--head", type=_positive, default=None, help="only this head (from 1; default all)")
+    p.add_argument("--layer", type=positive_int, default=None, help="only this layer (from 1; default all)")
+    p.add_argument("--head", type=positive_int, default=None, help="only this head (from 1; default all)")
     p.add_argument("--steps", action="store_true",
                    help="print q, k, v, alpha and alpha' of one head (--layer and --head, default 1 and 1)")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple",
@@ -59,6 +50,7 @@ def _model_directory(model: str):
 def run(args) -> int:
     from ..viz.figure import require_viz
     from ..output import check_output
+    from ..data.conllu import check_encodable, check_sentence_length
     from ..viz.heatmap import image_format, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
@@ -71,11 +63,13 @@ def run(args) -> int:
     text = " ".join(args.sentence)
     if not text.strip():
         raise ValueError("the sentence has no words")
+    check_encodable(text, "the sentence")  # bytes that are not UTF-8 on the command line
     model = load_explainable(args.model)
     model.require_attention()
     tokens = model.split(text, args.tokenize)  # words, or a checkpoint's word pieces
     if not tokens:
         raise ValueError("the sentence has no words")
+    check_sentence_length(len(tokens), "the sentence")
     layer = args.layer - 1 if args.layer is not None else None
     head = args.head - 1 if args.head is not None else None
     model.check_layer_head(layer, head)

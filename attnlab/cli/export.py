@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..options import positive_int
 
 WEIGHTS = ("float16", "int8")
 
@@ -29,8 +30,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--weights", choices=WEIGHTS, help="how --out stores the weights")
     p.add_argument("--compare", metavar="FILE", help="gold CoNLL-U file ('-': stdin) to measure the cost of each storage on")
     p.add_argument("--json", action="store_true", help="--compare: print JSON instead of a table")
-    p.add_argument("--batch-size", type=int, default=8192, help="--compare: tokens per batch (default 8192)")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--batch-size", type=positive_int, default=8192, help="--compare: tokens per batch (default 8192)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.set_defaults(func=cmd_export)
 
 
@@ -45,13 +46,13 @@ def check_args(args) -> None:
         raise UserError("--out and --weights go together (--out DIR --weights {float16,int8})")
     if args.out is None and args.compare is None:
         raise UserError("nothing to do: give --out DIR --weights {float16,int8}, or --compare FILE")
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {args.batch_size}")
     args.model = resolve_model(args.model)
     if args.out is not None:
         check_new_directory(args.out, inputs=[args.model])
-    if args.compare not in (None, "-") and not Path(args.compare).is_file():
+    if args.compare not in (None, "-") and not Path(args.compare).exists():
         raise UserError(f"{args.compare}: no such file")
+    if args.compare not in (None, "-") and Path(args.compare).is_dir():
+        raise UserError(f"{args.compare}: is a directory, not a file")
     if args.compare is not None and model_task(args.model) != "tagging":
         raise UserError(f"{args.model}: --compare measures taggers; this model's task is {model_task(args.model)!r}")
 

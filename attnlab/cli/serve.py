@@ -5,8 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import UserError, require_extra
-
-
+from ..options import port, positive_int, sentence_words
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -33,12 +32,12 @@ def add_parser(sub) -> None:
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="also answer requests whose Host header is NAME (a host name or IP address, no patterns; "
                         "repeatable), e.g. the machine's name when --host is 0.0.0.0")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-tokens", type=int, default=128, help="most tokens in one request's sentence (default 128)")
-    p.add_argument("--max-body", type=int, default=64 * 1024, help="largest request body in bytes (default 65536)")
-    p.add_argument("--max-batch", type=int, default=32,
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--max-tokens", type=sentence_words, default=128, help="most tokens in one request's sentence (default 128)")
+    p.add_argument("--max-body", type=positive_int, default=64 * 1024, help="largest request body in bytes (default 65536)")
+    p.add_argument("--max-batch", type=positive_int, default=32,
                    help="most concurrent /api/tag requests tagged in one forward pass (default 32; 1 = one at a time)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (default 1: one sentence is too small to share between cores)")
     p.add_argument("--quiet", action="store_true", help="log only warnings and errors (no line per request)")
     p.set_defaults(func=run)
@@ -66,8 +65,6 @@ def run(args) -> int:
 
     import torch
 
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     hosts = _allowed_hosts(args)
     limits = Limits(max_body_bytes=args.max_body, max_tokens=args.max_tokens)
     torch.set_num_threads(args.threads)

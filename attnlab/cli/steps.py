@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..options import seed
 from ..reference import NORMALIZERS
 
 
@@ -15,7 +16,7 @@ def add_parser(sub) -> None:
             "and multi-head attention with 2 heads. Computed by attnlab.reference (NumPy, float64)."
         ),
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the example (default 0)")
+    p.add_argument("--seed", type=seed, default=0, help="random seed of the example (default 0)")
     p.add_argument("--normalize", default="softmax", choices=NORMALIZERS, help="how scores become weights (default softmax)")
     p.set_defaults(func=run)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from ..options import positive_int
     from ..tasks.tag_io import INPUTS, OUTPUTS
 
     p = subparsers.add_parser(
@@ -37,11 +38,11 @@ def add_parser(subparsers) -> None:
                    help="output: CoNLL-U, TSV (the word, then each layer the model predicts: UPOS, XPOS, FEATS, LEMMA; "
                         "blank line between sentences) or JSON lines (one per sentence, each layer with the "
                         "probability of each value; raw text: also each token's form, offsets and words)")
-    p.add_argument("--batch-size", type=int, default=8192, help="tokens per batch (default 8192)")
+    p.add_argument("--batch-size", type=positive_int, default=8192, help="tokens per batch (default 8192)")
     p.add_argument("--output", "-o", type=Path,
                    help="write here instead of stdout ('-'): a file is replaced atomically, a device or FIFO written "
                         "in place; never the input file or the model's own files")
-    p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--stats", action="store_true", help="print tokens/s to stderr")
     p.set_defaults(func=cmd_tag)
 

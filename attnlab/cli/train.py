@@ -14,6 +14,7 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     from ..encoders import ENCODERS
+    from ..options import positive_float, positive_int
     from ..tasks import DEFAULT_TASK, TASKS
 
     p = subparsers.add_parser(
@@ -36,8 +37,9 @@ def add_parser(subparsers) -> None:
                    help="--task tag on a BERT-family checkpoint (config.json, model.safetensors, tokenizer.json; "
                         "needs the 'hf' extra): its word pieces and encoder, each word by its first piece")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--max-minutes", type=float, help="stop this run after this many minutes (checkpointed; --resume continues)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--max-minutes", type=positive_float,
+                   help="stop this run after this many minutes (checkpointed; --resume continues)")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--segmenter-minutes", type=float, default=None, metavar="MIN",
                    help="--task tag: first train a segmenter (sentences, tokens and multiword tokens, learned from "
@@ -52,40 +54,49 @@ def add_parser(subparsers) -> None:
 
 
 def _add_training_options(p) -> None:
+    from ..options import fraction, non_negative_float, non_negative_int, positive_float, positive_int, seed
+
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=None,
+    t.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (the learning rate schedule spans them; default: 24, and for --task tag as many as "
                         "needed to see about 2 million training words, 12 to 100, so small treebanks get more)")
-    t.add_argument("--seed", type=int, default=1)
-    t.add_argument("--batch-tokens", type=int, default=1000, help="tokens per batch (default 1000)")
-    t.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
-    t.add_argument("--warmup", type=int, default=200, help="warm-up steps (default 200)")
-    t.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="cosine")
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--patience", type=int, default=None,
+    t.add_argument("--seed", type=seed, default=1, help="random seed (default 1)")
+    t.add_argument("--batch-tokens", type=positive_int, default=1000, help="tokens per batch (default 1000)")
+    t.add_argument("--lr", type=positive_float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
+    t.add_argument("--warmup", type=non_negative_int, default=200, help="warm-up steps (default 200)")
+    t.add_argument("--schedule", choices=("linear", "cosine", "constant"), default="cosine",
+                   help="after the warm-up: the learning rate's way down to 0 at the last step, or none (default cosine)")
+    t.add_argument("--weight-decay", type=non_negative_float, default=0.01,
+                   help="AdamW weight decay of the weight matrices (default 0.01)")
+    t.add_argument("--patience", type=non_negative_int, default=None,
                    help="stop after this many epochs without dev improvement (0 = never; default: a quarter of the "
                         "epochs, at least 6)")
-    t.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (default 200; also every epoch)")
-    t.add_argument("--label-smoothing", type=float, default=0.0)
+    t.add_argument("--checkpoint-every", type=non_negative_int, default=200,
+                   help="steps between checkpoints, besides the one at the end of each epoch (default 200; 0: only those)")
+    t.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing of the losses (default 0)")
 
 
 def _add_size_options(p) -> None:
-    s = p.add_argument_group("sizes (defaults depend on --encoder and --task)")
-    s.add_argument("--hidden", type=int, help="encoder width (bilstm: per direction)")
-    s.add_argument("--layers", type=int, help="encoder layers")
-    s.add_argument("--heads", type=int, help="attention heads")
-    s.add_argument("--d-ff", type=int, help="attention feed-forward width")
-    s.add_argument("--window", type=int, help="window encoder: +-k neighbours")
-    s.add_argument("--kernel", type=int, help="cnn encoder: convolution width")
+    from ..config import MAX_WIDTH
+    from ..options import fraction, int_range, layers, width
+
+    s = p.add_argument_group("sizes (defaults depend on --encoder and --task; a model loads only within these ranges)")
+    s.add_argument("--hidden", type=width, help="encoder width (bilstm: per direction)")
+    s.add_argument("--layers", type=layers, help="encoder layers")
+    s.add_argument("--heads", type=width, help="attention heads (they divide --hidden)")
+    s.add_argument("--d-ff", type=width, help="attention feed-forward width")
+    s.add_argument("--window", type=int_range(0, MAX_WIDTH), help="window encoder: +-k neighbours")
+    s.add_argument("--kernel", type=width, help="cnn encoder: convolution width (odd)")
     s.add_argument("--positions", choices=("rotary", "sinusoidal", "learned", "none"), default="rotary", help="attention positions")
-    s.add_argument("--dropout", type=float, default=0.2, help="encoder dropout (default 0.2)")
-    s.add_argument("--word-dim", type=int, default=128)
-    s.add_argument("--char-filters", type=int, default=None,
+    s.add_argument("--dropout", type=fraction, default=0.2, help="encoder dropout (default 0.2)")
+    s.add_argument("--word-dim", type=width, default=128, help="word embedding width (default 128)")
+    s.add_argument("--char-filters", type=width, default=None,
                    help="char CNN filters per width (default 128 for --task tag, 64 for classify)")
-    s.add_argument("--word-dropout", type=float, default=None,
+    s.add_argument("--word-dropout", type=fraction, default=None,
                    help="share of training words whose word embedding is replaced by the unknown word's, so the "
                         "model learns to use characters (default 0.25 for --task tag, 0.1 for classify)")
-    s.add_argument("--feature-dropout", type=float, default=0.25)
+    s.add_argument("--feature-dropout", type=fraction, default=0.25,
+                   help="dropout on the token features (default 0.25)")
 
 
 def cmd_train(args) -> int:

@@ -18,6 +18,15 @@ Lines end at "\\n" only (``split_lines``): U+2028, NEL or a form feed inside a f
 text, not a line end. Bytes, from a file or standard input, become text by one rule
 (``decode_text``, ``read_text``): UTF-8 without NUL bytes.
 
+Input is bounded: ``read_text`` reads at most ``MAX_INPUT_BYTES`` from one file or stream and
+lines of at most ``MAX_LINE_BYTES``; a sentence has at most ``MAX_SENTENCE_WORDS`` words (the
+cost of attention grows with the square of a sentence's length). Input beyond a limit is
+refused as soon as it is read, naming where (``path:line``), never read to its end: an endless
+stream (``/dev/zero``, a pipe) is refused in its first megabyte, or when it passes the limit.
+Text that comes as ``str`` (from Python) may hold what no file can: a lone surrogate
+(U+D800 to U+DFFF), which UTF-8 cannot write; ``check_encodable`` refuses it where it is read,
+so that whatever is read can be written back.
+
 Each ``Sentence`` keeps its original lines, so writing a file back is byte-identical
 to the input (for files in UD's layout: LF line ends, one blank line after each
 sentence); ``format_conllu(..., upos=, xpos=)`` replaces only column 4 (and 5) of the
@@ -30,6 +39,7 @@ and, through ``check_tags``, a gold file whose UPOS is ``_`` or not one of ``UPO
 
 from __future__ import annotations
 
+import codecs
 import re
 import sys
 from dataclasses import dataclass, field
@@ -46,8 +56,51 @@ UPOS_TAGS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", 
              "SCONJ", "SYM", "VERB", "X")
 
 
+MAX_INPUT_BYTES = 256 * 2**20  # bytes read from one file or stream (UD's largest files are under 100 MB)
+MAX_LINE_BYTES = 100_000  # bytes in one line (UTF-8)
+MAX_SENTENCE_WORDS = 5_000  # words in one sentence (UD's longest sentences have a few hundred)
+_CHUNK = 2**20  # input is read in pieces of this many bytes, and checked piece by piece
+
+
 class ConlluError(ValueError):
     """Malformed CoNLL-U: the message is ``path:line: reason``."""
+
+
+class SentenceTooLong(ConlluError):
+    """A sentence of more than ``MAX_SENTENCE_WORDS`` words; ``index`` is its position (from 0)
+    among the sentences checked, ``reason`` the message without the place."""
+
+    def __init__(self, where: str, reason: str, index: int = 0):
+        super().__init__(f"{where}: {reason}")
+        self.reason, self.index = reason, index
+
+
+def check_sentence_length(words: int, where: str, index: int = 0) -> None:
+    """``SentenceTooLong`` naming ``where`` when a sentence has more than ``MAX_SENTENCE_WORDS`` words."""
+    if words > MAX_SENTENCE_WORDS:
+        raise SentenceTooLong(where, f"a sentence of {words:,} words, more than the limit of "
+                                     f"{MAX_SENTENCE_WORDS:,} words per sentence", index)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NEWLINE = "\n"
+
+
+def is_encodable(text: str) -> bool:
+    """Whether UTF-8 can write ``text``: it holds no lone surrogate (U+D800 to U+DFFF)."""
+    return _SURROGATE.search(text) is None
+
+
+def check_encodable(text: str, name: str) -> None:
+    """``ConlluError`` naming ``name`` (and the line, for text of several lines) when ``text``
+    holds a lone surrogate (U+D800 to U+DFFF): not a character, and UTF-8 cannot write it."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return
+    at = found.start()
+    where = f"{name}:{text.count(_NEWLINE, 0, at) + 1}" if _NEWLINE in text else name
+    raise ConlluError(f"{where}: a lone surrogate (U+{ord(found.group()):04X}) at column "
+                      f"{at - text.rfind(_NEWLINE, 0, at)}, which is not a character and cannot be written as UTF-8")
 
 
 @dataclass
@@ -249,6 +302,7 @@ def _parse_sentence(lines: list[str], start: int, source: str) -> Sentence:
         tokens.append(Token(ids.words, *cols[1:], line=start + k, index=k))  # type: ignore[misc, arg-type]  # 9 columns
     if not tokens:
         raise ConlluError(f"{source}:{start}: sentence without words")
+    check_sentence_length(len(tokens), f"{source}:{start}")
     ids.end()
     return Sentence(lines, tokens, start, source, comments)
 
@@ -323,28 +377,80 @@ def decode_text(data: bytes, name: str) -> str:
     return text
 
 
-def read_text(source: str | Path, *, stdin: BinaryIO | None = None) -> tuple[str, str]:
-    """(text, name) of a file, or of standard input when ``source`` is "-", by ``decode_text``.
+def read_text(source: str | Path, *, stdin: BinaryIO | None = None,
+              max_line: int | None = MAX_LINE_BYTES) -> tuple[str, str]:
+    """(text, name) of a file, or of standard input when ``source`` is "-", by ``decode_text``,
+    within the limits of ``read_bounded`` (``max_line`` None: lines of any length, as raw text,
+    which the segmenter reads in windows, may have).
 
     ``name`` is the path, or ``<stdin>``, for error messages; ``stdin`` defaults to
     ``sys.stdin.buffer``. Split the text with ``split_lines``.
     """
     if str(source) == "-":
         stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
-        # A text-only stdin (a replaced sys.stdin) is turned back into bytes so the same rules apply.
-        data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8", "surrogateescape")
-        name = "<stdin>"
-    else:
-        path, name = Path(source), str(source)
+        return read_bounded(stream if stream is not None else _TextAsBytes(sys.stdin), "<stdin>", max_line), "<stdin>"
+    path, name = Path(source), str(source)
+    try:
+        with open(path, "rb") as f:
+            return read_bounded(f, name, max_line), name
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConlluError(f"{path}: is a directory, not a file") from None
+    except OSError as exc:
+        raise ConlluError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+class _TextAsBytes:
+    """A text-only stdin (a replaced ``sys.stdin``) read as the bytes it stands for, so that the
+    same rules apply: surrogate escapes become their bytes again, other lone surrogates bytes
+    that ``decode_text`` refuses where they stand."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read(self, size: int) -> bytes:
+        text = self.stream.read(size)
         try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise ConlluError(f"{path}: is a directory, not a file") from None
-        except OSError as exc:
-            raise ConlluError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_text(data, name), name
+            return text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass")
+
+
+def read_bounded(stream: BinaryIO | _TextAsBytes, name: str, max_line: int | None = MAX_LINE_BYTES) -> str:
+    """The text of the byte stream ``stream`` (``name`` in messages) by ``decode_text``, read in
+    pieces and refused at the first piece that holds a NUL byte or bytes that are not UTF-8, a
+    line of more than ``max_line`` bytes (unless None), or passes ``MAX_INPUT_BYTES`` in all."""
+    chunks: list[bytes] = []
+    size, lines, line_bytes = 0, 1, 0
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    while chunk := stream.read(_CHUNK):
+        chunks.append(chunk)
+        size += len(chunk)
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError:
+            decode_text(b"".join(chunks), name)  # names the first bad byte
+        if b"\0" in chunk:
+            decode_text(b"".join(chunks), name)  # names the first NUL byte
+        if max_line is not None:
+            lines, line_bytes = _check_lines(chunk, name, lines, line_bytes, max_line)
+        if size > MAX_INPUT_BYTES:
+            raise ConlluError(f"{name}: more than {MAX_INPUT_BYTES // 2**20} MiB, the most attnlab reads from one "
+                              "file or stream; split it into smaller files")
+    return decode_text(b"".join(chunks), name)
+
+
+def _check_lines(chunk: bytes, name: str, line: int, line_bytes: int, max_line: int) -> tuple[int, int]:
+    """Refuse a line longer than ``max_line`` bytes in ``chunk``, the piece of input after
+    ``line_bytes`` bytes of line ``line``; the line number and bytes of the line it ends in."""
+    pieces = chunk.split(b"\n")
+    lengths = [line_bytes + len(pieces[0]), *map(len, pieces[1:])]
+    if max(lengths) > max_line:
+        too_long = next(i for i, n in enumerate(lengths) if n > max_line)
+        raise ConlluError(f"{name}:{line + too_long}: a line of more than {max_line:,} bytes, the most "
+                          "attnlab reads in one line")
+    return line + len(pieces) - 1, lengths[-1]
 
 
 def _no_sentences(source: str) -> ConlluError:

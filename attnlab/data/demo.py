@@ -182,9 +182,12 @@ def demo_paths() -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ..options import seed, show_ranges
+
     parser = argparse.ArgumentParser(prog="python -m attnlab.data.demo", description="Write the demo corpus.")
     parser.add_argument("--out", type=Path, required=True, help="directory for demo-{train,dev,test}.conllu")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    parser.add_argument("--seed", type=seed, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})")
+    show_ranges(parser)
     args = parser.parse_args(argv)
     for path in write_corpus(args.out, args.seed).values():
         print(path)

@@ -9,6 +9,7 @@ run or --resume, the training loop, reading the gold file):
     add_eval_arguments(group)       its options of `attnlab eval` (the same)
     check(sentences)                refuse data it cannot learn from or score (``path:line: reason``)
     build(args, train)              a new model with its vocabularies, from the options and the training data
+                                    (made by ``new_model``: checked before it takes any memory)
     load(directory)                 the same from a model directory or checkpoint
     training_task(loaded, args, train, dev)
                                     the object ``attnlab.train.train`` drives (lengths, make_batch,
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 
 DEFAULT_EPOCHS = 24
@@ -80,6 +81,45 @@ ENCODER_DEFAULTS = {
     "bilstm": {"hidden": 256, "layers": 2},
     "attention": {"hidden": 256, "layers": 2, "heads": 8, "d_ff": 512},
 }
+
+
+def new_model(make: Callable[[], Any]) -> Any:
+    """``make()``, a new model, built first on torch's "meta" device (no memory, no random
+    numbers drawn) and refused with a UserError, before any training, when no model loader
+    would read it back (``attnlab.checkpoint.check_model_description``, the loader's own check:
+    layers, widths, dropouts within their limits) or when training it needs more memory than
+    this machine has (``TRAINING_BYTES_PER_PARAMETER`` per parameter)."""
+    import torch
+
+    from ..checkpoint import CheckpointError, check_model_description
+    from ..errors import UserError
+
+    with torch.device("meta"):
+        skeleton = make()
+    try:
+        check_model_description(skeleton.config.to_json(), "the model to train")
+    except CheckpointError as exc:
+        raise UserError(f"{exc}: no model loader would read it back") from None
+    parameters = sum(p.numel() for p in skeleton.parameters())
+    needed, memory = TRAINING_BYTES_PER_PARAMETER * parameters, _memory_bytes()
+    if memory and needed > memory:
+        raise UserError(f"the model to train has {parameters / 1e6:,.0f}M parameters: training it needs about "
+                        f"{needed / 2**30:,.0f} GiB (weights, gradients, AdamW moments), more than this machine's "
+                        f"{memory / 2**30:,.0f} GiB; choose smaller sizes")
+    return make()
+
+
+TRAINING_BYTES_PER_PARAMETER = 16  # a float32 weight, its gradient and AdamW's two moments
+
+
+def _memory_bytes() -> int:
+    """This machine's memory in bytes (0 when the system does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 SIZE_OPTIONS = ("hidden", "layers", "heads", "d_ff", "window", "kernel")

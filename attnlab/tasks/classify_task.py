@@ -8,7 +8,7 @@ the model directory (--no-baseline skips it).
 
 from __future__ import annotations
 
-from .base import FixedEpochs, token_model_configs
+from .base import FixedEpochs, new_model, token_model_configs
 
 
 class Classify(FixedEpochs):
@@ -38,7 +38,7 @@ class Classify(FixedEpochs):
         config = ClassifierConfig(encoder=args.encoder, pooling=args.pooling, features=features, encoder_config=encoder,
                                   label_smoothing=args.label_smoothing)
         vocabs = ClassifierVocabs.build(train, self._labels(train))
-        return LoadedClassifier(Classifier(config, vocabs), vocabs, config, {})
+        return LoadedClassifier(new_model(lambda: Classifier(config, vocabs)), vocabs, config, {})
 
     def load(self, directory):
         from .classification import load_classifier

@@ -8,8 +8,10 @@
     print(task.report_text(result))
 
 Data: --train/--dev, or --treebank DIR, or the directory in $ATTNLAB_DATA. A new run needs
-an --out that is a new or empty directory (never one that holds a model or other data); --resume continues from the latest checkpoint in --out,
-with the training settings and (unless the command line names others) the data paths it
+an --out that is a new or empty directory (never one that holds a model or other data), and
+sizes that give a model every loader reads back (the task's ``build`` checks them before any
+training: ``attnlab.tasks.base.new_model``); --resume continues from the latest checkpoint in
+--out, with the training settings and (unless the command line names others) the data paths it
 recorded, on the task its model belongs to.
 """
 

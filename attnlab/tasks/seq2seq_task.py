@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from .base import FixedEpochs, sizes_from_args
+from .base import FixedEpochs, new_model, sizes_from_args
 
 DEFAULTS = {"hidden": 128, "layers": 2, "heads": 4, "d_ff": 512}
 
@@ -26,12 +26,16 @@ class Seq2seq(FixedEpochs):
     summary = "the lemma of each word as characters, given form and UPOS (N->M)"
 
     def add_train_arguments(self, group) -> None:
-        group.add_argument("--decoder-layers", type=int, help="decoder layers (default: --layers)")
-        group.add_argument("--max-chars", type=int, default=40, help="longest form read (longer: lemma = form)")
-        group.add_argument("--beam", type=int, default=1, help="beam size for the dev evaluation (default 1: greedy)")
+        from ..options import beam, layers, width
+
+        group.add_argument("--decoder-layers", type=layers, help="decoder layers (default: --layers)")
+        group.add_argument("--max-chars", type=width, default=40, help="longest form read (longer: lemma = form; default 40)")
+        group.add_argument("--beam", type=beam, default=1, help="beam size for the dev evaluation (default 1: greedy)")
 
     def add_eval_arguments(self, group) -> None:
-        group.add_argument("--beam", type=int, default=1, help="beam size (default 1: greedy)")
+        from ..options import beam
+
+        group.add_argument("--beam", type=beam, default=1, help="beam size (default 1: greedy)")
         group.add_argument("--no-lookup", action="store_true",
                        help="the model alone, without the training lookup table for seen (form, UPOS) pairs")
         group.add_argument("--store-lookup", action="store_true",
@@ -49,7 +53,7 @@ class Seq2seq(FixedEpochs):
                                decoder_layers=args.decoder_layers or sizes["layers"], d_ff=sizes["d_ff"],
                                dropout=args.dropout, max_chars=args.max_chars, label_smoothing=args.label_smoothing)
         vocab = LemmaVocab.build(lemma_triples(train))
-        return LoadedLemmatizer(Lemmatizer(config, len(vocab)), vocab, {}, None)
+        return LoadedLemmatizer(new_model(lambda: Lemmatizer(config, len(vocab))), vocab, {}, None)
 
     def load(self, directory):
         from .seq2seq import load_lemmatizer

@@ -61,7 +61,7 @@ class Source:
 def read_source(file: str, kind: str = "auto") -> Source:
     """The input of ``file`` (``-``: stdin), to be read as ``kind``: text, conllu, or auto
     (``detect_input``)."""
-    text, name = read_text(file)
+    text, name = read_text(file, max_line=None)  # raw text: a paragraph may be one line of any length
     return Source(text, name, detect_input(text, name) if kind == "auto" else kind)
 
 
@@ -70,9 +70,10 @@ def tag_source(tagger, source: Source, *, asked: str = "auto") -> list:
     text by the tagger's segmenter (``presegmented``: a sentence per line), ``pretokenized``
     text by ``tag`` (words split at white space, a sentence per non-blank line). ``asked``: the
     --input choice, so that CoNLL-U found by ``auto`` that turns out malformed points to
-    ``--input text``. UserError when no sentence has a word, or when raw text meets a model
-    without a segmenter."""
-    from ..data.conllu import ConlluError
+    ``--input text``. UserError when no sentence has a word, when raw text meets a model
+    without a segmenter, or when a line of pretokenized text has more words than a sentence
+    may (``MAX_SENTENCE_WORDS``)."""
+    from ..data.conllu import ConlluError, SentenceTooLong
 
     if source.kind == "conllu":
         try:
@@ -83,7 +84,11 @@ def tag_source(tagger, source: Source, *, asked: str = "auto") -> list:
                                 "as text)") from None
             raise
     elif source.kind == "pretokenized":
-        tagged = tagger.tag([line.split() for line in split_lines(source.text) if line.strip()])
+        numbered = [(n, line.split()) for n, line in enumerate(split_lines(source.text), 1) if line.strip()]
+        try:
+            tagged = tagger.tag([words for _, words in numbered])
+        except SentenceTooLong as exc:  # sentence i is the i-th non-blank line
+            raise UserError(f"{source.name}:{numbered[exc.index][0]}: {exc.reason}") from None
     else:
         if not tagger.can_segment:
             raise UserError(f"{source.name}: model {tagger.name} has no segmenter, so it cannot read raw text; give "

@@ -9,7 +9,7 @@ word-level layers as the CoNLL 2018 shared task scores them (``attnlab.evaluate.
 
 from __future__ import annotations
 
-from .base import token_model_configs
+from .base import new_model, token_model_configs
 
 WORDS_SEEN = 2_000_000
 # more character filters and more word dropout than a classifier: lemmas, features and unknown
@@ -34,10 +34,13 @@ class Tag:
         return min(MAX_EPOCHS, max(MIN_EPOCHS, -(-WORDS_SEEN // words)))
 
     def add_train_arguments(self, group) -> None:
-        group.add_argument("--xpos-weight", type=float, default=0.5, help="weight of the XPOS loss (0 = no XPOS layer)")
-        group.add_argument("--feats-weight", type=float, default=0.5,
+        from ..options import non_negative_float
+
+        group.add_argument("--xpos-weight", type=non_negative_float, default=0.5,
+                           help="weight of the XPOS loss (0 = no XPOS layer)")
+        group.add_argument("--feats-weight", type=non_negative_float, default=0.5,
                            help="weight of the FEATS loss (0 = no FEATS layer)")
-        group.add_argument("--lemma-weight", type=float, default=0.5,
+        group.add_argument("--lemma-weight", type=non_negative_float, default=0.5,
                            help="weight of the LEMMA loss (0 = no LEMMA layer; lemmas are predicted as edit scripts)")
 
     def add_eval_arguments(self, group) -> None:
@@ -62,7 +65,7 @@ class Tag:
                               xpos_weight=args.xpos_weight, label_smoothing=args.label_smoothing,
                               feats_weight=args.feats_weight, lemma_weight=args.lemma_weight)
         vocabs = TaggerVocabs.build(train)
-        return LoadedTagger(Tagger(config, vocabs), vocabs, config, {})
+        return LoadedTagger(new_model(lambda: Tagger(config, vocabs)), vocabs, config, {})
 
     def load(self, directory):
         from . import model_task

@@ -62,17 +62,19 @@ def main() -> None:
     import torch
 
     from ...kernels import native
+    from ...options import positive_int, show_ranges
     from ..flops import attention_flops, matmul_flops
     from ..matmul import square_product
     from ..timing import interleaved, loops_for, warm_up
     from .long import long_cases
 
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096])
-    ap.add_argument("--d", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sizes", type=positive_int, nargs="+", default=[1024, 2048, 4096], help="sequence lengths")
+    ap.add_argument("--d", type=positive_int, default=64, help="head width (default 64)")
+    ap.add_argument("--repeats", type=positive_int, default=7, help="interleaved repetitions (default 7)")
+    ap.add_argument("--threads", type=positive_int, default=2, help="torch threads (default 2)")
     ap.add_argument("--parts", action="store_true", help="time stages left out instead of tile sizes")
+    show_ranges(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     libs = build_variants(PARTS if args.parts else VARIANTS)
