@@ -24,7 +24,7 @@ from attnlab.options import (
 )
 from attnlab.tasks import TASKS
 from attnlab.train import TrainConfig, TrainingDiverged, epoch_batches, train
-from tiny_models import tiny_tagger_dir
+from tiny_models import tiny_pipeline_dir
 from tiny_tasks import demo_slices
 
 TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
@@ -163,7 +163,7 @@ def test_checkpoint_every_0_is_documented_as_epoch_ends_only(capsys):
 
 @pytest.fixture(scope="module")
 def tagger():
-    return attnlab.load(tiny_tagger_dir())
+    return attnlab.load(tiny_pipeline_dir())
 
 
 @pytest.mark.parametrize("value, error", [
@@ -186,7 +186,7 @@ def test_top_k_is_an_integer_not_a_bool(tagger, value, error):
                  lambda: tagger.tag_conllu("1\tI\t_\t_\t_\t_\t_\t_\t_\t_\n\n", top_k=value)):
         with pytest.raises(error, match="^top_k must be an integer >= 0"):
             call()
-    assert len(tagger("I saw", top_k=1000)[0].top["upos"]) == len(tagger.loaded.vocabs.upos)  # all tags, ranked
+    assert len(tagger("I saw", top_k=1000)[0][0].top["upos"]) == len(tagger.loaded.vocabs.upos)  # all tags, ranked
 
 
 # -- attnlab train: the model is checked before training; non-finite numbers stop the run ------

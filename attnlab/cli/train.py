@@ -14,7 +14,7 @@ from pathlib import Path
 
 def add_parser(subparsers) -> None:
     from ..encoders import ENCODERS
-    from ..options import positive_float, positive_int
+    from ..options import non_negative_float, positive_float, positive_int
     from ..tasks import DEFAULT_TASK, TASKS
 
     p = subparsers.add_parser(
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> None:
                    help="stop this run after this many minutes (checkpointed; --resume continues)")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--segmenter-minutes", type=float, default=None, metavar="MIN",
+    p.add_argument("--segmenter-minutes", type=non_negative_float, default=None, metavar="MIN",
                    help="--task tag: first train a segmenter (sentences, tokens and multiword tokens, learned from "
                         "the raw text of the training data) for at most MIN minutes into --out/segmenter, so the "
                         "model takes raw text (default 4.5 for a new run, 0 with --resume; 0 = none: the model then "

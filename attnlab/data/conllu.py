@@ -377,22 +377,21 @@ def decode_text(data: bytes, name: str) -> str:
     return text
 
 
-def read_text(source: str | Path, *, stdin: BinaryIO | None = None,
-              max_line: int | None = MAX_LINE_BYTES) -> tuple[str, str]:
+def read_text(source: str | Path, *, stdin: BinaryIO | None = None, line_limit: bool = True) -> tuple[str, str]:
     """(text, name) of a file, or of standard input when ``source`` is "-", by ``decode_text``,
-    within the limits of ``read_bounded`` (``max_line`` None: lines of any length, as raw text,
-    which the segmenter reads in windows, may have).
+    within the limits of ``read_bounded`` (``line_limit`` False: lines of any length, as raw
+    text, which the segmenter reads in windows, may have).
 
     ``name`` is the path, or ``<stdin>``, for error messages; ``stdin`` defaults to
     ``sys.stdin.buffer``. Split the text with ``split_lines``.
     """
     if str(source) == "-":
         stream = stdin if stdin is not None else getattr(sys.stdin, "buffer", None)
-        return read_bounded(stream if stream is not None else _TextAsBytes(sys.stdin), "<stdin>", max_line), "<stdin>"
+        return read_bounded(stream if stream is not None else _TextAsBytes(sys.stdin), "<stdin>", line_limit), "<stdin>"
     path, name = Path(source), str(source)
     try:
         with open(path, "rb") as f:
-            return read_bounded(f, name, max_line), name
+            return read_bounded(f, name, line_limit), name
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -417,10 +416,11 @@ class _TextAsBytes:
             return text.encode("utf-8", "surrogatepass")
 
 
-def read_bounded(stream: BinaryIO | _TextAsBytes, name: str, max_line: int | None = MAX_LINE_BYTES) -> str:
+def read_bounded(stream: BinaryIO | _TextAsBytes, name: str, line_limit: bool = True) -> str:
     """The text of the byte stream ``stream`` (``name`` in messages) by ``decode_text``, read in
     pieces and refused at the first piece that holds a NUL byte or bytes that are not UTF-8, a
-    line of more than ``max_line`` bytes (unless None), or passes ``MAX_INPUT_BYTES`` in all."""
+    line of more than ``MAX_LINE_BYTES`` bytes (with ``line_limit``), or passes
+    ``MAX_INPUT_BYTES`` in all."""
     chunks: list[bytes] = []
     size, lines, line_bytes = 0, 1, 0
     decoder = codecs.getincrementaldecoder("utf-8")()
@@ -433,8 +433,8 @@ def read_bounded(stream: BinaryIO | _TextAsBytes, name: str, max_line: int | Non
             decode_text(b"".join(chunks), name)  # names the first bad byte
         if b"\0" in chunk:
             decode_text(b"".join(chunks), name)  # names the first NUL byte
-        if max_line is not None:
-            lines, line_bytes = _check_lines(chunk, name, lines, line_bytes, max_line)
+        if line_limit:
+            lines, line_bytes = _check_lines(chunk, name, lines, line_bytes, MAX_LINE_BYTES)
         if size > MAX_INPUT_BYTES:
             raise ConlluError(f"{name}: more than {MAX_INPUT_BYTES // 2**20} MiB, the most attnlab reads from one "
                               "file or stream; split it into smaller files")

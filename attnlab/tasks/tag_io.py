@@ -61,7 +61,7 @@ class Source:
 def read_source(file: str, kind: str = "auto") -> Source:
     """The input of ``file`` (``-``: stdin), to be read as ``kind``: text, conllu, or auto
     (``detect_input``)."""
-    text, name = read_text(file, max_line=None)  # raw text: a paragraph may be one line of any length
+    text, name = read_text(file, line_limit=False)  # raw text: a paragraph may be one line of any length
     return Source(text, name, detect_input(text, name) if kind == "auto" else kind)
 
 
