@@ -23,6 +23,31 @@ Optimizer state is stored the same way (tensors in safetensors, everything else 
 JSON); nothing is ever pickled. Every problem reading these files raises
 ``CheckpointError`` with a one-line message naming the file; a disk that fills up
 while writing raises ``UserError`` naming the directory (the old files stay as they were).
+
+Reading is the one checkpoint validator of the project: attnlab's model directories, their
+compact copies and Hugging Face checkpoints (``attnlab.hf``) are all read through it. Before
+anything is built from a checkpoint:
+
+============================  =============================================================
+what                          limit
+============================  =============================================================
+files read                    regular files only (never a FIFO, device or directory: they
+                              are refused before they are opened); a file named by a config
+                              or an index is a plain name inside the checkpoint directory
+config and index JSON         at most ``MAX_CONFIG_BYTES`` (4 MiB), nested at most
+                              ``MAX_JSON_DEPTH`` (32) levels
+other JSON (vocabularies,     at most ``MAX_JSON_BYTES`` (64 MiB), nested at most 32 levels
+tokenizer.json)
+sizes in a model description  integers 0 to ``MAX_WIDTH`` (65536), ``...layers`` 0 to
+                              ``MAX_LAYERS`` (64), ``...vocab_size`` 0 to ``MAX_VOCAB``
+                              (1048576); numbers finite; dropouts in [0, 1)
+weights                       every name, shape and dtype that the model built from the
+                              config (without memory, on torch's "meta" device) has; every
+                              value finite (``allow_nonfinite=True`` lets NaN/inf through)
+============================  =============================================================
+
+``attnlab.hf.config`` adds the limits of a Hugging Face config.json (and of the number of
+parameters it implies) to this table.
 """
 
 from __future__ import annotations
@@ -42,8 +67,7 @@ from typing import cast
 
 import torch
 
-from .config import JsonConfig
-from .config import MAX_LAYERS, MAX_WIDTH  # the limits of a model description (also those of `attnlab train`)
+from .config import MAX_LAYERS, MAX_WIDTH, JsonConfig  # MAX_*: the limits of a model description (also `attnlab train`'s)
 from .errors import UserError
 from .weight_storage import StorageError, decode_weights, storage_of
 
@@ -51,14 +75,19 @@ WEIGHTS = "model.safetensors"
 VOCAB = "vocab.json"
 CONFIG = "config.json"
 FORMAT = "attnlab-model/1"
+MAX_VOCAB = 1_048_576  # limit of every "...vocab_size" (Hugging Face vocabularies reach 250k)
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes (the safetensors library's own limit)
+MAX_CONFIG_BYTES = 4 * 2**20  # a config.json, a model.safetensors.index.json
+MAX_JSON_BYTES = 64 * 2**20  # any other JSON file of a model (vocabularies, tokenizer.json)
+MAX_JSON_DEPTH = 32  # nesting of any JSON file a model holds
 
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes (and older tempfile names)
 _STAGED = re.compile(r"\.(?P<name>.+)\.(?P<sha>[0-9a-f]{16})\.staged")  # save_model_dir
 
 
-class CheckpointError(ValueError):
-    """A model or checkpoint file is missing, truncated, corrupted or inconsistent."""
+class CheckpointError(UserError, ValueError):
+    """A model or checkpoint file is missing, truncated, corrupted, inconsistent or beyond
+    the stated limits (a ``UserError``: the command line prints it as one line)."""
 
 
 # -- atomic writes ---------------------------------------------------------------------
@@ -119,30 +148,60 @@ def sha256(data: bytes) -> str:
 
 # -- reading with clear errors ---------------------------------------------------------
 
-def _open_regular(path: Path, what: str):
+def _open_regular(path: Path, what: str, limit: int | None = None):
     """``path`` opened for reading and its size; only a regular file (not a device, FIFO
-    or directory, which could be endless or block) is opened."""
+    or directory, which could be endless or block) is opened, and only when it holds at most
+    ``limit`` bytes. The file is looked at before it is opened and once more through the
+    open descriptor (opened without blocking), so a FIFO put in its place meanwhile is
+    refused too."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise CheckpointError(f"{path}: {what} is not a regular file")
-        f = open(path, "rb")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: missing {what}") from None
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
-    return f, os.fstat(f.fileno()).st_size
+    f = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        problem = "is not a regular file"
+    elif limit is not None and info.st_size > limit:
+        problem = f"has {info.st_size} bytes, more than the limit of {limit}"
+    else:
+        return f, info.st_size
+    f.close()
+    raise CheckpointError(f"{path}: {what} {problem}")
 
 
-def read_bytes(path: str | os.PathLike, what: str) -> bytes:
+def check_regular(path: str | os.PathLike, what: str) -> None:
+    """A one-line CheckpointError unless ``path`` is a regular file that can be opened."""
+    f, _ = _open_regular(Path(path), what)
+    f.close()
+
+
+def read_bytes(path: str | os.PathLike, what: str, limit: int | None = None) -> bytes:
     """The bytes of the regular file ``path``; a one-line CheckpointError naming it (``what``
-    it should hold) when it is missing, unreadable or not a regular file."""
+    it should hold) when it is missing, unreadable, not a regular file or larger than
+    ``limit`` bytes."""
     path = Path(path)
-    f, size = _open_regular(path, what)
+    f, size = _open_regular(path, what, limit)
     with f:
         try:
             return f.read(size)
         except OSError as exc:
             raise CheckpointError(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+
+
+def member(directory: str | os.PathLike, name, source: str | os.PathLike, key: str) -> Path:
+    """``directory / name`` for a file name that a config or index (``source``, its entry
+    ``key``) gives: a plain name (no directory part, not absolute, not ``..``), so the file
+    is inside ``directory``; else a CheckpointError naming the entry."""
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+            or "\0" in name or os.path.isabs(name)):
+        raise CheckpointError(f"{source}: {key} names {name!r:.80}; only a file of the checkpoint's own "
+                              "directory (a plain file name) is read")
+    return Path(directory) / name
 
 
 def _check_sha(path: Path, data: bytes, expected: str | None) -> None:
@@ -153,6 +212,7 @@ def _check_sha(path: Path, data: bytes, expected: str | None) -> None:
 
 
 def parse_json(path: Path, data: bytes, what: str = "JSON file") -> dict:
+    """The JSON object in ``data`` (the bytes of ``path``), nested at most MAX_JSON_DEPTH levels."""
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError:
@@ -160,15 +220,33 @@ def parse_json(path: Path, data: bytes, what: str = "JSON file") -> dict:
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{path}:{exc.lineno}: {what} is not valid JSON ({exc.msg}; truncated or corrupted?)") from None
     except RecursionError:
-        raise CheckpointError(f"{path}: {what} is nested too deeply") from None
+        obj = _TOO_DEEP
+    if obj is _TOO_DEEP or json_depth(obj) > MAX_JSON_DEPTH:
+        raise CheckpointError(f"{path}: {what} is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(obj, dict):
         raise CheckpointError(f"{path}: {what} must hold a JSON object, found {type(obj).__name__}")
     return obj
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file", expected_sha: str | None = None) -> dict:
+_TOO_DEEP = object()
+
+
+def json_depth(obj) -> int:
+    """How deeply lists and objects nest in the parsed JSON ``obj`` (a number or string: 0),
+    level by level, without recursion."""
+    depth, level = 0, [obj] if type(obj) in (dict, list) else []
+    while level:
+        depth += 1
+        level = [c for v in level for c in (v.values() if type(v) is dict else v) if type(c) in (dict, list)]
+    return depth
+
+
+def read_json(path: str | os.PathLike, what: str = "JSON file", expected_sha: str | None = None,
+              limit: int = MAX_JSON_BYTES) -> dict:
+    """The JSON object in the regular file ``path`` of at most ``limit`` bytes (checked against
+    ``expected_sha`` when given); any problem is a one-line CheckpointError naming the file."""
     path = Path(path)
-    data = read_bytes(path, what)
+    data = read_bytes(path, what, limit)
     _check_sha(path, data, expected_sha)
     return parse_json(path, data, what)
 
@@ -311,7 +389,7 @@ def remove_stale_temporaries(directory: str | os.PathLike) -> None:
     if not directory.is_dir():
         return
     try:
-        sums = file_checksums(read_json(directory / CONFIG, "model config"), directory / CONFIG)
+        sums = file_checksums(read_json(directory / CONFIG, "model config", limit=MAX_CONFIG_BYTES), directory / CONFIG)
     except CheckpointError:
         sums = {}
     for path in directory.iterdir():
@@ -370,7 +448,7 @@ def _inode(path: Path):
 
 def _load_model_files(directory: Path) -> ModelFiles:
     source = directory / CONFIG
-    config = read_json(source, "model config")
+    config = read_json(source, "model config", limit=MAX_CONFIG_BYTES)
     if config.get("format") != FORMAT:
         raise CheckpointError(f"{source}: not an attnlab model config (format {config.get('format')!r}, expected {FORMAT!r})")
     sums = file_checksums(config, source)
@@ -390,8 +468,11 @@ def _load_model_files(directory: Path) -> ModelFiles:
     return ModelFiles(state=state, config=config, vocab=vocab)
 
 
-def _check_shapes(expected: dict[str, torch.Size], state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """A one-line error when the names or shapes of ``state`` differ from ``expected``."""
+def check_tensors(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str | os.PathLike,
+                  *, allow_nonfinite: bool = False) -> None:
+    """A one-line CheckpointError when the names, shapes or dtypes of ``state`` differ from
+    those of ``expected`` (a model's ``state_dict()``, on the "meta" device or not), or when a
+    floating tensor holds NaN or infinite values (unless ``allow_nonfinite``)."""
     missing = sorted(set(expected) - set(state))
     extra = sorted(set(state) - set(expected))
     if missing or extra:
@@ -402,15 +483,35 @@ def _check_shapes(expected: dict[str, torch.Size], state: dict[str, torch.Tensor
             parts.append(f"unexpected {', '.join(extra[:3])}{' ...' if len(extra) > 3 else ''}")
         raise CheckpointError(f"{source}: weights do not match the model ({'; '.join(parts)})")
     for name, tensor in state.items():
-        if tuple(expected[name]) != tuple(tensor.shape):
-            raise CheckpointError(
-                f"{source}: weight {name} has shape {tuple(tensor.shape)}, the model expects {tuple(expected[name])}"
-            )
+        check_tensor(tensor, name, tuple(expected[name].shape), (expected[name].dtype,), source,
+                     allow_nonfinite=allow_nonfinite)
 
 
-def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike) -> None:
-    """``model.load_state_dict(state)`` with a one-line error when names or shapes disagree."""
-    _check_shapes({name: t.shape for name, t in model.state_dict().items()}, state, source)
+def check_tensor(tensor: torch.Tensor, name: str, shape: tuple[int, ...], dtypes: tuple[torch.dtype, ...],
+                 source: str | os.PathLike, *, allow_nonfinite: bool = False) -> None:
+    """One tensor of a weight file against the ``shape`` and one of the ``dtypes`` the model
+    expects; NaN and infinite values refused unless ``allow_nonfinite``."""
+    check_tensor_header(name, tuple(tensor.shape), tensor.dtype, shape, dtypes, source)
+    if not allow_nonfinite and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        raise CheckpointError(f"{source}: weight {name} holds NaN or infinite values")
+
+
+def check_tensor_header(name: str, found_shape: tuple[int, ...], found_dtype: torch.dtype | str,
+                        shape: tuple[int, ...], dtypes: tuple[torch.dtype, ...], source: str | os.PathLike) -> None:
+    """The shape and dtype a weight file declares for ``name`` against what the model expects."""
+    if found_shape != shape:
+        raise CheckpointError(f"{source}: weight {name} has shape {found_shape}, the model expects {shape}")
+    if found_dtype not in dtypes:
+        want = " or ".join(str(d).removeprefix("torch.") for d in dtypes)
+        raise CheckpointError(f"{source}: weight {name} is {str(found_dtype).removeprefix('torch.')}, "
+                              f"the model expects {want}")
+
+
+def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | os.PathLike,
+                    *, allow_nonfinite: bool = False) -> None:
+    """``model.load_state_dict(state)`` with a one-line error when names, shapes or dtypes
+    disagree or a weight is not finite (``check_tensors``)."""
+    check_tensors(model.state_dict(), state, source, allow_nonfinite=allow_nonfinite)
     model.load_state_dict(state)
 
 
@@ -419,7 +520,8 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
 def check_model_description(obj, source: str | os.PathLike, where: str = "model") -> None:
     """Limits on the "model" part of a config.json, before anything is built from it: JSON
     objects, lists, strings, booleans and numbers only; every integer in 0..MAX_WIDTH
-    (0..MAX_LAYERS for a ``...layers`` count); every number finite; dropouts in [0, 1)."""
+    (0..MAX_LAYERS for a ``...layers`` count, 0..MAX_VOCAB for a ``...vocab_size``); every
+    number finite; dropouts in [0, 1)."""
     if isinstance(obj, dict):
         for key, value in obj.items():
             check_model_description(value, source, f"{where}.{key}")
@@ -427,7 +529,8 @@ def check_model_description(obj, source: str | os.PathLike, where: str = "model"
         for i, value in enumerate(obj):
             check_model_description(value, source, f"{where}[{i}]")
     elif isinstance(obj, int) and not isinstance(obj, bool):
-        limit = MAX_LAYERS if where.rsplit(".", 1)[-1].endswith("layers") else MAX_WIDTH
+        key = where.rsplit(".", 1)[-1]
+        limit = MAX_LAYERS if key.endswith("layers") else MAX_VOCAB if key.endswith("vocab_size") else MAX_WIDTH
         if not 0 <= obj <= limit:
             raise CheckpointError(f"{source}: {where} = {obj} is out of range (0 to {limit})")
     elif isinstance(obj, float):
@@ -478,14 +581,16 @@ def save_task_model(directory: str | os.PathLike, task: str, model: torch.nn.Mod
     return save_model_dir(directory, model.state_dict(), record, vocab, extra_json)
 
 
-def load_task_model(directory: str | os.PathLike, task: str, what: str, config_from_json, vocab_from_json, build):
+def load_task_model(directory: str | os.PathLike, task: str, what: str, config_from_json, vocab_from_json, build,
+                    *, allow_nonfinite: bool = False):
     """Read a directory written by ``save_task_model`` for ``task``: ``build(config, vocab)`` makes
     the module the weights are loaded into (in eval mode). Returns (model, config, vocab, files);
     every problem is a one-line CheckpointError naming the file (``what`` names the model kind).
 
     The description in config.json is checked before anything is built (sizes within
     limits, values of the right types), and the model is first built without memory
-    (on torch's "meta" device) to compare its weight shapes with the file's."""
+    (on torch's "meta" device) to compare its weight names, shapes and dtypes with the
+    file's; weights that are not finite are refused unless ``allow_nonfinite``."""
     files = load_model_dir(directory)
     source = Path(directory) / CONFIG
     if files.config.get("task") != task:
@@ -505,9 +610,9 @@ def load_task_model(directory: str | os.PathLike, task: str, what: str, config_f
             raise
         raise CheckpointError(f"{source}: malformed model description ({exc})") from None
     weights = Path(directory) / WEIGHTS
-    _check_shapes({name: t.shape for name, t in skeleton.state_dict().items()}, files.state, weights)
+    check_tensors(skeleton.state_dict(), files.state, weights, allow_nonfinite=allow_nonfinite)
     model = build(config, vocab)
-    load_state_into(model, files.state, weights)
+    model.load_state_dict(files.state)
     model.eval()
     return model, config, vocab, files
 

@@ -140,7 +140,8 @@ def test_weights_of_another_shape_than_config_json_are_named(tmp_path):
     save_checkpoint(hf_model("bert"), tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text(json.dumps({**config, "vocab_size": VOCAB + 1}))
-    with pytest.raises(UserError, match=rf"embeddings.word.weight has shape \({VOCAB}, 32\), config.json implies \({VOCAB + 1}, 32\)"):
+    with pytest.raises(UserError, match=rf"model.safetensors: weight embeddings.word_embeddings.weight has shape "
+                                        rf"\({VOCAB}, 32\), the model expects \({VOCAB + 1}, 32\)"):
         load_encoder(tmp_path)
 
 

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
 from .config import FAMILIES, HFConfig, parse_config, read_config
 from .model import EncoderOutput, Embeddings, HFEncoder
 from .tokenizer import Pieces, WordPieces, load_tokenizer
-from .weights import encoder_state_dict, read_safetensors
+from .weights import FLOATS, read_encoder_state
 
 __all__ = [
     "FAMILIES", "EncoderOutput", "Embeddings", "HFConfig", "HFEncoder", "Pieces", "WordPieces",
@@ -27,18 +26,25 @@ __all__ = [
 ]
 
 
-def load_encoder(directory: str | Path, *, dtype: torch.dtype = torch.float32) -> HFEncoder:
-    """The encoder of the checkpoint in ``directory``, in eval mode, its weights in ``dtype``.
+def load_encoder(directory: str | Path, *, dtype: torch.dtype = torch.float32,
+                 allow_nonfinite: bool = False) -> HFEncoder:
+    """The encoder of the checkpoint in ``directory``, in eval mode, its weights in ``dtype``
+    (float32, float16, bfloat16 or float64).
 
-    Raises ``attnlab.errors.UserError`` (one line) for a missing file or an unsupported
-    configuration (relative positions, another activation, a decoder, another model type).
+    Raises ``attnlab.checkpoint.CheckpointError`` (a ``UserError``, one line naming the file and
+    the key) for a missing or unreadable file, an unsupported configuration (relative
+    positions, another activation, a decoder, another model type), a config value of the
+    wrong type or beyond the limits of ``attnlab.hf.config`` (checked before anything is
+    built), and weights whose names, shapes or dtypes differ from what config.json implies
+    (checked in the files' headers before a weight is read) or that hold NaN or infinite
+    values (let through by ``allow_nonfinite=True``).
     """
+    if dtype not in FLOATS:
+        raise TypeError(f"dtype must be one of {', '.join(str(d) for d in FLOATS)}, got {dtype!r:.40}")
     config = read_config(directory)
+    with torch.device("meta"):  # the shapes and names the weights must have, without memory
+        expected = HFEncoder(config).state_dict()
+    state = read_encoder_state(directory, config, expected, allow_nonfinite=allow_nonfinite)
     model = HFEncoder(config)
-    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    state = encoder_state_dict(read_safetensors(directory), config, set(shapes))
-    for name, tensor in state.items():
-        if tuple(tensor.shape) != shapes[name]:
-            raise UserError(f"{directory}: {name} has shape {tuple(tensor.shape)}, config.json implies {shapes[name]}")
     model.load_state_dict(state, strict=True)
     return model.to(dtype).eval()

@@ -65,6 +65,7 @@ class Embeddings(nn.Module):
             raise ValueError(
                 f"a sequence has {longest} word pieces; this checkpoint takes at most {self.config.longest}"
             )
+        check_token_types(token_type_ids, ids, self.config)
         x = self.word(ids)
         if self.token_type is not None:
             types = torch.zeros_like(ids) if token_type_ids is None else token_type_ids
@@ -75,10 +76,25 @@ class Embeddings(nn.Module):
 
 def check_ids(ids: torch.Tensor, config: HFConfig) -> None:
     """ValueError unless ``ids`` is a (T,) integer tensor of ids in the vocabulary."""
-    if ids.dim() != 1 or ids.dtype.is_floating_point:
+    if ids.dim() != 1 or ids.dtype.is_floating_point or ids.dtype == torch.bool or ids.dtype.is_complex:
         raise ValueError(f"input_ids must be a (T,) integer tensor, got {tuple(ids.shape)} {ids.dtype}")
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= config.vocab_size):
         raise ValueError(f"input_ids must be in [0, {config.vocab_size}), got {int(ids.min())}..{int(ids.max())}")
+
+
+def check_token_types(types: torch.Tensor | None, ids: torch.Tensor, config: HFConfig) -> None:
+    """ValueError unless ``types`` is None or an integer tensor of ``ids``' shape with every
+    value below ``type_vocab_size`` (only zeros when the checkpoint has no token types)."""
+    if types is None:
+        return
+    if not isinstance(types, torch.Tensor) or types.shape != ids.shape or types.dtype.is_floating_point \
+            or types.dtype == torch.bool or types.dtype.is_complex:
+        found = f"{tuple(types.shape)} {types.dtype}" if isinstance(types, torch.Tensor) else type(types).__name__
+        raise ValueError(f"token_type_ids must be an integer tensor of input_ids' shape {tuple(ids.shape)}, got {found}")
+    count = config.type_vocab_size
+    if types.numel() and (int(types.min()) < 0 or int(types.max()) >= max(count, 1)):
+        allowed = f"in [0, {count})" if count else "0 (this checkpoint has no token types)"
+        raise ValueError(f"token_type_ids must be {allowed}, got {int(types.min())}..{int(types.max())}")
 
 
 class HFEncoder(nn.Module):
@@ -123,6 +139,7 @@ class HFEncoder(nn.Module):
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must have shape (B, N), got {tuple(input_ids.shape)}")
         ids, cu = pack_padded(input_ids, lengths)
+        check_token_types(token_type_ids, input_ids, self.config)
         types = None if token_type_ids is None else pack_padded(token_type_ids, lengths)[0]
         out = self.forward_packed(ids, cu, token_type_ids=types, return_hidden=return_hidden, return_weights=return_weights)
         n = input_ids.shape[1]

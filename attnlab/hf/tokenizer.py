@@ -54,14 +54,19 @@ class WordPieces:
 
 
 def load_tokenizer(directory: str | Path) -> WordPieces:
-    """The word-piece tokenizer of ``directory/tokenizer.json`` (needs the ``hf`` extra)."""
+    """The word-piece tokenizer of ``directory/tokenizer.json`` (needs the ``hf`` extra), read
+    as every checkpoint file is (a regular file of at most 64 MiB, ``attnlab.checkpoint``)."""
     require_extra("hf", ["tokenizers"])
     from tokenizers import Tokenizer
 
+    from ..checkpoint import MAX_JSON_BYTES, read_bytes
+
     path = Path(directory) / "tokenizer.json"
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         raise UserError(f"{directory}: no tokenizer.json (attnlab reads the fast tokenizer's file only)")
+    data = read_bytes(path, "tokenizer", limit=MAX_JSON_BYTES)
     try:
-        return WordPieces(Tokenizer.from_file(str(path)))
+        return WordPieces(Tokenizer.from_str(data.decode("utf-8")))
     except Exception as error:  # tokenizers raises its own exception type for bad files
-        raise UserError(f"{path}: not a readable tokenizer.json ({error})") from None
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UserError(f"{path}: not a readable tokenizer.json ({message})") from None

@@ -12,7 +12,6 @@ A new task is a new ``*_task.py`` module (and its model) plus one entry in ``TAS
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from .base import Task
@@ -26,9 +25,11 @@ DEFAULT_TASK = "tag"
 
 def model_task(directory: str | Path) -> str | None:
     """The ``task`` a model directory's config.json names (None when unreadable)."""
+    from ..checkpoint import MAX_CONFIG_BYTES, CheckpointError, read_json
+
     try:
-        return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8")).get("task")
-    except (OSError, ValueError, AttributeError):
+        return read_json(Path(directory) / "config.json", "model config", limit=MAX_CONFIG_BYTES).get("task")
+    except CheckpointError:  # missing, not a regular file, too large or deep, not a JSON object
         return None
 
 

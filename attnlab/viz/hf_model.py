@@ -18,7 +18,6 @@ to the explorer must be word pieces of that vocabulary (``split`` gives them).
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Sequence
@@ -32,12 +31,12 @@ from .heads import AttentionModel
 def is_checkpoint(directory: str | Path) -> bool:
     """Whether ``directory`` holds a Hugging Face checkpoint: a config.json naming a ``model_type``
     (an attnlab tagger's config.json has none)."""
-    path = Path(directory) / "config.json"
+    from ..checkpoint import MAX_CONFIG_BYTES, CheckpointError, read_json
+
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return "model_type" in read_json(Path(directory) / "config.json", "config", limit=MAX_CONFIG_BYTES)
+    except CheckpointError:  # not a regular file, too large, too deep, not a JSON object
         return False
-    return isinstance(raw, dict) and "model_type" in raw
 
 
 def load_checkpoint(directory: str | Path) -> "CheckpointExplainable":
