@@ -355,10 +355,13 @@ def _words(form: str, p_multiword: float, vocab: SegmenterVocab) -> list[str]:
 def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *,
             lines: bool = False) -> list[list[list[SegmentedToken]]]:
     """Paragraphs of sentences of tokens of ``text``; offsets index ``text``. With ``lines``,
-    every non-blank line is one sentence (and a paragraph of its own)."""
+    every non-blank line is one sentence (and a paragraph of its own). The whole text is scored
+    at once (in chunks), so that every paragraph is read with what follows it, as in training."""
     spans = line_spans(text) if lines else paragraph_spans(text)
-    scores = score_texts(model, vocab, [text[a:b] for a, b in spans])
-    found = [decode(text[a:b], s, vocab, a) for (a, b), s in zip(spans, scores)]
+    if not spans:
+        return []
+    scores = score_texts(model, vocab, [text])[0]
+    found = [decode(text[a:b], Scores(scores.boundary[a:b], scores.multiword[a:b]), vocab, a) for a, b in spans]
     if lines:
         return [[[t for sentence in par for t in sentence]] for par in found]
     return found
