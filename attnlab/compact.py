@@ -74,6 +74,7 @@ def validate_model(directory: str | os.PathLike) -> None:
     a model directory when its task is none attnlab knows: the loader's one-line error if it fails."""
     from .tasks import task_for_model
 
+    directory = Path(directory)
     task = task_for_model(directory)
     if task is None:
         load_model_dir(directory)

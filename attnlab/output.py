@@ -166,7 +166,7 @@ def _input_identities(inputs: Iterable[PathLike | None]) -> dict[tuple[int, int]
 
 
 def _files_in(directory: Path) -> dict[tuple[int, int], str]:
-    found = {}
+    found: dict[tuple[int, int], str] = {}
     try:
         entries = list(os.scandir(directory))
     except OSError:

@@ -139,8 +139,7 @@ def rotary_tables(n: int, d: int, device=None) -> tuple[torch.Tensor, torch.Tens
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotary positions on (B, N, H, d): the pair (x_i, x_{i+d/2}) turned by angle p * theta_i
     (``attnlab.positions.RotaryPositions`` pairs neighbours instead; the same rotation)."""
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half], x[..., half:]
+    x1, x2 = x.contiguous().chunk(2, -1)  # a strided x makes every product below many times slower
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)
 
 
