@@ -216,3 +216,20 @@ def test_export_carries_the_segmenter(tmp_path):
     a, b = attnlab.load(source)(text), attnlab.load(out)(text)
     assert [[t.form for t in s.tokens] for s in a] == [[t.form for t in s.tokens] for s in b]
     assert len(b) == 2 and b[1].tokens[1].words[1].form == "n't"
+
+
+def test_abbreviations_learned_from_the_treebank_keep_their_sentence_and_lose_trailing_punctuation():
+    text = "# text = Dr. Who left.\n1\tDr.\t_\tX\t_\t_\t_\t_\t_\t_\n2\tWho\t_\tX\t_\t_\t_\t_\t_\t_\n" \
+           "3\tleft\t_\tX\t_\t_\t_\t_\t_\tSpaceAfter=No\n4\t.\t_\tX\t_\t_\t_\t_\t_\t_\n\n"
+    ends = "# text = See Dr.\n1\tSee\t_\tX\t_\t_\t_\t_\t_\t_\n2\tDr.\t_\tX\t_\t_\t_\t_\t_\t_\n\n"
+    table = seg.abbreviation_table(parse_conllu(text * 9 + ends))
+    assert table == {"Dr.": 0.1}  # 1 of its 10 occurrences ended a sentence; "." alone is no abbreviation
+    vocab = _vocab()
+    vocab.abbreviations = table
+    words = "Dr. Lee at 5 Dr.!"
+    labels = [0] * len(words)
+    for i in (2, 6, 9, 11):  # the model's guesses: a sentence end after "Dr.", token ends elsewhere
+        labels[i] = SENTENCE_END if i == 2 else TOKEN_END
+    found = seg.decode(words, _Fixed.scores(labels), vocab)
+    assert [[t.form for t in s] for s in found] == [["Dr.", "Lee", "at", "5", "Dr.", "!"]]
+    assert [(t.start, t.end) for t in found[0][-2:]] == [(13, 16), (16, 17)]

@@ -14,7 +14,10 @@ from attnlab.api import MODELS_DIR
 EN = MODELS_DIR / "en"
 # SHA-256 of the shipped weights and vocabulary: a changed file is a new model, and must say so here
 EXPECTED = {"files": {"model.safetensors": "6187b47f956df5aa2c4f06dd03d8e923066593139c5675e5472fc6113b0b8c1a",
-                     "vocab.json": "397773b45ab6b2b14de9caed9d44442feb7dc3ec6b8d3ccad36eda8c7290feae"}}
+                     "vocab.json": "397773b45ab6b2b14de9caed9d44442feb7dc3ec6b8d3ccad36eda8c7290feae"},
+            "segmenter": {"model.safetensors": "c07db4d9c66988e1c773a88b452a6f226e78a8d29210c7291974bf67938781df",
+                          "vocab.json": "228f94b47af4f1f6b7f21b946656b32211c262e44490d360c0ad5f94fe9d23d7",
+                          "multiword.json": "a05d5619248eb2419cb349f361f8daf309336e368998af41a0c9bb17faa72128"}}
 
 
 def test_the_english_model_ships_with_its_recorded_checksums_and_license():
@@ -23,7 +26,11 @@ def test_the_english_model_ships_with_its_recorded_checksums_and_license():
     for name, digest in EXPECTED["files"].items():
         assert hashlib.sha256((EN / name).read_bytes()).hexdigest() == digest, name
         assert record["files"][name] == digest
-    size = sum(p.stat().st_size for p in EN.iterdir() if p.is_file())
+    segmenter = json.loads((EN / "segmenter" / "config.json").read_text(encoding="utf-8"))
+    for name, digest in EXPECTED["segmenter"].items():
+        assert hashlib.sha256((EN / "segmenter" / name).read_bytes()).hexdigest() == digest, name
+        assert segmenter["files"][name] == digest
+    size = sum(p.stat().st_size for p in EN.rglob("*") if p.is_file())
     assert size <= 8 * 1024 * 1024, f"{size / 2**20:.2f} MiB"
     license_text = (EN / "LICENSE").read_text(encoding="utf-8")
     assert "CC BY-SA 4.0" in license_text and "English Web Treebank" in license_text

@@ -56,8 +56,8 @@ def test_the_public_api_has_types(tmp_path):
     revealed = [line.split("Revealed type is ", 1)[1].strip('"').replace("builtins.", "")  # as mypy < 2 writes them
                 for line in r.stdout.splitlines() if "Revealed type is" in line]
     assert revealed == [
-        "attnlab.api.Tagger", "attnlab.api.TaggedSentence", "list[attnlab.api.TaggedSentence]",
-        "attnlab.api.TaggedToken", "attnlab.modules.MultiHeadSelfAttention", "dict[str, pathlib.Path]",
+        "attnlab.api.Tagger", "attnlab.api.Document", "list[attnlab.api.Document]",
+        "attnlab.api.TaggedWord", "attnlab.modules.MultiHeadSelfAttention", "dict[str, pathlib.Path]",
     ], r.stdout
 
 

@@ -52,6 +52,7 @@ MWT_FILE = "multiword.json"
 CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
 CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
 MAX_SENTENCE_TOKENS = 250
+RARE_SENTENCE_END = 0.2  # an abbreviation that ended fewer of its sentences than this does not end one
 _BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")  # never inside a token
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (only whitespace on it) and what follows
 
@@ -108,13 +109,34 @@ class SegmenterVocab:
     chars: Vocab
     spaces_in_tokens: bool = False  # the training data has tokens holding a space (Vietnamese)
     multiword: MultiwordTable = field(default_factory=MultiwordTable)
+    # tokens of the training data that end in a full stop ("Dr.", "p.m.", "etc."), seen at least
+    # twice: the share of their occurrences that ended a sentence
+    abbreviations: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"chars": self.chars.to_json(), "spaces_in_tokens": self.spaces_in_tokens}
+        return {"chars": self.chars.to_json(), "spaces_in_tokens": self.spaces_in_tokens,
+                "abbreviations": self.abbreviations}
 
     @classmethod
     def from_json(cls, obj: dict) -> "SegmenterVocab":
-        return cls(Vocab.from_json(obj["chars"]), bool(obj.get("spaces_in_tokens", False)))
+        abbreviations = {str(k): float(v) for k, v in obj.get("abbreviations", {}).items()}
+        return cls(Vocab.from_json(obj["chars"]), bool(obj.get("spaces_in_tokens", False)),
+                   abbreviations=abbreviations)
+
+    def ends_sentence(self, form: str) -> bool:
+        """False for an abbreviation that rarely ended a sentence in training ("Dr.": the
+        segmenter's sentence end after it is taken back); True otherwise."""
+        return self.abbreviations.get(form, 1.0) >= RARE_SENTENCE_END
+
+    def split_abbreviation(self, form: str) -> int:
+        """Where to cut a token never seen whole that is a known abbreviation followed by
+        punctuation only ("p.m.!" -> "p.m." + "!"): the length of the abbreviation, else 0."""
+        if form in self.abbreviations:
+            return 0
+        for cut in range(len(form) - 1, 1, -1):
+            if form[:cut] in self.abbreviations and all(unicodedata.category(c)[0] == "P" for c in form[cut:]):
+                return cut
+        return 0
 
     def encode(self, text: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(character ids, category ids) of ``text``, each (N,)."""
@@ -312,6 +334,13 @@ def decode(text: str, scores: Scores, vocab: SegmenterVocab, offset: int = 0) ->
             if label == TOKEN_END and labels[token_end] == SENTENCE_END:
                 label = SENTENCE_END
             form = text[start:end]
+            cut = vocab.split_abbreviation(form)
+            if cut:  # "p.m." + "!"
+                sentences[-1].append(SegmentedToken(offset + start, offset + start + cut, form[:cut], [form[:cut]]))
+                ends.append(float("-inf"))
+                start, form = start + cut, form[cut:]
+            if label == SENTENCE_END and not vocab.ends_sentence(form):
+                label = TOKEN_END
             sentences[-1].append(SegmentedToken(offset + start, offset + end, form, _words(form, mwt[token_end], vocab)))
             ends.append(sentence_logp[token_end])
             if label == SENTENCE_END and len(sentences[-1]):
@@ -394,7 +423,24 @@ def build_vocab(train: Sequence) -> tuple[SegmenterVocab, LabeledText]:
     chars = Vocab.build(labeled.text.replace("\n", " "), min_count=2)
     spaces = any(is_space(ch) for a, b, _ in labeled.tokens for ch in labeled.text[a:b])
     table = MultiwordTable.build((t.form, [w.form for w in t.words]) for s in train for t in s.surface_tokens)
-    return SegmenterVocab(chars, spaces, table), labeled
+    return SegmenterVocab(chars, spaces, table, abbreviation_table(train)), labeled
+
+
+def abbreviation_table(train: Sequence) -> dict[str, float]:
+    """Tokens of ``train`` that end in a full stop after a letter, seen at least twice: the share
+    of their occurrences that were the last token of a sentence."""
+    from collections import Counter
+
+    seen: Counter = Counter()
+    final: Counter = Counter()
+    for sentence in train:
+        tokens = sentence.surface_tokens
+        for i, token in enumerate(tokens):
+            form = token.form
+            if len(form) >= 2 and form.endswith(".") and any(c.isalpha() for c in form):
+                seen[form] += 1
+                final[form] += i == len(tokens) - 1
+    return {form: round(final[form] / n, 3) for form, n in sorted(seen.items()) if n >= 2}
 
 
 def _targets(labeled: LabeledText) -> tuple[torch.Tensor, torch.Tensor]:
