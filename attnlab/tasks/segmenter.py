@@ -384,11 +384,12 @@ def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *,
             lines: bool = False) -> list[list[list[SegmentedToken]]]:
     """Paragraphs of sentences of tokens of ``text``; offsets index ``text``. With ``lines``,
     every non-blank line is one sentence (and a paragraph of its own). The whole text is scored
-    at once (in chunks), so that every paragraph is read with what follows it, as in training."""
+    at once (in chunks), so that every paragraph is read with what follows it, and the text's end
+    with a line end after it, as the treebank's raw text always has in training."""
     spans = line_spans(text) if lines else paragraph_spans(text)
     if not spans:
         return []
-    scores = score_texts(model, vocab, [text])[0]
+    scores = score_texts(model, vocab, [text + "\n"])[0]
     found = [decode(text[a:b], Scores(scores.boundary[a:b], scores.multiword[a:b]), vocab, a) for a, b in spans]
     if lines:
         return [[[t for sentence in par for t in sentence]] for par in found]
