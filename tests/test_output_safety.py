@@ -157,14 +157,7 @@ def test_write_errors_name_the_path(tmp_path, monkeypatch):
     with pytest.raises(UserError, match=f"{full}: cannot write \\(No space left on device\\)"):
         write_output(full, "x")
 
-    real_open = os.open
-
-    def read_only(path, flags, *args):
-        if flags & os.O_CREAT:
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", read_only)
+    _read_only_file_system(monkeypatch)
     with pytest.raises(UserError, match=f"{tmp_path / 'ro.txt'}: cannot write \\(Read-only file system\\)"):
         write_output(tmp_path / "ro.txt", "x")
 
@@ -376,14 +369,7 @@ def test_train_out_that_cannot_be_written_fails_before_training(treebank, tmp_pa
     if Path("/sys").is_dir():
         assert main(["train", "--treebank", str(treebank), "--out", "/sys/attnlab-model", *TINY]) == 2
         assert "/sys/attnlab-model: cannot write" in _one_line_error(capsys)
-    real_open = os.open
-
-    def read_only(path, flags, *args):
-        if flags & os.O_CREAT:
-            raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return real_open(path, flags, *args)
-
-    monkeypatch.setattr(os, "open", read_only)
+    _read_only_file_system(monkeypatch)
     assert main(["train", "--treebank", str(treebank), "--out", str(tmp_path / "ro"), *TINY]) == 2
     assert f"{tmp_path / 'ro'}: cannot write (Read-only file system)" in _one_line_error(capsys)
 
@@ -459,3 +445,15 @@ def test_a_symlink_loop_is_one_line(tmp_path):
     with pytest.raises(UserError, match="a: cannot write"):
         write_output(tmp_path / "a", "x")
     assert (tmp_path / "a").is_symlink()
+
+
+def _read_only_file_system(monkeypatch) -> None:
+    """Make every file creation fail as on a read-only file system (EROFS)."""
+    real_open = os.open
+
+    def read_only(path, flags, *args):
+        if flags & os.O_CREAT:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", read_only)

@@ -4,18 +4,7 @@ import pytest
 
 from attnlab.data.conllu import ConlluError, parse_conllu
 from attnlab.evaluate import score_conllu, score_conllu_files, score_word_layers, universal_features
-
-
-def conllu(*rows: str) -> str:
-    """CoNLL-U text: each row is "ID FORM LEMMA UPOS XPOS FEATS" separated by spaces; "" ends a sentence."""
-    lines = []
-    for row in rows:
-        if not row:
-            lines.append("")
-            continue
-        cols = row.split(" ")
-        lines.append("\t".join(cols + ["_"] * (10 - len(cols))))
-    return "\n".join(lines) + "\n\n"
+from conllu_rows import conllu
 
 
 def score(gold_rows, pred_rows, known=None):

@@ -9,20 +9,7 @@ from attnlab.cli import main
 from attnlab.data.conllu import ConlluError, parse_conllu
 from attnlab.evaluate import score_conllu
 from attnlab.evaluate_text import TEXT_METRICS, score_text, score_text_files
-
-
-def conllu(*rows: str) -> str:
-    """CoNLL-U text: each row is "ID FORM LEMMA UPOS XPOS FEATS" separated by spaces (a "~" in a
-    form is a space; columns left out are "_"); "" ends a sentence."""
-    lines = []
-    for row in rows:
-        if not row:
-            lines.append("")
-            continue
-        cols = row.split(" ")
-        cols[1] = cols[1].replace("~", " ")
-        lines.append("\t".join(cols + ["_"] * (10 - len(cols))))
-    return "\n".join(lines) + "\n\n"
+from conllu_rows import conllu
 
 
 def score(gold_rows, system_rows):
