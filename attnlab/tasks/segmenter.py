@@ -52,6 +52,7 @@ MWT_FILE = "multiword.json"
 CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
 CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
 MAX_SENTENCE_TOKENS = 250
+MIN_STEPS = 600  # a small treebank still gets this many training steps (best state on dev kept)
 RARE_SENTENCE_END = 0.2  # an abbreviation that ended fewer of its sentences than this does not end one
 _BREAKS = frozenset("\n\r\t\v\f\x1c\x1d\x1e\x85\u2028\u2029")  # never inside a token
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # a blank line (only whitespace on it) and what follows
@@ -406,11 +407,11 @@ class SegmenterTraining:
     def step_count(self, chars: int) -> int:
         if self.steps:
             return self.steps
-        return int(min(3000, max(100, self.passes * chars / (self.window * self.batch))))
+        return int(min(3000, max(MIN_STEPS, self.passes * chars / (self.window * self.batch))))
 
     window: int = 512
     batch: int = 32
-    steps: int = 0  # 0: enough for ``passes`` passes over the training text, 100 to 3000
+    steps: int = 0  # 0: enough for ``passes`` passes over the training text, MIN_STEPS to 3000
     passes: float = 10.0
     minutes: float = 5.0
     lr: float = 2e-3
