@@ -28,7 +28,7 @@ from tiny_models import tiny_pipeline_dir
 from tiny_tasks import demo_slices
 
 TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
-        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1"]
+        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1", "--segmenter-minutes", "0"]
 
 
 # -- the ranges ---------------------------------------------------------------------------

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 GOLD = "1\tI\tI\tPRON\tPRP\t_\t2\tnsubj\t_\t_\n2\tsaw\tsee\tVERB\tVBD\t_\t0\troot\t_\t_\n\n"
 TINY = ["--hidden", "16", "--layers", "1", "--heads", "2", "--d-ff", "32", "--word-dim", "16", "--char-filters", "8",
-        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1", "--epochs", "1"]
+        "--batch-tokens", "300", "--warmup", "5", "--no-progress", "--threads", "1", "--epochs", "1",
+        "--segmenter-minutes", "0"]
 
 
 def _sha(path) -> str:
