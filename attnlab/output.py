@@ -146,8 +146,9 @@ def _check_not_input(path: Path, st: os.stat_result, inputs: Iterable[PathLike |
 
 def _input_identities(inputs: Iterable[PathLike | None]) -> dict[tuple[int, int], str]:
     """(device, inode) -> name of each input that can be overwritten: the regular files and
-    directories named (``-``: stdin's file) and the regular files directly in those directories
-    (a model directory's config.json, weights, vocabularies)."""
+    directories named (``-``: stdin's file) and the regular files in those directories: a model
+    directory's own files (config.json and those it lists, and its segmenter's), or, in any
+    other directory, every regular file directly in it."""
     found: dict[tuple[int, int], str] = {}
     for item in inputs:
         if item is None:
@@ -167,18 +168,42 @@ def _input_identities(inputs: Iterable[PathLike | None]) -> dict[tuple[int, int]
 
 def _files_in(directory: Path) -> dict[tuple[int, int], str]:
     found: dict[tuple[int, int], str] = {}
-    try:
-        entries = list(os.scandir(directory))
-    except OSError:
-        return found
-    for entry in entries:
+    names = _model_files(directory)
+    if names is None:
         try:
-            st = entry.stat()
+            names = [entry.name for entry in os.scandir(directory)]
+        except OSError:
+            return found
+    for name in names:
+        try:
+            st = os.stat(directory / name)
         except OSError:
             continue
         if stat.S_ISREG(st.st_mode):
-            found[(st.st_dev, st.st_ino)] = str(directory / entry.name)
+            found[(st.st_dev, st.st_ino)] = str(directory / name)
     return found
+
+
+def _model_files(directory: Path) -> list[str] | None:
+    """The files of the model in ``directory`` (config.json, the files it lists, and the same of
+    its ``segmenter/``), or None when ``directory`` holds no readable attnlab config.json."""
+    import json
+
+    def listed(d: Path, prefix: str) -> list[str] | None:
+        try:
+            with open(d / "config.json", "rb") as f:
+                record = json.loads(f.read(4 * 2**20))
+            files = record.get("files") if isinstance(record, dict) else None
+        except (OSError, ValueError):
+            return None
+        if not isinstance(files, dict):
+            return None
+        return [prefix + "config.json", *(prefix + str(name) for name in files)]
+
+    own = listed(directory, "")
+    if own is None:
+        return None
+    return own + (listed(directory / "segmenter", "segmenter/") or [])
 
 
 # -- writing -------------------------------------------------------------------------------

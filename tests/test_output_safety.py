@@ -458,3 +458,20 @@ def _read_only_file_system(monkeypatch) -> None:
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", read_only)
+
+
+def test_a_models_own_files_are_inputs_but_an_earlier_output_beside_them_is_not(tmp_path, capsys):
+    import shutil
+
+    from tiny_models import tiny_pipeline_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_pipeline_dir(), model)
+    src = tmp_path / "in.txt"
+    src.write_text("I see a idea.\n", encoding="utf-8")
+    for _ in range(2):  # the second run replaces the first one's output, which is no file of the model
+        assert main(["tag", "--model", str(model), str(src), "-o", str(model / "out.conllu")]) == 0
+    for own in ("config.json", "vocab.json", "segmenter/model.safetensors", "segmenter/multiword.json"):
+        before = (model / own).read_bytes()
+        assert main(["tag", "--model", str(model), str(src), "-o", str(model / own)]) == 2
+        assert "is the input" in _one_line_error(capsys) and (model / own).read_bytes() == before
