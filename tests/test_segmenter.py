@@ -90,6 +90,9 @@ def test_multiword_splits_come_from_the_table_and_from_learned_endings():
     assert table.split("wouldn't") == ["would", "n't"]  # never seen: the rule of the ending "n't" (2 examples)
     assert table.split("Couldn't") == ["Could", "n't"]
     assert table.split("chats") == ["chats"]  # no rule fits
+    turkish = MultiwordTable.build([("evdeki", ["evde", "ki"])] * 9 + [("deki", ["d", "eki"])] * 2)
+    assert turkish.rules["ki"][-1] == 9 and turkish.rules["eki"][-1] == 2
+    assert turkish.split("yirmilerindeki") == ["yirmilerinde", "ki"]  # "-ki" over 4 times as common as "-eki"
     again = MultiwordTable.from_json(table.to_json())
     assert again.forms == table.forms and again.rules == table.rules
 

@@ -11,8 +11,10 @@ Learned from a treebank's multiword tokens (``MultiwordTable.build``):
   end. Each training split is written as (the token's ending after the part it shares with its
   first word) -> (what that first word has there instead, the further words): ``didn't`` ->
   ``n't`` => ("", ["n't"]); ``du`` -> ``u`` => ("e", ["le"]); ``önemli`` -> ``li`` =>
-  ("", ["li"]). An unseen token takes the rule of the longest ending it has that was seen at
-  least ``MIN_RULE_COUNT`` times. Casing follows the token: a capitalised token gives a
+  ("", ["li"]). An unseen token takes the rule of the longest ending it has (seen at least
+  ``MIN_RULE_COUNT`` times) unless a shorter ending of it was seen over ``RULE_SHARE`` times as
+  often (Turkish ``-deki`` forms split as ``-de`` + ``ki``, the common rule, not by a rare
+  ``-eki`` one). Casing follows the token: a capitalised token gives a
   capitalised first word, an upper-case one upper-case words.
 """
 
@@ -24,6 +26,7 @@ from typing import Iterable, Sequence
 
 MIN_RULE_COUNT = 2
 MAX_ENDING = 8  # characters: the longest token ending a rule is keyed on
+RULE_SHARE = 4  # the longest matching ending wins unless a shorter one was seen over 4 times as often
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -107,20 +110,24 @@ class MultiwordTable:
 
     def split(self, form: str) -> list[str]:
         """The words of ``form`` as a multiword token: the table's split (cased like the
-        token when the table has it in another case), else the rule of the longest matching
-        ending; a form no rule fits stays one word."""
+        token when the table has it in another case), else the rule of its ending (the longest
+        one, unless a shorter one is ``RULE_SHARE`` times as common); a form no rule fits stays
+        one word."""
         found = self._entry(form)
         if found is not None:
             entry, exact = found
             return list(entry[0]) if exact else _recase(form, [w.lower() for w in entry[0]])
         low = form.lower()
-        for size in range(min(MAX_ENDING, len(low) - 1), 0, -1):
-            rule = self.rules.get(low[-size:])
-            if rule is not None:
-                rest = [str(w) for w in rule[1:-1]]
-                return [form[: len(form) - size] + rule[0], *(w.upper() for w in rest)] if form.isupper() and len(form) > 1 \
-                    else [form[: len(form) - size] + rule[0], *rest]
-        return [form]
+        matches = [(size, rule) for size in range(min(MAX_ENDING, len(low) - 1), 0, -1)
+                   if (rule := self.rules.get(low[-size:])) is not None]
+        if not matches:
+            return [form]
+        most = max(int(rule[-1]) for _, rule in matches)
+        size, rule = next((s, r) for s, r in matches if RULE_SHARE * int(r[-1]) >= most)
+        rest = [str(w) for w in rule[1:-1]]
+        if form.isupper() and len(form) > 1:
+            rest = [w.upper() for w in rest]
+        return [form[: len(form) - size] + str(rule[0]), *rest]
 
     def to_json(self) -> dict:
         return {"forms": self.forms, "rules": self.rules}
