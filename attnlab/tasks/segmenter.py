@@ -454,7 +454,7 @@ def _targets(labeled: LabeledText) -> tuple[torch.Tensor, torch.Tensor]:
 
 def boundary_f1(gold: LabeledText, scores: Scores, vocab: SegmenterVocab) -> dict[str, float]:
     """Token and sentence F1 of the decoded ``scores`` against ``gold``'s boundaries (by spans)."""
-    found = [s for s in decode(gold.text, scores, vocab)]
+    found = decode(gold.text, scores, vocab)
     tokens = {(t.start, t.end) for s in found for t in s}
     sents = {(s[0].start, s[-1].end) for s in found}
     gold_tokens = {(a, b) for a, b, _ in gold.tokens}

@@ -152,10 +152,11 @@ def format_output(tagged: Sequence, layers: Sequence[str], fmt: str) -> str:
 def _json_object(sentence, layers: Sequence[str]) -> dict:
     obj = {"sent_id": sentence.sent_id} if sentence.sent_id else {}
     obj["words"] = sentence.forms
-    if sentence.words and any(t.start is not None for t in sentence.tokens):
+    tokens = sentence.tokens  # read from the sentence's lines: once
+    if tokens and any(t.start is not None for t in tokens):
         obj["text"] = sentence.text
         obj["tokens"], i = [], 0
-        for t in sentence.tokens:
+        for t in tokens:
             obj["tokens"].append({"form": t.form, "start": t.start, "end": t.end,
                                   "words": list(range(i, i + len(t.words)))})
             i += len(t.words)
