@@ -22,9 +22,10 @@ from attnlab.serve.app import LOOPBACK, Limits, create_app, host_name
 from attnlab.serve.server import ServerThread, Timeouts
 from attnlab.viz.model import load_explainable, tokenize
 
-from tiny_models import HEADS, LAYERS, tiny_tagger_dir
+from tiny_models import HEADS, LAYERS, tiny_pipeline_dir, tiny_tagger_dir
 
-LIMITS = Limits(max_body_bytes=2048, max_tokens=20, max_token_chars=30)
+LIMITS = Limits(max_body_bytes=2048, max_tokens=20, max_token_chars=30, max_text_chars=300, max_sentences=4,
+                max_words=30)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,9 @@ def test_health(server, model):
     assert body["status"] == "ok"
     assert body["model"]["layers"] == LAYERS and body["model"]["heads"] == HEADS
     assert body["model"]["normalize"] == "softmax" and "NOUN" in body["model"]["tags"]
-    assert body["limits"] == {"max_body_bytes": 2048, "max_tokens": 20, "max_token_chars": 30}
+    assert body["limits"] == {"max_body_bytes": 2048, "max_tokens": 20, "max_token_chars": 30, "max_text_chars": 300,
+                              "max_sentences": 4, "max_words": 30}
+    assert body["model"]["segmenter"] is False
 
 
 def test_tag_text_and_tokens(server, model):
@@ -98,6 +101,140 @@ def test_tag_text_and_tokens(server, model):
     # tokens are taken as given, not split again
     status, _, body = call(server, "POST", "/api/tag", {"tokens": ["New York", "is", "big"]})
     assert status == 200 and body["tokens"] == ["New York", "is", "big"] and len(body["tags"]) == 3
+
+
+DOCUMENT = "I don't see the dog. We saw a cat.\n\nThey run."
+EVERY_LAYER = ["upos", "xpos", "feats", "lemma"]
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    """(url, the same model through ``attnlab.load``) of a served tagger that predicts every
+    layer and has a segmenter, so that it reads raw text."""
+    import attnlab
+
+    directory = tiny_pipeline_dir(xpos_weight=0.5, full=True)
+    with ServerThread(create_app(load_explainable(directory), limits=LIMITS)) as url:
+        yield url, attnlab.load(directory)
+
+
+def assert_words(got, expected):
+    """``/api/tag``'s words of one sentence are the tagger's: every layer, and a probability for each."""
+    assert len(got) == len(expected) > 0
+    for w, e in zip(got, expected):
+        assert (w["id"], w["form"], w["upos"], w["xpos"], w["feats"], w["lemma"]) == (
+            e.id, e.form, e.upos, e.xpos, e.column("feats"), e.lemma)
+        assert all(isinstance(w[k], str) and w[k] for k in ("upos", "xpos", "feats", "lemma"))
+        assert list(w["probs"]) == EVERY_LAYER and all(0 < p <= 1 for p in w["probs"].values())
+        assert w["probs"] == pytest.approx(e.probs, abs=2e-6)
+
+
+def test_a_raw_document_is_cut_into_sentences_and_tagged_with_every_layer(pipeline):
+    url, tagger = pipeline
+    expected = tagger(DOCUMENT)
+    status, _, body = call(url, "POST", "/api/tag", {"text": DOCUMENT})
+    assert status == 200, body
+    assert body["predicted"] == EVERY_LAYER
+    assert [s["text"] for s in body["sentences"]] == ["I don't see the dog.", "We saw a cat.", "They run."]
+    assert [len(s["words"]) for s in body["sentences"]] == [7, 5, 3]
+    for got, sentence in zip(body["sentences"], expected, strict=True):
+        assert_words(got["words"], sentence.words)
+        assert [(t["form"], t["start"], t["end"]) for t in got["tokens"]] == [(t.form, t.start, t.end) for t in sentence.tokens]
+        # each word belongs to one token, in order
+        assert [i for t in got["tokens"] for i in t["words"]] == list(range(len(got["words"])))
+    # the multiword token: one token, two words
+    first = body["sentences"][0]
+    assert first["tokens"][1] == {"form": "don't", "start": 2, "end": 7, "words": [1, 2]}
+    assert [first["words"][i]["form"] for i in (1, 2)] == ["do", "n't"]
+    # offsets index the text
+    tokens = [t for s in body["sentences"] for t in s["tokens"]]
+    assert len(tokens) == 14 and all(DOCUMENT[t["start"]:t["end"]] == t["form"] for t in tokens)
+    assert [(t["start"], t["end"]) for t in body["sentences"][2]["tokens"]] == [(36, 40), (41, 44), (44, 45)]
+    # the document's words in one row, UPOS and its probability, as the page and older clients read them
+    assert body["tokens"] == [w.form for w in expected.words] and len(body["tokens"]) == 15
+    assert body["tags"] == [w.upos for w in expected.words]
+    assert body["probabilities"] == pytest.approx([w.probs["upos"] for w in expected.words], abs=2e-6)
+    assert body["conllu"] == str(expected)
+    assert body["conllu"].count("# sent_id = ") == 3 and "\n2-3\tdon't\t" in body["conllu"]
+    assert "TokenRange=36:40" in body["conllu"]
+
+
+def test_pre_tokenized_sentences_are_tagged_with_every_layer(pipeline):
+    url, tagger = pipeline
+    sentences = [["I", "saw", "a", "saw", "."], ["It", "ran"]]
+    expected = tagger.tag(sentences)
+    status, _, body = call(url, "POST", "/api/tag", {"sentences": sentences})
+    assert status == 200, body
+    assert body["predicted"] == EVERY_LAYER and [s["text"] for s in body["sentences"]] == [None, None]
+    for got, sentence in zip(body["sentences"], expected, strict=True):
+        assert_words(got["words"], sentence.words)
+    assert body["sentences"][1]["tokens"] == [{"form": "It", "start": None, "end": None, "words": [0]},
+                                              {"form": "ran", "start": None, "end": None, "words": [1]}]
+    assert body["tokens"] == sentences[0] + sentences[1] and len(body["tags"]) == len(body["probabilities"]) == 7
+    assert body["conllu"] == "".join(str(s) for s in expected) and body["conllu"].count("\n\n") == 2
+    # "tokens": one sentence, the same answer as the first of "sentences"
+    status, _, one = call(url, "POST", "/api/tag", {"tokens": sentences[0]})
+    assert status == 200 and len(one["sentences"]) == 1 and one["tokens"] == sentences[0]
+    assert_words(one["sentences"][0]["words"], expected[0].words)
+    status, _, health = call(url, "GET", "/api/health")
+    assert health["model"]["segmenter"] is True
+
+
+def test_raw_text_without_a_segmenter_is_one_sentence_with_offsets(server, model):
+    text = "I don't see.  It's big"
+    status, _, body = call(server, "POST", "/api/tag", {"text": text})
+    assert status == 200, body
+    assert body["tokens"] == tokenize(text) == ["I", "do", "n't", "see", ".", "It", "'s", "big"]
+    [sentence] = body["sentences"]
+    assert sentence["text"] == text and body["predicted"] == ["upos"]
+    assert [(t["start"], t["end"]) for t in sentence["tokens"]] == [
+        (0, 1), (2, 4), (4, 7), (8, 11), (11, 12), (14, 16), (16, 18), (19, 22)]
+    assert all(text[t["start"]:t["end"]] == t["form"] for t in sentence["tokens"])
+    assert [t["words"] for t in sentence["tokens"]] == [[i] for i in range(8)]
+    [(tags, probs)] = model.tag([body["tokens"]])
+    assert [w["upos"] for w in sentence["words"]] == tags == body["tags"]
+    assert [w["probs"]["upos"] for w in sentence["words"]] == pytest.approx(probs, abs=2e-6)
+    assert {w["xpos"] for w in sentence["words"]} == {None} and {w["feats"] for w in sentence["words"]} == {"_"}
+    assert body["conllu"].count("TokenRange=") == 8 and "SpacesAfter=\\s\\s|TokenRange=11:12" in body["conllu"]
+
+
+@pytest.mark.parametrize("request_body, message", [
+    ({"text": "a " * 151}, '"text" is 302 characters long; this server tags at most 300 characters of text per request'),
+    ({"sentences": [["w"]] * 5}, '"sentences" holds 5 sentences; this server tags at most 4 sentences per request'),
+    ({"sentences": [["w"], ["w"] * 21]}, '"sentences"[1] has 21 words; this server tags at most 20 words per sentence'),
+    ({"sentences": [["w"] * 20, ["w"] * 11]}, "the request has 31 words; this server tags at most 30 words per request"),
+    ({"sentences": [["w", "x" * 31]]}, '"sentences"[0][1] is 31 characters long; at most 30 are accepted'),
+    ({"tokens": ["w"] * 21}, '"tokens" has 21 words; this server tags at most 20 words per sentence'),
+    ({"text": "w " * 21}, "sentence 0 of the text (from 0) has 21 words; this server tags at most 20 words per sentence"),
+    ({"text": "I saw " + "x" * 31},
+     "word 2 of sentence 0 of the text (both from 0) is 31 characters long; at most 30 are accepted"),
+])
+def test_tag_limits_are_413_naming_the_limit(server, request_body, message):
+    status, headers, body = call(server, "POST", "/api/tag", request_body)
+    assert (status, body) == (413, {"error": message})
+    assert_secured(headers)
+
+
+def test_the_limits_on_a_segmented_text(pipeline):
+    url, _ = pipeline
+    status, _, body = call(url, "POST", "/api/tag", {"text": "We saw a cat. " * 5})
+    assert (status, body) == (413, {"error": "the text has 5 sentences; this server tags at most 4 sentences per request"})
+    status, _, body = call(url, "POST", "/api/tag", {"text": "We saw a cat. " * 4})
+    assert status == 200 and len(body["sentences"]) == 4 and len(body["tokens"]) == 20
+    small = Limits(max_words=12, max_sentences=3)
+    with ServerThread(create_app(load_explainable(tiny_pipeline_dir(xpos_weight=0.5, full=True)), limits=small)) as url:
+        status, _, body = call(url, "POST", "/api/tag", {"text": "We saw a cat. We saw a dog. They run."})
+        assert (status, body) == (413, {"error": "the text has 13 words; this server tags at most 12 words per request"})
+        status, _, body = call(url, "POST", "/api/tag", {"text": "We saw a cat. They run."})
+        assert status == 200 and [len(s["words"]) for s in body["sentences"]] == [5, 3]
+        status, _, health = call(url, "GET", "/api/health")
+        assert health["limits"] == {"max_body_bytes": 65536, "max_tokens": 128, "max_token_chars": 100,
+                                    "max_text_chars": 10000, "max_sentences": 3, "max_words": 12}
+
+
+def test_limits_must_be_positive():
+    with pytest.raises(ValueError, match="max_sentences must be >= 1, got 0"):
+        Limits(max_sentences=0)
 
 
 def test_every_layer_the_tagger_predicts_is_in_the_answers():
@@ -263,10 +400,10 @@ class Slowed:
         self.model, self.normalize, self.describe = model, model.normalize, model.describe
         self.sizes = []
 
-    def tag(self, sentences):
+    def tag_sentences(self, sentences):
         self.sizes.append(len(sentences))
         time.sleep(0.02)
-        return self.model.tag(sentences)
+        return self.model.tag_sentences(sentences)
 
 
 def test_concurrent_requests_get_the_serial_answers(model):
@@ -288,13 +425,14 @@ class Gated:
     def __init__(self, model):
         self.model, self.normalize, self.describe = model, model.normalize, model.describe
         self.sizes, self.entered, self.release = [], threading.Event(), threading.Event()
+        self.segment = model.segment
 
-    def tag(self, sentences):
+    def tag_sentences(self, sentences):
         self.sizes.append(len(sentences))
         self.entered.set()
         if not self.release.wait(30):
             raise RuntimeError("the first forward pass was never released")
-        return self.model.tag(sentences)
+        return self.model.tag_sentences(sentences)
 
 
 @pytest.mark.parametrize("max_batch, sizes", [(4, [1, 4, 1]), (1, [1] * 6), (32, [1, 5])])
@@ -332,6 +470,46 @@ def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch,
         assert not isinstance(answer, Exception) and not _wrong(answer, expected[k % len(sentences)]), answer
 
 
+def test_queued_documents_share_a_pass_and_each_gets_its_own_sentences(model):
+    requests = [{"tokens": ["I", "saw"]}, {"sentences": [["We", "can", "book"], ["every", "dog"]]},
+                {"text": "They watch the old watch"}, {"sentences": [["a"], ["big", "man"], ["fly"]]}]
+    words = [[["I", "saw"]], [["We", "can", "book"], ["every", "dog"]], [["They", "watch", "the", "old", "watch"]],
+             [["a"], ["big", "man"], ["fly"]]]
+    expected = [model.tag(w) for w in words]
+    gated = Gated(model)
+    app = create_app(gated, max_batch=32)
+    batcher, answers = app.state.batcher, [None] * len(requests)
+
+    def client(k):
+        try:
+            answers[k] = call(url, "POST", "/api/tag", requests[k])
+        except Exception as exc:  # noqa: BLE001  (asserted below, in the test's thread)
+            answers[k] = exc
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(requests))]
+    with ServerThread(app) as url:
+        try:
+            threads[0].start()
+            assert gated.entered.wait(30)
+            for t in threads[1:]:
+                t.start()
+            deadline = time.monotonic() + 30
+            while len(batcher.pending) < 3 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            queued = len(batcher.pending)
+        finally:
+            gated.release.set()
+            for t in threads:
+                t.join(30)
+    assert queued == 3 and gated.sizes == [1, 6]  # the three queued requests' 2 + 1 + 3 sentences in one pass
+    for answer, w, e in zip(answers, words, expected, strict=True):
+        assert not isinstance(answer, Exception) and answer[0] == 200, answer
+        body = answer[2]
+        assert [[x["form"] for x in s["words"]] for s in body["sentences"]] == w
+        assert [[x["upos"] for x in s["words"]] for s in body["sentences"]] == [tags for tags, _ in e]
+        assert body["probabilities"] == pytest.approx([p for _, probs in e for p in probs], abs=1e-5)
+
+
 # -- bad input -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("raw, status, message", [
@@ -340,7 +518,6 @@ def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch,
     (b"   ", 400, "request body is empty"),
     (b'{"text": "caf\xe9"}', 400, "request body is not UTF-8 text"),
     (b"[" * 1020 + b"]" * 1020, 400, "request body is nested too deeply"),
-    (b"[1, 2]", 422, 'expected a JSON object with "text" or "tokens", got a JSON array'),
     (b'"I saw a saw"', 422, "got a JSON string"),
     (b'{"text": 5}', 422, '"text" must be a string, got a JSON number'),
     (b'{"text": "a", "tokens": ["a"]}', 422, 'send exactly one of "text"'),
@@ -349,13 +526,11 @@ def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch,
     (b'{"tokens": "I saw"}', 422, '"tokens" must be a list of strings, got a JSON string'),
     (b'{"tokens": ["I", ""]}', 422, '"tokens"[1] must be a non-empty string'),
     (b'{"tokens": ["I", null]}', 422, '"tokens"[1] must be a non-empty string, got null'),
-    (b'{"tokens": []}', 422, "the sentence has no words"),
+    (b'{"tokens": []}', 422, '"tokens" has no words'),
     (b'{"text": "I \\ud800 saw"}', 400, '"text" holds \'\\ud800\', a lone surrogate, which is not a character'),
     (b'{"tokens": ["I", "\\udfffx"]}', 400, '"tokens"[1] holds \'\\udfff\', a lone surrogate'),
-    (b'{"text": "   "}', 422, "the sentence has no words"),
-    (json.dumps({"tokens": ["w"] * 21}).encode(), 413, "the sentence has 21 tokens; this server tags at most 20"),
-    (json.dumps({"text": "w " * 21}).encode(), 413, "the sentence has 21 tokens"),
-    (json.dumps({"tokens": ["x" * 31]}).encode(), 413, "token 0 is 31 characters long; at most 30"),
+    (json.dumps({"tokens": ["w"] * 21}).encode(), 413, '"tokens" has 21 words; this server tags at most 20 words per sentence'),
+    (json.dumps({"tokens": ["x" * 31]}).encode(), 413, '"tokens"[0] is 31 characters long; at most 30 are accepted'),
     (json.dumps({"text": "x" * 2100}).encode(), 413, "request body is 2112 bytes; this server accepts at most 2048"),
 ])
 @pytest.mark.parametrize("path", ["/api/tag", "/api/attention"])
@@ -365,6 +540,35 @@ def test_bad_requests_get_a_clear_message(server, path, raw, status, message):
     assert headers["content-type"] == "application/json"
     assert list(body) == ["error"] and message in body["error"]
     assert "Traceback" not in body["error"] and "\n" not in body["error"]
+    assert_secured(headers)
+
+
+@pytest.mark.parametrize("path, raw, status, message", [
+    ("/api/attention", b"[1, 2]", 422, 'expected a JSON object with "text" or "tokens", got a JSON array'),
+    ("/api/attention", b'{"text": "   "}', 422, "the sentence has no words"),
+    ("/api/attention", json.dumps({"text": "w " * 21}).encode(), 413,
+     "the sentence has 21 tokens; this server tags at most 20 per request"),
+    ("/api/tag", b"[1, 2]", 422, 'expected a JSON object with "text", "sentences" or "tokens", got a JSON array'),
+    ("/api/tag", b'{"text": "   "}', 422, "the text has no words"),
+    ("/api/tag", b'{"text": "a", "sentences": [["a"]]}', 422, 'send exactly one of "text" (a string), "sentences" '
+     '(a list of lists of strings) or "tokens" (a list of strings)'),
+    ("/api/tag", b'{"sentence": []}', 422, "unknown field 'sentence'; send \"text\" (a string), \"sentences\" "
+     '(a list of lists of strings) or "tokens" (a list of strings)'),
+    ("/api/tag", b'{"sentences": "I saw"}', 422, '"sentences" must be a list of sentences (lists of strings), got a JSON string'),
+    ("/api/tag", b'{"sentences": {"0": ["I"]}}', 422, '"sentences" must be a list of sentences (lists of strings), got a JSON object'),
+    ("/api/tag", b'{"sentences": []}', 422, '"sentences" is empty; send at least one sentence (a list of strings)'),
+    ("/api/tag", b'{"sentences": [["I"], "saw"]}', 422, '"sentences"[1] must be a list of strings, got a JSON string'),
+    ("/api/tag", b'{"sentences": [["I"], []]}', 422, '"sentences"[1] has no words'),
+    ("/api/tag", b'{"sentences": [["I", 5]]}', 422, '"sentences"[0][1] must be a non-empty string, got 5'),
+    ("/api/tag", b'{"sentences": [["I"], ["a", " "]]}', 422, '"sentences"[1][1] must be a non-empty string, got " "'),
+    ("/api/tag", b'{"sentences": [["I"], ["a", ["b"]]]}', 422, '"sentences"[1][1] must be a non-empty string, got ["b"]'),
+    ("/api/tag", b'{"sentences": [["a\\tb"]]}', 422, '"sentences"[0][0] holds a tab or line break, which no word may hold'),
+    ("/api/tag", b'{"sentences": [["I"], ["\\ud800"]]}', 400,
+     '"sentences"[1][0] holds \'\\ud800\', a lone surrogate, which is not a character'),
+])
+def test_bad_requests_of_one_endpoint(server, path, raw, status, message):
+    got, headers, body = call(server, "POST", path, raw=raw)
+    assert (got, body) == (status, {"error": message})
     assert_secured(headers)
 
 
@@ -459,8 +663,9 @@ def test_host_names_are_compared_in_lower_case_and_without_brackets():
 def test_an_internal_failure_is_a_500_without_a_traceback(model):
     class Broken:
         normalize, describe, layers, heads, no_attention = model.normalize, model.describe, 1, 1, None
+        segment = model.segment
 
-        def tag(self, sentences):
+        def tag_sentences(self, sentences):
             raise RuntimeError("secret internal detail")
 
         def attention(self, tokens):
@@ -631,7 +836,8 @@ def test_timeouts_must_be_positive():
 def test_attnlab_serve_listens_on_loopback_and_answers():
     proc = subprocess.Popen(
         [sys.executable, "-m", "attnlab", "serve", "--model", str(tiny_tagger_dir()), "--port", "0", "--quiet",
-         "--allow-host", "lab.example", "--allow-host", "10.1.2.3"],
+         "--allow-host", "lab.example", "--allow-host", "10.1.2.3", "--max-text", "500", "--max-sentences", "3",
+         "--max-words", "40"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -641,6 +847,11 @@ def test_attnlab_serve_listens_on_loopback_and_answers():
         status, _, body = call(m.group(1), "POST", "/api/tag", {"text": "I saw a saw"})
         assert status == 200 and len(body["tags"]) == 4
         assert f"({LAYERS} layers x {HEADS} heads)" in line
+        status, _, body = call(m.group(1), "GET", "/api/health")
+        assert body["limits"] == {"max_body_bytes": 65536, "max_tokens": 128, "max_token_chars": 100,
+                                  "max_text_chars": 500, "max_sentences": 3, "max_words": 40}
+        status, _, body = call(m.group(1), "POST", "/api/tag", {"sentences": [["w"]] * 4})
+        assert (status, body["error"]) == (413, '"sentences" holds 4 sentences; this server tags at most 3 sentences per request')
         for host, status in (("lab.example", 200), ("10.1.2.3:8000", 200), ("lab.example.evil", 400)):
             assert call(m.group(1), "POST", "/api/tag", {"text": "I saw"}, headers={"Host": host})[0] == status, host
     finally:

@@ -15,7 +15,9 @@ def add_parser(sub) -> None:
             "Serve a trained tagger locally: a page to type a sentence, see its tags and explore the "
             "attention of every layer and head (one head or several overlaid, the whole model, one head's "
             "steps with their numbers, two sentences side by side), and the JSON API behind it: "
-            "POST /api/tag, POST /api/attention, POST /api/steps, GET /api/health. Listens on 127.0.0.1 "
+            "POST /api/tag (a document: raw text or pre-tokenized sentences, every layer the model "
+            "predicts, token offsets and CoNLL-U), POST /api/attention, POST /api/steps, GET /api/health. "
+            "Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
             "address and every --allow-host name. --model may also be a Hugging Face checkpoint directory: its "
@@ -33,8 +35,14 @@ def add_parser(sub) -> None:
                    help="also answer requests whose Host header is NAME (a host name or IP address, no patterns; "
                         "repeatable), e.g. the machine's name when --host is 0.0.0.0")
     p.add_argument("--port", type=port, default=8000, help="port (default 8000; 0 picks a free one)")
-    p.add_argument("--max-tokens", type=sentence_words, default=128, help="most tokens in one request's sentence (default 128)")
+    p.add_argument("--max-tokens", type=sentence_words, default=128, help="most words in one sentence of a request (default 128)")
     p.add_argument("--max-body", type=positive_int, default=64 * 1024, help="largest request body in bytes (default 65536)")
+    p.add_argument("--max-text", type=positive_int, default=10_000,
+                   help="most characters of raw text in one /api/tag request (default 10000)")
+    p.add_argument("--max-sentences", type=positive_int, default=100,
+                   help="most sentences in one /api/tag request (default 100)")
+    p.add_argument("--max-words", type=positive_int, default=2_000,
+                   help="most words in one /api/tag request, all its sentences together (default 2000)")
     p.add_argument("--max-batch", type=positive_int, default=32,
                    help="most concurrent /api/tag requests tagged in one forward pass (default 32; 1 = one at a time)")
     p.add_argument("--threads", type=positive_int, default=1,
@@ -66,7 +74,8 @@ def run(args) -> int:
     import torch
 
     hosts = _allowed_hosts(args)
-    limits = Limits(max_body_bytes=args.max_body, max_tokens=args.max_tokens)
+    limits = Limits(max_body_bytes=args.max_body, max_tokens=args.max_tokens, max_text_chars=args.max_text,
+                    max_sentences=args.max_sentences, max_words=args.max_words)
     torch.set_num_threads(args.threads)
     model = load_explainable(args.model)
     app = create_app(model, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch)

@@ -3,12 +3,31 @@
 Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx status):
 
     GET  /api/health      {"status": "ok", "model": {...}, "limits": {...}}
-    POST /api/tag         {"text": "I saw a saw"} or {"tokens": ["I", "saw", "a", "saw"]}
-                          -> {"tokens": [...], "tags": [...], "probabilities": [...]}
-                          (422 for a model without tags: a checkpoint's word pieces)
-    POST /api/attention   same body -> the above plus "annotations" (every layer the tagger
-                          predicts, through ``attnlab.api.Tagger``: [{"name", "tags",
-                          "probabilities"}] for UPOS, then XPOS, FEATS, LEMMA as it has them),
+    POST /api/tag         a document: {"text": "Dr. Smith didn't stay. He left."} (raw text, cut
+                          into sentences, tokens and multiword tokens by the model's segmenter;
+                          a model without one reads it as one sentence of the words of
+                          ``attnlab.data.tokenize.tokenize``), {"sentences": [["I", "saw"],
+                          ["It", "ran"]]} (pre-tokenized) or {"tokens": ["I", "saw"]} (one
+                          sentence) -> {"tokens": [...], "tags": [...], "probabilities": [...]}
+                          (every word of the document in order, its UPOS and their
+                          probabilities), "predicted" (the layers the model predicts: "upos",
+                          then "xpos", "feats", "lemma" as it has them), "sentences": [{"text"
+                          (null when pre-tokenized), "words": [{"id", "form", "upos", "xpos",
+                          "feats" (CoNLL-U: "Case=Nom|Number=Sing", "_" for none), "lemma",
+                          "probs": {layer: probability}}], "tokens": [{"form", "start", "end"
+                          (character offsets: text[start:end] == form; null when
+                          pre-tokenized), "words" (indices into "words", from 0)}]}] and
+                          "conllu" (the document as CoNLL-U; for raw text, HEAD and DEPREL
+                          hold a placeholder tree, not a parse: ``attnlab.data.rawtext``).
+                          xpos is null without an XPOS layer; feats and lemma are predicted
+                          only when "predicted" names them ("_" and null otherwise). 422 for
+                          a model without tags (a checkpoint's word pieces)
+    POST /api/attention   one sentence: {"text": "I saw a saw"} (its words as the model's
+                          segmenter or tokenizer finds them, all in one row) or {"tokens": [...]}
+                          -> "tokens", "tags" (UPOS), "probabilities", "annotations"
+                          (every layer the tagger predicts, through ``attnlab.api.Tagger``:
+                          [{"name", "tags", "probabilities"}] for UPOS, then XPOS, FEATS,
+                          LEMMA as it has them),
                           "layers", "heads", "normalize" and "weights": [L][H][n][n],
                           weights[l][h][i][j] = alpha'_(i,j) of head h in layer l (query token
                           i, key token j; numbered from 0); for a model without attention,
@@ -21,16 +40,21 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           number per query i) and "normalizer_formula"
     GET  /                the explorer page; its script and styles are under /static/
 
-Limits: a body over ``max_body_bytes`` or a sentence over ``max_tokens`` tokens is refused with
-413; a POST whose Content-Type is not ``application/json`` with 415 (so that a page on another
-site cannot reach the model with a form or a "simple" request); a body that is not JSON, or
-holds what JSON cannot carry as text (a lone surrogate, a number too long to read), with 400;
-JSON of the wrong shape with 422. Unexpected failures are logged by the server (uvicorn) and
+Limits (``Limits``, listed by ``/api/health``): a body over ``max_body_bytes``, a sentence over
+``max_tokens`` words or a word over ``max_token_chars`` characters is refused with 413, and so
+is an ``/api/tag`` request past ``max_text_chars`` characters of text, ``max_sentences``
+sentences or ``max_words`` words; the message names the limit and its number. A POST whose
+Content-Type is not ``application/json`` is refused with 415 (so that a page on another site
+cannot reach the model with a form or a "simple" request); a body that is not JSON, or holds
+what JSON cannot carry as text (a lone surrogate, a number too long to read), with 400; JSON
+of the wrong shape with 422, naming the field and the index (``"sentences"[2][0] must be a
+non-empty string, got 5``). Unexpected failures are logged by the server (uvicorn) and
 answered with a plain 500 message, never a traceback; a client that goes away before its
 request is read is a normal end, not an error. Requests whose Host header is not one of
 ``allowed_hosts`` (the loopback names unless told otherwise; never a pattern) are refused with
 400 (DNS rebinding). Every response carries the headers of ``SecurityHeaders``. ``/api/tag``
-requests that arrive together are tagged in shared forward passes (``TagBatcher``).
+requests that arrive together are tagged in shared forward passes (``TagBatcher``), all their
+sentences together.
 """
 
 from __future__ import annotations
@@ -38,7 +62,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,14 +79,18 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for."""
+    """What one request may ask for: bytes of its body, words of one sentence, characters of one
+    word; for ``/api/tag``, characters of raw text, sentences and words (all sentences together)."""
 
     max_body_bytes: int = 64 * 1024
-    max_tokens: int = 128
-    max_token_chars: int = 100
+    max_tokens: int = 128  # words of one sentence
+    max_token_chars: int = 100  # characters of one word
+    max_text_chars: int = 10_000  # characters of a raw text (/api/tag)
+    max_sentences: int = 100  # sentences of one /api/tag request
+    max_words: int = 2_000  # words of one /api/tag request, all its sentences together
 
     def __post_init__(self):
-        check_positive(self, ("max_body_bytes", "max_tokens", "max_token_chars"))
+        check_positive(self, [f.name for f in fields(self)])
 
 
 class ApiError(Exception):
@@ -138,24 +166,15 @@ def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = (), split=None
         raise ApiError(422, f'unknown field {unknown[0]!r}; send "text" (a string) or "tokens" (a list of strings)')
     if ("text" in obj) == ("tokens" in obj):
         raise ApiError(422, 'send exactly one of "text" (a string) or "tokens" (a list of strings)')
-    if "text" in obj:
-        text = obj["text"]
-        if not isinstance(text, str):
-            raise ApiError(422, f'"text" must be a string, got a JSON {_json_type(text)}')
-        if len(text) > limits.max_tokens * (limits.max_token_chars + 1):
-            raise ApiError(413, f'"text" is {len(text)} characters long; send at most {limits.max_tokens} words')
-        _check_text(text, '"text"')
-        tokens = (split or tokenize)(text)
-    else:
-        tokens = obj["tokens"]
-        if not isinstance(tokens, list):
-            raise ApiError(422, f'"tokens" must be a list of strings, got a JSON {_json_type(tokens)}')
-        for i, t in enumerate(tokens[: limits.max_tokens + 1]):
-            if not isinstance(t, str) or not t.strip():
-                raise ApiError(422, f'"tokens"[{i}] must be a non-empty string, got {json.dumps(t)[:40]}')
-            if any(c in t for c in "\t\n\r"):
-                raise ApiError(422, f'"tokens"[{i}] holds a tab or line break, which no word may hold')
-            _check_text(t, f'"tokens"[{i}]')
+    if "tokens" in obj:
+        return word_list(obj["tokens"], '"tokens"', limits)
+    text = obj["text"]
+    if not isinstance(text, str):
+        raise ApiError(422, f'"text" must be a string, got a JSON {_json_type(text)}')
+    if len(text) > limits.max_tokens * (limits.max_token_chars + 1):
+        raise ApiError(413, f'"text" is {len(text)} characters long; send at most {limits.max_tokens} words')
+    _check_text(text, '"text"')
+    tokens = (split or tokenize)(text)
     if not tokens:
         raise ApiError(422, "the sentence has no words")
     if len(tokens) > limits.max_tokens:
@@ -164,6 +183,125 @@ def sentence_tokens(obj, limits: Limits, extra: tuple[str, ...] = (), split=None
         if len(t) > limits.max_token_chars:
             raise ApiError(413, f"token {i} is {len(t)} characters long; at most {limits.max_token_chars} are accepted")
     return tokens
+
+
+def word_list(words, field: str, limits: Limits) -> list[str]:
+    """``words`` (the value of ``field``, e.g. ``"tokens"``) as one sentence's words: a list of
+    non-empty strings without tabs or line breaks; 422 / 400 naming the field and index
+    otherwise, 413 past ``max_tokens`` words or ``max_token_chars`` characters a word."""
+    if not isinstance(words, list):
+        raise ApiError(422, f"{field} must be a list of strings, got a JSON {_json_type(words)}")
+    for i, w in enumerate(words[: limits.max_tokens + 1]):
+        if not isinstance(w, str) or not w.strip():
+            raise ApiError(422, f"{field}[{i}] must be a non-empty string, got {json.dumps(w)[:40]}")
+        if any(c in w for c in "\t\n\r"):
+            raise ApiError(422, f"{field}[{i}] holds a tab or line break, which no word may hold")
+        _check_text(w, f"{field}[{i}]")
+    if not words:
+        raise ApiError(422, f"{field} has no words")
+    if len(words) > limits.max_tokens:
+        raise ApiError(413, f"{field} has {len(words)} words; this server tags at most {limits.max_tokens} words per sentence")
+    for i, w in enumerate(words):
+        if len(w) > limits.max_token_chars:
+            raise ApiError(413, f"{field}[{i}] is {len(w)} characters long; at most {limits.max_token_chars} are accepted")
+    return words
+
+
+TAG_FIELDS = '"text" (a string), "sentences" (a list of lists of strings) or "tokens" (a list of strings)'
+
+
+def tag_request(obj, limits: Limits) -> tuple[str | None, list[list[str]]]:
+    """What a ``/api/tag`` body asks for: ``(text, [])`` for ``{"text": str}`` (a raw document),
+    ``(None, sentences)`` for ``{"sentences": [[str, ...], ...]}`` or ``{"tokens": [str, ...]}``
+    (one sentence); 422 naming the field and index for a wrong shape (400 for a lone
+    surrogate), 413 past a limit."""
+    if not isinstance(obj, dict):
+        raise ApiError(422, f'expected a JSON object with "text", "sentences" or "tokens", got a JSON {_json_type(obj)}')
+    unknown = sorted(set(obj) - {"text", "sentences", "tokens"})
+    if unknown:
+        raise ApiError(422, f"unknown field {unknown[0]!r}; send {TAG_FIELDS}")
+    if len(obj) != 1:
+        raise ApiError(422, f"send exactly one of {TAG_FIELDS}")
+    if "text" in obj:
+        text = obj["text"]
+        if not isinstance(text, str):
+            raise ApiError(422, f'"text" must be a string, got a JSON {_json_type(text)}')
+        if len(text) > limits.max_text_chars:
+            raise ApiError(413, f'"text" is {len(text)} characters long; this server tags at most '
+                                f"{limits.max_text_chars} characters of text per request")
+        _check_text(text, '"text"')
+        return text, []
+    if "tokens" in obj:
+        sentences = [word_list(obj["tokens"], '"tokens"', limits)]
+    else:
+        given = obj["sentences"]
+        if not isinstance(given, list):
+            raise ApiError(422, f'"sentences" must be a list of sentences (lists of strings), got a JSON {_json_type(given)}')
+        if not given:
+            raise ApiError(422, '"sentences" is empty; send at least one sentence (a list of strings)')
+        if len(given) > limits.max_sentences:
+            raise ApiError(413, f'"sentences" holds {len(given)} sentences; this server tags at most '
+                                f"{limits.max_sentences} sentences per request")
+        sentences = [word_list(words, f'"sentences"[{i}]', limits) for i, words in enumerate(given)]
+    check_words_per_request(sum(map(len, sentences)), "the request", limits)
+    return None, sentences
+
+
+def check_words_per_request(count: int, what: str, limits: Limits) -> None:
+    """Refuse (413) ``count`` words in one request (``what``: "the request", "the text") past ``max_words``."""
+    if count > limits.max_words:
+        raise ApiError(413, f"{what} has {count} words; this server tags at most {limits.max_words} words per request")
+
+
+def check_segmented(sentences: list, limits: Limits) -> None:
+    """Refuse (422) a text without words, and (413) one whose sentences, found by the model,
+    are past the limits: sentences and words per request, words per sentence, characters a word."""
+    if not sentences:
+        raise ApiError(422, "the text has no words")
+    if len(sentences) > limits.max_sentences:
+        raise ApiError(413, f"the text has {len(sentences)} sentences; this server tags at most "
+                            f"{limits.max_sentences} sentences per request")
+    for i, sentence in enumerate(sentences):
+        words = sentence.tokens
+        if len(words) > limits.max_tokens:
+            raise ApiError(413, f"sentence {i} of the text (from 0) has {len(words)} words; this server tags at most "
+                                f"{limits.max_tokens} words per sentence")
+        for j, word in enumerate(words):
+            if len(word.form) > limits.max_token_chars:
+                raise ApiError(413, f"word {j} of sentence {i} of the text (both from 0) is {len(word.form)} characters "
+                                    f"long; at most {limits.max_token_chars} are accepted")
+    check_words_per_request(sum(len(s.tokens) for s in sentences), "the text", limits)
+
+
+def tag_body(sentences: list, text: str | None) -> dict:
+    """The answer of ``/api/tag`` for its tagged sentences (``attnlab.api.TaggedSentence``) and
+    the raw ``text`` they were cut from (None: pre-tokenized)."""
+    from ..api import Document
+
+    words = [w for s in sentences for w in s.words]
+    return {
+        "tokens": [w.form for w in words], "tags": [w.upos for w in words],
+        "probabilities": [rounded(w.probs["upos"]) for w in words],
+        "predicted": list(sentences[0].layers),
+        "sentences": [sentence_json(s) for s in sentences],
+        "conllu": Document(sentences, text or "").to_conllu(),
+    }
+
+
+def sentence_json(sentence) -> dict:
+    """One ``TaggedSentence`` as ``/api/tag`` gives it: its text, its words with every layer and
+    each layer's probability, its surface tokens with their offsets and the indices of their words."""
+    tokens, first = [], 0
+    for token in sentence.tokens:
+        tokens.append({"form": token.form, "start": token.start, "end": token.end,
+                       "words": list(range(first, first + len(token.words)))})
+        first += len(token.words)
+    return {
+        "text": sentence.text,
+        "words": [{"id": w.id, "form": w.form, "upos": w.upos, "xpos": w.xpos, "feats": w.column("feats"),
+                   "lemma": w.lemma, "probs": {layer: rounded(p) for layer, p in w.probs.items()}} for w in sentence],
+        "tokens": tokens,
+    }
 
 
 def layer_and_head(obj: dict, model) -> tuple[int, int]:
@@ -192,26 +330,28 @@ def _json_type(x) -> str:
 class TagBatcher:
     """Concurrent ``/api/tag`` requests share forward passes.
 
-    A request that finds the model idle runs at once, alone; requests that arrive while the
-    model is busy wait, and all of them (up to ``max_batch``) go through the next pass
-    together. No request waits for others to arrive, so a lone request is as fast as without
-    batching, and under load the model runs few large batches instead of many small ones.
-    Lives on the server's event loop (no locks: only one coroutine touches ``pending``).
+    ``tag``, given to the constructor, takes the items of several requests (for ``/api/tag``:
+    each request's sentences) and returns one result per item. A request that finds the model
+    idle runs at once, alone; requests that arrive while the model is busy wait, and all of
+    them (up to ``max_batch``) go through the next pass together. No request waits for others
+    to arrive, so a lone request is as fast as without batching, and under load the model runs
+    few large batches instead of many small ones. Lives on the server's event loop (no locks:
+    only one coroutine touches ``pending``).
     """
 
     def __init__(self, tag, max_batch: int = 32):
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._tag, self.max_batch = tag, max_batch
-        self.pending: list = []  # (tokens, future)
+        self.pending: list = []  # (item, future)
         self._worker: asyncio.Task[None] | None = None  # the task draining ``pending``, while there is one
         self.passes = 0  # forward passes run (for tests and logs)
 
-    async def tag(self, tokens: list[str]) -> tuple[list[str], list[float]]:
+    async def tag(self, item):
         import asyncio
 
         future = asyncio.get_running_loop().create_future()
-        self.pending.append((tokens, future))
+        self.pending.append((item, future))
         if self._worker is None:
             self._worker = asyncio.create_task(self._drain())
         return await future
@@ -224,7 +364,7 @@ class TagBatcher:
                 batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch:]
                 self.passes += 1
                 try:
-                    results = await run_in_threadpool(self._tag, [tokens for tokens, _ in batch])
+                    results = await run_in_threadpool(self._tag, [item for item, _ in batch])
                 except Exception as exc:  # every request of the batch gets the failure
                     for _, future in batch:
                         if not future.done():
@@ -259,8 +399,9 @@ async def answer(function, *args):
 
 def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32):
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
-    ``tag``, ``attention`` and ``describe`` methods; its ``split``, when it has one, splits a
-    text into the tokens it takes, its ``no_tags`` says why it has no tags). ``allowed_hosts``:
+    ``segment``, ``tag_sentences``, ``attention``, ``annotate`` and ``describe`` methods; its
+    ``split``, when it has one, splits a text into the tokens ``/api/attention`` takes, its
+    ``no_tags`` says why it has no tags). ``allowed_hosts``:
     the names and addresses a request's Host header may give (default: the loopback names; see
     ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag``
     requests tagged in one forward pass (1 = one at a time)."""
@@ -273,7 +414,16 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
 
     hosts = frozenset(host_name(h) for h in allowed_hosts)
     split = getattr(model, "split", None)
-    batcher = TagBatcher(model.tag, max_batch)
+    def tag_requests(requests: list[list]) -> list[list]:
+        """Every request's sentences tagged in one call of the model (one or more forward passes)."""
+        tagged = model.tag_sentences([s for sentences in requests for s in sentences])
+        out, first = [], 0
+        for sentences in requests:
+            out.append(tagged[first:first + len(sentences)])
+            first += len(sentences)
+        return out
+
+    batcher = TagBatcher(tag_requests, max_batch)
 
     async def request_json(request):
         require_json(request.headers.get("content-type"))
@@ -286,11 +436,20 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
 
     async def tag(request):
+        from starlette.concurrency import run_in_threadpool
+
+        from ..data.conllu import Sentence
+
         if getattr(model, "no_tags", None):
             raise ApiError(422, model.no_tags)
-        tokens = await sentence(request)
-        tags, probs = await batcher.tag(tokens)
-        return JSONResponse({"tokens": tokens, "tags": tags, "probabilities": [rounded(p) for p in probs]})
+        text, words = tag_request(await request_json(request), limits)
+        if text is not None:
+            sentences = await answer(model.segment, text)
+            check_segmented(sentences, limits)
+        else:
+            sentences = [Sentence.from_words(w) for w in words]
+        tagged = await batcher.tag(sentences)
+        return JSONResponse(await run_in_threadpool(tag_body, tagged, text))
 
     async def attention(request):
         tokens = await sentence(request)

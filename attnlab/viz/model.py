@@ -15,6 +15,10 @@ pieces, attention, steps, no tags), and returns an ``Explainable``:
                           alpha', b), recomputed from the layer's input; its alpha' equals
                           ``attention(tokens)[2][layer, head]``
 * ``split(text)``          the sentence as the tokens the other methods take (its words)
+* ``segment(text)``        a raw document as sentences (tokens with their character offsets,
+                          multiword tokens), by the model's segmenter when it has one
+* ``tag_sentences(sentences)``  those (or pre-tokenized) sentences tagged with every layer:
+                          ``attnlab.api.TaggedSentence`` objects
 * ``layers``, ``heads``, ``normalize``, ``name``; ``no_attention``: why there is no attention
   to show (a model whose encoder is not the attention encoder: its tags only), else None;
   ``no_tags``: why there are no tags (a checkpoint without a tagging head), else None
@@ -38,6 +42,8 @@ from ..data.tokenize import tokenize  # noqa: F401  (re-exported for serve)
 from .heads import AttentionModel
 
 if TYPE_CHECKING:
+    from ..api import TaggedSentence
+    from ..data.conllu import Sentence as ConlluSentence
     from .hf_model import CheckpointExplainable
 
 
@@ -103,6 +109,29 @@ class Explainable(AttentionModel):
         batch = self.features.encode([tokens])
         return self.model.encoder.proj(self.model.features(batch)[0])
 
+    def segment(self, text: str) -> list[ConlluSentence]:
+        """Raw text as the sentences ``tag_sentences`` takes, each token's ``TokenRange`` its
+        character offsets into ``text``: cut into sentences, tokens and multiword tokens by the
+        model's segmenter when it has one, else one sentence of the words of
+        ``attnlab.data.tokenize.tokenize`` (each word a token); [] for text without words."""
+        from ..data.rawtext import conllu_sentences
+        from ..tasks.segmenter import SegmentedToken, segment
+
+        if self.tagger.segmenter is not None:
+            model, vocab = self.tagger.segmenter
+            return conllu_sentences(text, segment(model, vocab, text))
+        tokens, p = [], 0
+        for word in tokenize(text):  # its words are pieces of the text, in order
+            start = text.index(word, p)
+            p = start + len(word)
+            tokens.append(SegmentedToken(start, p, word, [word]))
+        return conllu_sentences(text, [[tokens]]) if tokens else []
+
+    def tag_sentences(self, sentences: Sequence[ConlluSentence]) -> list[TaggedSentence]:
+        """Tag sentences (``segment``'s, or ``attnlab.data.conllu.Sentence.from_words``) in shared
+        forward passes: the tagger's ``TaggedSentence`` of each, every layer it predicts."""
+        return self.tagger._tag(list(sentences), top_k=0)
+
     def split(self, text: str, how: str = "simple") -> list[str]:
         """A sentence as the tokens this model reads and the explorer shows: its syntactic words,
         found by the model's segmenter when it has one (multiword tokens split; every sentence of
@@ -116,13 +145,14 @@ class Explainable(AttentionModel):
         return tokenize(text, how)
 
     def describe(self) -> dict:
-        """Name, sizes, the UPOS tags the model can predict and the layers it annotates."""
+        """Name, sizes, the UPOS tags the model can predict, the layers it annotates and whether
+        it has a segmenter (``segment`` then cuts raw text into sentences and tokens)."""
         from ..features import PAD, UNK
 
         ids = [i for i in range(len(self.vocabs.upos)) if i not in (PAD, UNK)]
         return {"name": self.name, "layers": self.layers, "heads": self.heads, "normalize": self.normalize,
                 "tags": self.vocabs.upos.decode(ids), "annotations": [layer.upper() for layer in self.tagger.layers],
-                "no_attention": self.no_attention, "no_tags": None}
+                "segmenter": self.tagger.segmenter is not None, "no_attention": self.no_attention, "no_tags": None}
 
 
 def load_explainable(model_dir: str | Path) -> Explainable | CheckpointExplainable:
