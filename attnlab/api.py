@@ -21,16 +21,17 @@ integer here), one out of range ValueError, each naming the argument. Input is h
 limits of ``attnlab.data.conllu``: a sentence of more than ``MAX_SENTENCE_WORDS`` words, or
 text holding a lone surrogate (which UTF-8 cannot write), raises ValueError naming where.
 
-A ``Tagger`` may be shared by threads: the forward pass runs under a lock.
+A ``Tagger`` may be shared by threads (its models stay in eval mode; nothing is locked) and
+pickles by its model (its name or directory), so it can go to other processes: each loads the
+model again. ``tagger.pipe(texts, n_process=2)`` tags an iterable in processes of its own.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence, overload
+from typing import TYPE_CHECKING, Iterable, Iterator, Sequence, overload
 
 if TYPE_CHECKING:
     from .data.conllu import Sentence as ConlluSentence
@@ -211,14 +212,25 @@ class Tagger:
     """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
 
     def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192,
-                 segmenter: tuple | None = None):
+                 segmenter: tuple | None = None, source: str | None = None, device: str = "cpu"):
         from .options import positive_int
 
         self.loaded = loaded
         self.segmenter = segmenter  # (Segmenter, SegmenterVocab), or None: no raw text
         self.name = name
+        self.source = source  # what ``load`` was given (a shipped name or an absolute directory): pickling
+        self.device = device
         self.batch_tokens = positive_int.check(batch_tokens, "batch_tokens")
-        self._lock = threading.Lock()  # the forward pass switches the model to eval and back
+        loaded.model.eval()  # for good: predictions never switch it, so threads share the model
+        if segmenter is not None:
+            segmenter[0].eval()
+
+    def __reduce__(self):
+        """Pickled as the model it was loaded from (``load`` runs again where it is unpickled), so
+        that a tagger goes to worker processes without its weights."""
+        if self.source is None:
+            raise TypeError("this Tagger was not made by attnlab.load, so it cannot be pickled by its model")
+        return _load_pickled, (self.source, self.batch_tokens, self.device)
 
     def __repr__(self) -> str:
         return f"Tagger({self.name!r})"
@@ -303,6 +315,55 @@ class Tagger:
             raise TypeError(f"tag_conllu() takes a path or CoNLL-U text, not {type(source).__name__}")
         return self._tag(parse_conllu(text, name), top_k)
 
+    def pipe(self, items: Iterable[str | Sequence[str]], *, batch_size: int = 64, n_process: int = 1,
+             top_k: int = 0, presegmented: bool = False) -> Iterator[Document | TaggedSentence]:
+        """Tag an iterable, in its order, as a generator: a str is raw text (a ``Document``, as
+        ``tagger(text)`` gives it), a list of str one pre-tokenized sentence (a
+        ``TaggedSentence``, as ``tagger.tag`` gives it). Items are tagged ``batch_size`` at a
+        time; ``n_process`` > 1 tags batches in that many processes (-1: one per usable core),
+        each with its own copy of the model and one torch thread, at most two batches ahead per
+        process, so an endless iterable is read as it is tagged."""
+        from .corpus import Workers
+        from .options import positive_int
+
+        positive_int.check(batch_size, "batch_size")
+        if not isinstance(n_process, int) or isinstance(n_process, bool) or (n_process < 1 and n_process != -1):
+            raise ValueError(f"n_process must be an integer >= 1, or -1 for one per usable core, not {n_process!r}")
+        if n_process == -1:
+            n_process = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        _check_top_k(top_k)
+        if isinstance(items, str):
+            raise TypeError("pipe() takes an iterable of texts (or of token lists); for one text call tagger(text)")
+
+        def calls():
+            batch: list = []
+            for item in items:
+                if not isinstance(item, (str, Sequence)):
+                    raise TypeError(f"pipe() takes texts (str) and token lists (list of str), not {type(item).__name__}")
+                batch.append(item)
+                if len(batch) == batch_size:
+                    yield (batch, top_k, presegmented), {}
+                    batch = []
+            if batch:
+                yield (batch, top_k, presegmented), {}
+
+        with Workers(self, n_process) as workers:
+            for done in workers.map_calls("_pipe_batch", calls()):
+                yield from done
+
+    def _pipe_batch(self, batch: list, top_k: int, presegmented: bool) -> list:
+        """One batch of ``pipe``: texts and token lists, each tagged with its own kind, in order."""
+        texts = [i for i, x in enumerate(batch) if isinstance(x, str)]
+        lists = [i for i, x in enumerate(batch) if not isinstance(x, str)]
+        out: list = [None] * len(batch)
+        if texts:
+            for i, doc in zip(texts, self([batch[i] for i in texts], top_k=top_k, presegmented=presegmented)):
+                out[i] = doc
+        if lists:
+            for i, sentence in zip(lists, self.tag([batch[i] for i in lists], top_k=top_k)):
+                out[i] = sentence
+        return out
+
     def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
         from .data.conllu import check_sentence_length
         from .tasks.tag_io import tag_sentences
@@ -313,9 +374,8 @@ class Tagger:
             check_sentence_length(len(s.tokens), where, i)
         if not any(s.tokens for s in sentences):  # nothing for the model to do
             return [TaggedSentence([], s, self.layers) for s in sentences]
-        with self._lock:
-            tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
-                                   top_k=top_k)
+        tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
+                               top_k=top_k)
         with paused_gc():  # one object per word: see paused_gc
             return self._sentences(sentences, tagged, top_k)
 
@@ -413,22 +473,62 @@ def default_model() -> Path:
     return shipped[DEFAULT_MODEL]
 
 
-def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192) -> Tagger:
+def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192, threads: int | None = None,
+         device: str = "cpu") -> Tagger:
     """A ``Tagger`` from a shipped model's name (``shipped_models``: ``load("en")``) or a model
     directory (``attnlab train --out``), as ``resolve_model`` finds it.
 
     A name that is neither raises FileNotFoundError listing the shipped names; a directory that
     is not a tagger, or is damaged, raises ``attnlab.checkpoint.CheckpointError`` (a ValueError)
     naming the file. ``batch_tokens`` (words per forward pass, an integer >= 1) is checked
-    first: TypeError or ValueError naming it."""
+    first: TypeError or ValueError naming it. ``threads``: torch's threads for this process
+    (``torch.set_num_threads``, which is process-wide; None leaves torch's choice).
+    ``device``: "cpu", or "cuda" / "cuda:N" where torch sees a GPU (ValueError otherwise)."""
     from .options import positive_int
     from .tasks.tagging import load_tagger
 
     if not isinstance(name_or_dir, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name or directory, not {type(name_or_dir).__name__}")
     positive_int.check(batch_tokens, "batch_tokens")
+    if threads is not None:
+        positive_int.check(threads, "threads")
+    dev = _device(device)
     from .tasks.segmenter import DIRECTORY, load_segmenter
 
     directory = resolve_model(name_or_dir)
+    shipped = isinstance(name_or_dir, str) and shipped_models().get(name_or_dir) == directory
+    source = name_or_dir if shipped else str(directory.resolve())
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     segmenter = load_segmenter(directory / DIRECTORY) if (directory / DIRECTORY / "config.json").exists() else None
-    return Tagger(load_tagger(directory), name=os.fspath(name_or_dir), batch_tokens=batch_tokens, segmenter=segmenter)
+    loaded = load_tagger(directory)
+    if dev.type != "cpu":
+        loaded.model.to(dev)
+        if segmenter is not None:
+            segmenter[0].to(dev)
+    return Tagger(loaded, name=os.fspath(name_or_dir), batch_tokens=batch_tokens, segmenter=segmenter,
+                  source=source, device=str(dev))
+
+
+def _device(device: object):
+    """``device`` as a torch.device the tagger can run on: ValueError naming it otherwise."""
+    import torch
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str such as 'cpu' or 'cuda', not {type(device).__name__}")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device {device!r} is not a device torch knows (use 'cpu' or 'cuda')") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() "
+                         "is False); use device='cpu'")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: attnlab runs on 'cpu' and 'cuda'")
+    return dev
+
+
+def _load_pickled(source: str, batch_tokens: int, device: str) -> Tagger:
+    return load(source, batch_tokens=batch_tokens, device=device)

@@ -131,6 +131,12 @@ class FeatureBatch:
     lengths: torch.Tensor  # (B,)
     char_vectors: torch.Tensor | None = None  # (U', F) precomputed character vectors, see FeatureEncoder.char_table
 
+    def to(self, device: torch.device) -> "FeatureBatch":
+        """The same batch on ``device``."""
+        return FeatureBatch(self.words.to(device), self.shapes.to(device), self.chars.to(device),
+                            self.char_index.to(device), self.lengths.to(device),
+                            None if self.char_vectors is None else self.char_vectors.to(device))
+
 
 class FeatureEncoder:
     """Turns sentences of word forms into ``FeatureBatch`` index tensors (with a cache)."""
@@ -202,8 +208,10 @@ class FeatureEncoder:
         sorted by length so each chunk pads little.
         """
         distinct = sorted(set(forms), key=len)
-        parts = [features.char_cnn(self.char_ids(distinct[i:i + chunk])) for i in range(0, len(distinct), chunk)]
-        table = torch.cat(parts) if parts else torch.zeros(0, features.char_cnn.out_dim)
+        device = features.char_cnn.embed.weight.device
+        parts = [features.char_cnn(self.char_ids(distinct[i:i + chunk]).to(device))
+                 for i in range(0, len(distinct), chunk)]
+        table = torch.cat(parts) if parts else torch.zeros(0, features.char_cnn.out_dim, device=device)
         return {f: r for r, f in enumerate(distinct)}, table
 
 

@@ -109,7 +109,7 @@ def test_input_choices_and_stats(model, capsys, monkeypatch):
     captured = capsys.readouterr()
     words = [json.loads(line)["words"] for line in captured.out.splitlines()]
     assert words == [["I", "saw", "a", "saw."], ["we", "can't", "fly"]]
-    assert captured.err.startswith("tagged 2 sentences, 7 tokens in ") and captured.err.endswith(" tokens/s)\n")
+    assert captured.err.startswith("tagged 2 sentences, 7 words in ") and captured.err.endswith(" words/s)\n")
     _stdin(monkeypatch, "we see a idea. they take me.\nI see a idea.\n")
     assert main(["tag", "--model", str(model), "--format", "json", "--input", "presegmented"]) == 0
     assert [len(json.loads(line)["words"]) for line in capsys.readouterr().out.splitlines()] == [9, 5]
@@ -321,8 +321,8 @@ def test_bad_paths_for_tag_are_one_line_errors(model, tmp_path, capsys):
     text = tmp_path / "in.txt"
     text.write_text("I saw a saw\n", encoding="utf-8")
     capsys.readouterr()
-    assert main(["tag", "--model", str(model), str(tmp_path)]) == 2
-    assert f"{tmp_path}: is a directory" in _one_line_error(capsys)
+    assert main(["tag", "--model", str(model), str(tmp_path)]) == 2  # a directory of inputs: -o DIRECTORY
+    assert f"{tmp_path}: a directory or glob of inputs needs -o DIRECTORY for their outputs" in _one_line_error(capsys)
     assert main(["tag", "--model", str(model), str(text), "-o", str(tmp_path)]) == 2
     assert f"{tmp_path}: is a directory" in _one_line_error(capsys)
     assert main(["tag", "--model", str(model), str(text), "-o", str(text / "out.conllu")]) == 2

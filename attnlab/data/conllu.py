@@ -307,11 +307,11 @@ def _parse_sentence(lines: list[str], start: int, source: str) -> Sentence:
     return Sentence(lines, tokens, start, source, comments)
 
 
-def _sentences(lines: Iterable[str], source: str) -> Iterator[Sentence]:
-    """Sentences from lines without line ends: blank lines end them."""
+def _sentences(lines: Iterable[str], source: str, first_line: int = 1) -> Iterator[Sentence]:
+    """Sentences from lines without line ends (the first is line ``first_line``): blank lines end them."""
     block: list[str] = []
     start = 0
-    for lineno, line in enumerate(lines, 1):
+    for lineno, line in enumerate(lines, first_line):
         if line and not line.isspace():
             if not block:
                 start = lineno
@@ -457,13 +457,15 @@ def _no_sentences(source: str) -> ConlluError:
     return ConlluError(f"{source}: no sentences")
 
 
-def parse_conllu(text: str, source: str = "<string>", *, require_sentences: bool = True) -> list[Sentence]:
-    """The sentences of CoNLL-U text; ``source`` names it in error messages.
+def parse_conllu(text: str, source: str = "<string>", *, require_sentences: bool = True,
+                 first_line: int = 1) -> list[Sentence]:
+    """The sentences of CoNLL-U text; ``source`` names it in error messages, ``first_line`` is
+    the number of the text's first line there (a block of a longer file: ``attnlab.corpus``).
 
     Text without a sentence (empty, or only blank lines) raises ``source: no sentences``
     unless ``require_sentences`` is false.
     """
-    sentences = list(_sentences(split_lines(text), source))
+    sentences = list(_sentences(split_lines(text), source, first_line))
     if require_sentences and not sentences:
         raise _no_sentences(source)
     return sentences

@@ -173,17 +173,24 @@ def placeholder_head(word: int) -> tuple[str, str]:
     return ("0", "root") if word == 1 else ("1", "dep")
 
 
-def conllu_sentences(text: str, paragraphs: Sequence[Sequence[Sequence]], *, first_id: int = 1) -> list[Sentence]:
+def conllu_sentences(text: str, paragraphs: Sequence[Sequence[Sequence]], *, first_id: int = 1, offset: int = 0,
+                     new_document: bool = True, new_paragraph: bool = True) -> list[Sentence]:
     """CoNLL-U sentences of ``text`` cut into ``paragraphs`` of sentences of tokens (objects
     with ``start``, ``end``, ``form`` and ``words``; offsets index ``text``), numbered from
-    ``first_id``; the first starts a document (``# newdoc``), each paragraph's first ``# newpar``."""
+    ``first_id``; the first starts a document (``# newdoc``), each paragraph's first ``# newpar``.
+
+    When ``text`` is a block of a longer input starting at character ``offset``
+    (``attnlab.corpus``): TokenRange is counted from the input's start, ``new_document`` False
+    leaves out the ``# newdoc`` (and the white space before the first token, which the previous
+    block's last token holds), ``new_paragraph`` False the first ``# newpar`` (the block
+    continues a paragraph)."""
     from .conllu import Token
 
     flat = [(p, s) for p, par in enumerate(paragraphs) for s in par if s]
     out: list[Sentence] = []
     for n, (p, tokens) in enumerate(flat):
-        lines: list[str] = ["# newdoc"] if n == 0 else []
-        if n == 0 or flat[n - 1][0] != p:
+        lines: list[str] = ["# newdoc"] if n == 0 and new_document else []
+        if (n == 0 and new_paragraph) or (n > 0 and flat[n - 1][0] != p):
             lines.append("# newpar")
         sent_text = text[tokens[0].start:tokens[-1].end].replace("\r\n", "  ").replace("\n", " ").replace("\r", " ")
         comments = {"sent_id": str(first_id + n), "text": sent_text}
@@ -192,8 +199,8 @@ def conllu_sentences(text: str, paragraphs: Sequence[Sequence[Sequence]], *, fir
         for k, token in enumerate(tokens):
             nxt = tokens[k + 1].start if k + 1 < len(tokens) else (
                 flat[n + 1][1][0].start if n + 1 < len(flat) else len(text))
-            before = text[:token.start] if n == 0 and k == 0 else None
-            misc = _misc(token.start, token.end, before, text[token.end:nxt])
+            before = text[:token.start] if n == 0 and k == 0 and new_document else None
+            misc = _misc(offset + token.start, offset + token.end, before, text[token.end:nxt])
             first = len(words) + 1
             if len(token.words) > 1:
                 lines.append("\t".join([f"{first}-{first + len(token.words) - 1}", token.form] + ["_"] * 7 + [misc]))

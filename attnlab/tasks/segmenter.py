@@ -51,6 +51,7 @@ MWT_FILE = "multiword.json"
 
 CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
 CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
+CONTEXT_CHARS = CHUNK + CONTEXT  # text around a block that puts it in the windows of the whole input
 MAX_SENTENCE_TOKENS = 250
 MIN_STEPS = 600  # a small treebank still gets this many training steps (best state on dev kept)
 RARE_SENTENCE_END = 0.2  # an abbreviation that ended fewer of its sentences than this does not end one
@@ -227,24 +228,26 @@ class Scores:
     multiword: torch.Tensor
 
 
-def _chunks(n: int) -> list[tuple[int, int, int, int]]:
-    """(read_start, read_end, keep_start, keep_end) windows covering 0..n: each chunk keeps
-    CHUNK characters and reads CONTEXT more on each side."""
-    out = []
-    for keep in range(0, n, CHUNK):
-        out.append((max(0, keep - CONTEXT), min(n, keep + CHUNK + CONTEXT), keep, min(n, keep + CHUNK)))
-    return out
+def _chunks(n: int, origin: int = 0) -> list[tuple[int, int, int, int]]:
+    """(read_start, read_end, keep_start, keep_end) windows covering 0..n: each chunk keeps the
+    characters up to the next multiple of CHUNK (counted from ``origin``, the position of the
+    text's start in a longer input, so that a piece of an input is read in the same windows as
+    the whole) and reads CONTEXT more on each side."""
+    cuts = [0, *range(CHUNK - origin % CHUNK, n, CHUNK), n]
+    return [(max(0, a - CONTEXT), min(n, b + CONTEXT), a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
 
 
 @torch.no_grad()
-def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *, batch_chars: int = 32768) -> list[Scores]:
+def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *, batch_chars: int = 32768,
+                origin: int = 0) -> list[Scores]:
     """The segmenter's scores for every character of each text (paragraphs, say), read in
-    overlapping chunks batched by length."""
+    overlapping chunks batched by length (``_chunks``; ``origin``: where the texts start in a
+    longer input)."""
     model.eval()
     pieces: list[tuple[int, int, int, int, int]] = []  # (text index, read_start, read_end, keep_start, keep_end)
     encoded = [vocab.encode(t) for t in texts]
     for i, t in enumerate(texts):
-        pieces.extend((i, *c) for c in _chunks(len(t)))
+        pieces.extend((i, *c) for c in _chunks(len(t), origin))
     boundary = [torch.empty(len(t), 3) for t in texts]
     multiword = [torch.empty(len(t)) for t in texts]
     order = sorted(range(len(pieces)), key=lambda j: pieces[j][1] - pieces[j][2])  # longest first
@@ -261,8 +264,9 @@ def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *
         for row, (i, r0, r1, _, _) in enumerate(group):
             ids[row, : r1 - r0] = encoded[i][0][r0:r1]
             cats[row, : r1 - r0] = encoded[i][1][r0:r1]
-        b, m = model(ids, cats, lengths)
-        b, m = b.log_softmax(-1), m.softmax(-1)[..., 1]
+        device = model.chars.weight.device
+        b, m = model(ids.to(device), cats.to(device), lengths.to(device))
+        b, m = b.log_softmax(-1).cpu(), m.softmax(-1)[..., 1].cpu()
         for row, (i, r0, _, k0, k1) in enumerate(group):
             boundary[i][k0:k1] = b[row, k0 - r0:k1 - r0]
             multiword[i][k0:k1] = m[row, k0 - r0:k1 - r0]
@@ -381,17 +385,27 @@ def _words(form: str, p_multiword: float, vocab: SegmenterVocab) -> list[str]:
     return words if all(words) and len(words) > 1 else [form]
 
 
-def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *,
-            lines: bool = False) -> list[list[list[SegmentedToken]]]:
+def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *, lines: bool = False,
+            before: str = "", after: str = "", offset: int = 0) -> list[list[list[SegmentedToken]]]:
     """Paragraphs of sentences of tokens of ``text``; offsets index ``text``. With ``lines``,
     every non-blank line is one sentence (and a paragraph of its own). The whole text is scored
     at once (in chunks), so that every paragraph is read with what follows it, and the text's end
-    with a line end after it, as the treebank's raw text always has in training."""
+    with a line end after it, as the treebank's raw text always has in training.
+
+    A block of a longer input (``attnlab.corpus``) starting at character ``offset`` gives the
+    text ``before`` and ``after`` it (CONTEXT_CHARS of each are enough; an ``after`` shorter than
+    that is the input's end): they are read in the windows the whole input would be read in, so
+    the scores are those of the whole input, but not segmented."""
     spans = line_spans(text) if lines else paragraph_spans(text)
     if not spans:
         return []
-    scores = score_texts(model, vocab, [text + "\n"])[0]
-    found = [decode(text[a:b], Scores(scores.boundary[a:b], scores.multiword[a:b]), vocab, a) for a, b in spans]
+    before = before[len(before) - min(len(before), offset % CHUNK + CONTEXT):]
+    needed = -(offset + len(text)) % CHUNK + CONTEXT
+    tail = after[:needed] + ("\n" if len(after) < needed else "")
+    scores = score_texts(model, vocab, [before + text + tail], origin=offset - len(before))[0]
+    a0 = len(before)
+    found = [decode(text[a:b], Scores(scores.boundary[a0 + a:a0 + b], scores.multiword[a0 + a:a0 + b]), vocab, a)
+             for a, b in spans]
     if lines:
         return [[[t for sentence in par for t in sentence]] for par in found]
     return found

@@ -400,8 +400,11 @@ def _predict_batches(model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocab
     tops: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
     # character vectors once per distinct form, shared by every batch
     rows, table = encoder.char_table(model.features, [w for s in sentences for w in s])
+    device = table.device
     for idx in length_batches([len(s) for s in sentences], batch_tokens):
         batch = encoder.encode([sentences[i] for i in idx], rows=rows)
+        if device.type != "cpu":
+            batch = batch.to(device)
         batch.char_vectors = table
         for name, scores in masked_scores(model(batch), allowed).items():
             itos = vocabs.layer(name).itos
