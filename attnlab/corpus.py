@@ -15,7 +15,9 @@ it (``CONTEXT_CHARS``), which the segmenter reads as context, so its scores are 
 of the whole input; character offsets (``TokenRange``), line numbers in errors and sentence
 numbers (``# sent_id``) count from the start of the input.
 
-Raw text with no paragraph break in ``MAX_BLOCK_CHARS`` characters (4 Mi) is cut where a
+The block size (``block_chars``, ``attnlab tag --block-chars``) changes memory and how soon
+output appears, not the output. Raw text with no paragraph break in ``MAX_BLOCK_CHARS``
+characters (4 Mi, or twice the block size if that is more) is cut where a
 sentence most likely ends: after the first run of white space that follows ``.``, ``!``, ``?``
 (or their full-width and other sentence-final forms) past ``BLOCK_CHARS``, else the first line
 break, else the first white space, else (no white space at all) at ``MAX_BLOCK_CHARS``; the
@@ -131,7 +133,7 @@ class BlockReader:
     (the stream must be positioned at ``state.bytes``)."""
 
     def __init__(self, stream: BinaryIO, name: str, kind: str = "auto", *, state: ReaderState | None = None,
-                 context: int | None = None):
+                 context: int | None = None, block_chars: int | None = None):
         from .tasks.segmenter import CONTEXT_CHARS
 
         if kind not in ("auto", *KINDS):
@@ -141,6 +143,8 @@ class BlockReader:
         if state is not None and kind != "auto" and state.kind != kind:
             raise ValueError(f"the reader's state is for {state.kind}, not {kind}")
         self.context = CONTEXT_CHARS if context is None else context
+        self.block_chars = BLOCK_CHARS if block_chars is None else block_chars
+        self.max_block_chars = max(MAX_BLOCK_CHARS, 2 * self.block_chars)
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self._buffer = ""
         self._eof = False
@@ -183,35 +187,36 @@ class BlockReader:
         if not buf:
             return 0 if eof else None
         kind = self.state.kind
-        if kind == "auto" and not eof and len(buf) < BLOCK_CHARS + self.context:
+        block, most = self.block_chars, self.max_block_chars
+        if kind == "auto" and not eof and len(buf) < block + self.context:
             return None  # detect_input reads the first block
         if kind == "auto":
             from .tasks.tag_io import detect_input
 
-            kind = detect_input(buf[:BLOCK_CHARS + self.context], self.name) if not eof else detect_input(buf, self.name)
+            kind = detect_input(buf[:block + self.context], self.name) if not eof else detect_input(buf, self.name)
             self.state.kind = kind
-        if len(buf) <= BLOCK_CHARS:
+        if len(buf) <= block:
             return len(buf) if eof else None
         pattern = {"text": _PARAGRAPH, "conllu": _SENTENCE_END}.get(kind, _LINE_END)
-        for m in pattern.finditer(buf, BLOCK_CHARS):
+        for m in pattern.finditer(buf, block):
             if eof or m.end() + (self.context if kind in ("text", "presegmented") else 0) < len(buf):
                 return m.end()
             return None
         if eof:
             return len(buf)
-        if len(buf) < MAX_BLOCK_CHARS + self.context:
+        if len(buf) < most + self.context:
             return None
         if kind != "text":
-            line = self.state.line + buf.count("\n", 0, BLOCK_CHARS)
+            line = self.state.line + buf.count("\n", 0, block)
             what = "a sentence" if kind != "conllu" else "a CoNLL-U sentence"
-            raise UserError(f"{self.name}:{line}: {what} of more than {MAX_BLOCK_CHARS:,} characters, the most attnlab "
+            raise UserError(f"{self.name}:{line}: {what} of more than {most:,} characters, the most attnlab "
                             f"reads as one; is the input really {kind}? (--input text reads raw text of any length)")
         self._paragraph_ended = False
         for pattern in (_AFTER_FULL_STOP, _AFTER_LINE, _AFTER_SPACE):
-            m = pattern.search(buf, BLOCK_CHARS, MAX_BLOCK_CHARS)
-            if m and m.end() < MAX_BLOCK_CHARS:
+            m = pattern.search(buf, block, most)
+            if m and m.end() < most:
                 return m.end()
-        return MAX_BLOCK_CHARS
+        return most
 
     def _fill(self) -> None:
         if self._eof:
@@ -428,6 +433,7 @@ class Sink:
         check_output(out, inputs)
         self.out, self.key, self.state_path, self.part = out, key, None, None
         self.resumed: RunState | None = None
+        self.written = False
         self._file = None
         if is_stdout(out):
             sys.stdout.flush()
@@ -474,6 +480,7 @@ class Sink:
         from .output import is_stdout
 
         raw = data.encode("utf-8")
+        self.written = True
         try:
             if self._file is None:
                 sys.stdout.write(data)
@@ -507,10 +514,11 @@ class Sink:
             raise UserError(f"{self.out}: cannot write ({exc.strerror or exc})") from None
 
     def abandon(self) -> None:
-        """Nothing worth keeping was written (an error before the first block): no part file left."""
-        if self.part is not None and self._file is not None:
+        """The run stops before the end: ``OUT.part`` and its state stay for ``--resume`` when they
+        hold a block, and are removed when they do not (an error before the first block)."""
+        if self.part is not None and self._file is not None and not self._file.closed:
             self._file.close()
-            if not (self.resumed and self.resumed.output_bytes):
+            if not self.written and not (self.resumed and self.resumed.output_bytes):
                 self.part.unlink(missing_ok=True)
                 self.state_path.unlink(missing_ok=True)
 
@@ -541,13 +549,13 @@ class Totals:
                 f"({self.words_per_s:,.0f} words/s)")
 
 
-def input_key(path: str, tagger, fmt: str, kind: str) -> dict:
+def input_key(path: str, tagger, fmt: str, kind: str, block_chars: int = BLOCK_CHARS) -> dict:
     """What a resumed run must share with the stopped one: the input (path, size, time), the
     model, the output format and input kind, and the block rules."""
     st = os.stat(path)
     return {"input": os.path.realpath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "model": str(getattr(tagger, "source", tagger.name)), "format": fmt, "kind": kind,
-            "blocks": [BLOCK_CHARS, MAX_BLOCK_CHARS, STATE_VERSION]}
+            "blocks": [block_chars, MAX_BLOCK_CHARS, STATE_VERSION]}
 
 
 class _Stop(Exception):
@@ -555,14 +563,15 @@ class _Stop(Exception):
 
 
 def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "auto", workers: Workers | None = None,
-               resume: bool = False, progress: bool = False, inputs: list | None = None, bar=None) -> Totals:
+               resume: bool = False, progress: bool = False, inputs: list | None = None, bar=None,
+               block_chars: int = BLOCK_CHARS) -> Totals:
     """Tag the file ``source`` ("-": stdin) block by block into ``out`` ("-": stdout); see the
     module docstring. ``resume`` goes on from the state a stopped run left beside ``out``."""
     from .output import is_stdout
 
     if resume and (source == "-" or is_stdout(out) or (Path(out).exists() and not Path(out).is_file())):
         raise UserError("--resume needs an input file and an output file (-o FILE), not stdin or stdout")
-    key = input_key(source, tagger, fmt, kind) if source != "-" else {}
+    key = input_key(source, tagger, fmt, kind, block_chars) if source != "-" else {}
     sink = Sink(out, [source, *(inputs or [])], key, resume=resume)
     state = sink.resumed or RunState(key, ReaderState(kind=kind))
     size = None
@@ -593,7 +602,7 @@ def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "au
     done_bytes = state.reader.bytes
     stop = _on_sigterm()
     try:
-        reader = BlockReader(stream, name, kind, state=state.reader)
+        reader = BlockReader(stream, name, kind, state=state.reader, block_chars=block_chars)
         for result in workers.map_blocks(reader, fmt):
             text = renumber(result.text, fmt, reader.state.kind, state.sentences)
             state.reader = _reader_after(reader, result)
@@ -613,18 +622,18 @@ def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "au
             raise UserError(f"{name}: no sentences to tag")
         sink.finish()
     except ConlluError as exc:
-        sink.close()
+        sink.abandon()
         if kind == "auto" and not name.endswith(".conllu") and not isinstance(exc, (SentenceTooLong, NotText)):
             raise UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
                             "as text)") from None
         raise
     except _Stop:
-        sink.close()
+        sink.abandon()
         print(f"attnlab tag: stopped (SIGTERM) after {totals.sentences:,} sentences, which are written whole"
               + ("; attnlab tag --resume goes on from there" if sink.part else ""), file=sys.stderr)
         raise SystemExit(128 + signal.SIGTERM) from None
     except BaseException:
-        sink.close()
+        sink.abandon()
         raise
     finally:
         stop.restore()
@@ -710,7 +719,7 @@ def mirrored(file: Path, base: Path, out_dir: Path, fmt: str) -> Path:
 
 def tag_files(tagger, files: list[Path], base: Path, out_dir: Path, *, fmt: str = "conllu", kind: str = "auto",
               workers: Workers | None = None, resume: bool = False, progress: bool = False,
-              report: Callable[[str], None] = print) -> Totals:
+              report: Callable[[str], None] = print, block_chars: int = BLOCK_CHARS) -> Totals:
     """Tag ``files`` (under ``base``) into ``out_dir``, mirroring the tree: one output per file,
     written as ``tag_stream`` writes one; an output already complete (there, with no ``.part``
     beside it) is skipped; a file that fails is reported (``report``) and the others go on.
@@ -718,9 +727,9 @@ def tag_files(tagger, files: list[Path], base: Path, out_dir: Path, *, fmt: str 
     from .output import make_directory
 
     out_dir = Path(out_dir)
-    for f in files:
-        if f.resolve().is_relative_to(out_dir.resolve()):
-            raise UserError(f"{out_dir}: holds input files ({f}); write the outputs to a directory outside the inputs")
+    if out_dir.resolve().is_relative_to(base.resolve()):
+        raise UserError(f"{out_dir}: is inside the input directory {base}, so the next run would read its outputs as "
+                        "inputs; write them to a directory outside it")
     make_directory(out_dir)
     totals = Totals()
     outputs = [(f, mirrored(f, base, out_dir, fmt)) for f in files]
@@ -738,7 +747,7 @@ def tag_files(tagger, files: list[Path], base: Path, out_dir: Path, *, fmt: str 
             try:
                 make_directory(out.parent)
                 done = tag_stream(tagger, str(f), out, fmt=fmt, kind=kind, workers=workers,
-                                  resume=resume and part_paths(out)[1].exists(), bar=bar)
+                                  resume=resume and part_paths(out)[1].exists(), bar=bar, block_chars=block_chars)
             except (UserError, ConlluError, OSError) as exc:
                 totals.failed.append((f, str(exc)))
                 report(f"error: {exc}" if str(f) in str(exc) else f"error: {f}: {exc}")

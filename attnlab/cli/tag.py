@@ -14,6 +14,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
+    from ..corpus import BLOCK_CHARS
     from ..options import positive_int
     from ..tasks.tag_io import INPUTS, OUTPUTS
 
@@ -57,6 +58,10 @@ def add_parser(subparsers) -> None:
                         "is the same for any number (default: one per usable CPU core, or 1 for input under "
                         "4 MiB, where starting the processes, about 2 s each, costs more than they save)")
     p.add_argument("--threads", type=positive_int, help="torch threads with --workers 1 (default: torch's choice)")
+    p.add_argument("--block-chars", type=positive_int, default=BLOCK_CHARS,
+                   help=f"characters read and tagged at once (default {BLOCK_CHARS:,}; a block ends at the first "
+                        "paragraph, sentence or line end past this): memory and how soon output appears depend on "
+                        "it, the output does not (but for where a paragraph of over 4 Mi characters is cut)")
     p.add_argument("--stats", action="store_true", help="print words, sentences, seconds and words/s to stderr at the end")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar (it is shown only when stderr is a terminal)")
@@ -95,14 +100,15 @@ def cmd_tag(args) -> int:
     with Workers(tagger, workers) as pool:
         if many:
             totals = tag_files(tagger, files, base, args.output, fmt=args.format, kind=args.input, workers=pool,
-                               resume=args.resume, progress=progress, report=lambda m: print(m, file=sys.stderr))
+                               resume=args.resume, progress=progress, report=lambda m: print(m, file=sys.stderr),
+                               block_chars=args.block_chars)
             summary = (f"{totals.files:,} files tagged, {totals.skipped:,} skipped as already complete, "
                        f"{len(totals.failed):,} failed")
             print(summary, file=sys.stderr)
         else:
             totals = tag_stream(tagger, source, args.output if args.output is not None else "-", fmt=args.format,
                                 kind=args.input, workers=pool, resume=args.resume, progress=progress,
-                                inputs=[model_dir])
+                                inputs=[model_dir], block_chars=args.block_chars)
     if args.stats:
         print(totals.line(), file=sys.stderr)
     return 1 if totals.failed else 0
