@@ -335,7 +335,7 @@ class Tagger:
         if isinstance(items, str):
             raise TypeError("pipe() takes an iterable of texts (or of token lists); for one text call tagger(text)")
 
-        def calls():
+        def calls() -> Iterator[tuple[tuple, dict]]:
             batch: list = []
             for item in items:
                 if not isinstance(item, (str, Sequence)):
@@ -497,7 +497,7 @@ def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192, threa
 
     directory = resolve_model(name_or_dir)
     shipped = isinstance(name_or_dir, str) and shipped_models().get(name_or_dir) == directory
-    source = name_or_dir if shipped else str(directory.resolve())
+    source = os.fspath(name_or_dir) if shipped else str(directory.resolve())
     if threads is not None:
         import torch
 

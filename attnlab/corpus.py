@@ -51,7 +51,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Iterable, Iterator
 
 from .data.conllu import MAX_LINE_BYTES, ConlluError, SentenceTooLong, _check_lines
 from .errors import UserError
@@ -212,10 +212,10 @@ class BlockReader:
             raise UserError(f"{self.name}:{line}: {what} of more than {most:,} characters, the most attnlab "
                             f"reads as one; is the input really {kind}? (--input text reads raw text of any length)")
         self._paragraph_ended = False
-        for pattern in (_AFTER_FULL_STOP, _AFTER_LINE, _AFTER_SPACE):
-            m = pattern.search(buf, block, most)
-            if m and m.end() < most:
-                return m.end()
+        for forced in (_AFTER_FULL_STOP, _AFTER_LINE, _AFTER_SPACE):
+            found = forced.search(buf, block, most)
+            if found and found.end() < most:
+                return found.end()
         return most
 
     def _fill(self) -> None:
@@ -347,13 +347,15 @@ class Workers:
         """Tagged blocks in input order."""
         if self._pool is None:
             return (tag_block(self.tagger, b, fmt) for b in blocks)
-        return ordered(lambda b: self._pool.submit(_worker_tag, b, fmt), blocks, 2 * self.n)
+        pool = self._pool
+        return ordered(lambda b: pool.submit(_worker_tag, b, fmt), blocks, 2 * self.n)
 
     def map_calls(self, method: str, calls: Iterable[tuple[tuple, dict]]) -> Iterator:
         """``getattr(tagger, method)(*args, **kwargs)`` for each call, results in order."""
         if self._pool is None:
             return (getattr(self.tagger, method)(*a, **k) for a, k in calls)
-        return ordered(lambda c: self._pool.submit(_worker_call, method, *c), calls, 2 * self.n)
+        pool = self._pool
+        return ordered(lambda c: pool.submit(_worker_call, method, *c), calls, 2 * self.n)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -431,7 +433,9 @@ class Sink:
         from .output import check_output, is_stdout
 
         check_output(out, inputs)
-        self.out, self.key, self.state_path, self.part = out, key, None, None
+        self.out, self.key = out, key
+        self.state_path: Path | None = None
+        self.part: Path | None = None
         self.resumed: RunState | None = None
         self.written = False
         self._file = None
@@ -459,6 +463,7 @@ class Sink:
             raise UserError(f"{self.out}: cannot write ({exc.strerror or exc})") from None
 
     def _load_state(self) -> RunState | None:
+        assert self.state_path is not None and self.part is not None
         if not self.state_path.is_file() or not self.part.is_file():
             return None
         try:
@@ -503,7 +508,7 @@ class Sink:
 
     def finish(self) -> None:
         """The output is complete: ``OUT.part`` becomes ``OUT``."""
-        if self.part is None:
+        if self.part is None or self.state_path is None or self._file is None:
             return
         try:
             os.fsync(self._file.fileno())
@@ -516,7 +521,7 @@ class Sink:
     def abandon(self) -> None:
         """The run stops before the end: ``OUT.part`` and its state stay for ``--resume`` when they
         hold a block, and are removed when they do not (an error before the first block)."""
-        if self.part is not None and self._file is not None and not self._file.closed:
+        if self.part is not None and self.state_path is not None and self._file is not None and not self._file.closed:
             self._file.close()
             if not self.written and not (self.resumed and self.resumed.output_bytes):
                 self.part.unlink(missing_ok=True)
@@ -578,7 +583,7 @@ def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "au
     if source == "-":
         from .data.conllu import _TextAsBytes
 
-        stream = getattr(sys.stdin, "buffer", None) or _TextAsBytes(sys.stdin)
+        stream: Any = getattr(sys.stdin, "buffer", None) or _TextAsBytes(sys.stdin)
     else:
         try:
             stream = open(source, "rb")

@@ -1,4 +1,4 @@
-"""`attnlab bench <benchmark>`: attention, encoder, hf and serve.
+"""`attnlab bench <benchmark>`: attention, encoder, hf, serve, treebanks and tag.
 
 Parses the options into the benchmark's config, runs it (``attnlab.bench``), prints its report
 and writes the JSON if asked. The benchmarks import torch when they run, not here.
@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
     _add_hf(bsub)
     _add_serve(bsub)
     _add_treebanks(bsub)
+    _add_tag(bsub)
 
 
 def _show(text: str, report: dict, json_path) -> None:
@@ -260,3 +261,42 @@ def _run_treebanks(args) -> int:
     _show(table(results) + "\n\nfrom raw text (CoNLL 2018 shared task F1):\n\n" + raw_table(results),
           {"results": results}, args.json)
     return 0 if all(r["only_predicted_columns_changed"] for r in results) else 1
+
+
+# -- tag -------------------------------------------------------------------------------------
+
+def _add_tag(bsub) -> None:
+    p = bsub.add_parser(
+        "tag",
+        help="attnlab tag end to end: words/s from CoNLL-U and raw text, 1 process vs workers, peak memory",
+        description=(
+            "Run `attnlab tag FILE -o /dev/null --stats` in a new process per run (startup and model loading "
+            "counted) on a treebank's training file, as CoNLL-U and as raw text, with one process (1 and 2 torch "
+            "threads) and with --workers; interleaved rounds, medians of words/s and their ratios. Then the peak "
+            "resident memory of the process tree while tagging raw text of --memory-mb MB and of 1 MB. The Dask "
+            "cases run when distributed is installed; the report says what was not run."
+        ),
+    )
+    p.add_argument("--model", default="en", help="a shipped model's name or a model directory (default en)")
+    p.add_argument("--treebank", type=Path, required=True,
+                   help="treebank directory whose *train.conllu is tagged (e.g. $ATTNLAB_DATA/ud-english-ewt)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--workers", type=int_range(2), default=2, help="processes of the --workers cases (default 2)")
+    p.add_argument("--memory-mb", type=int_range(0), default=100,
+                   help="size of the raw text of the memory probe, beside 1 MB (default 100; 0: no memory probe)")
+    p.add_argument("--only", nargs="+", default=[], metavar="TEXT", help="just the cases whose name holds TEXT")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
+    p.set_defaults(func=_run_tag)
+
+
+def _run_tag(args) -> int:
+    from ..api import resolve_model
+    from ..bench.tag import TagBenchConfig, format_report, run
+    from ..data.treebank import find_split
+
+    resolve_model(args.model)
+    find_split(args.treebank, "train")
+    report = run(TagBenchConfig(model=args.model, treebank=args.treebank, repeat=args.repeat,
+                                memory_mb=args.memory_mb, cases=tuple(args.only), workers=args.workers))
+    _show(format_report(report), report, args.json)
+    return 0

@@ -77,6 +77,7 @@ def cmd_tag(args) -> int:
     model = args.model if args.model is not None else default_model()
     model_dir = resolve_model(model)
     source = args.file
+    size: int | None = None
     many = source != "-" and not Path(source).is_file() and (Path(source).is_dir() or not Path(source).exists())
     if many:
         files, base = expand_inputs(source)
@@ -90,7 +91,7 @@ def cmd_tag(args) -> int:
 
         check_output(args.output if args.output is not None else "-", [source, model_dir])
         size = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
-    workers, why = (args.workers, "--workers") if args.workers else default_workers(size)
+    workers, why = (int(args.workers), "--workers") if args.workers else default_workers(size)
     if workers == 1:
         use_threads(args.threads)
     tagger = load(model, batch_tokens=args.batch_size)

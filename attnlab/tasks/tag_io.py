@@ -1,9 +1,11 @@
 """What `attnlab tag` reads and writes: raw text or CoNLL-U in; CoNLL-U, TSV or JSON lines out.
 
     tagger = attnlab.load("en")
-    source = read_source("-", "auto")               # stdin; a file path otherwise
-    tagged = tag_source(tagger, source)             # attnlab.api.TaggedSentence objects
-    text = format_output(tagged, tagger.layers, "tsv")
+    kind = detect_input(text, "in.txt")             # "conllu" or "text"
+    tagged = tagger.tag_conllu(text)                # attnlab.api.TaggedSentence objects
+    out = format_output(tagged, tagger.layers, "tsv")
+
+Reading, tagging and writing a whole input in blocks is ``attnlab.corpus``.
 
 Raw text is cut into sentences, tokens and multiword tokens by the model's segmenter
 (``--input text``, what ``auto`` picks for anything but CoNLL-U), or taken a sentence per line
@@ -46,65 +48,6 @@ def detect_input(text: str, name: str) -> str:
         raise UserError(f"{name}:{broken[0]}: looks like a CoNLL-U word line but has {broken[1]} tab-separated "
                         "columns, not 10; give --input conllu to read it as CoNLL-U or --input text to tag it as text")
     return "text"
-
-
-@dataclass
-class Source:
-    """What `attnlab tag` was given: the text, the name errors give it (a path or ``<stdin>``)
-    and how to read it (``text`` or ``conllu``)."""
-
-    text: str
-    name: str
-    kind: str
-
-
-def read_source(file: str, kind: str = "auto") -> Source:
-    """The input of ``file`` (``-``: stdin), to be read as ``kind``: text, conllu, or auto
-    (``detect_input``)."""
-    text, name = read_text(file, line_limit=False)  # raw text: a paragraph may be one line of any length
-    return Source(text, name, detect_input(text, name) if kind == "auto" else kind)
-
-
-def tag_source(tagger, source: Source, *, asked: str = "auto") -> list:
-    """Tag ``source`` with ``tagger`` (an ``attnlab.api.Tagger``): CoNLL-U by ``tag_conllu``, raw
-    text by the tagger's segmenter (``presegmented``: a sentence per line), ``pretokenized``
-    text by ``tag`` (words split at white space, a sentence per non-blank line). ``asked``: the
-    --input choice, so that CoNLL-U found by ``auto`` that turns out malformed points to
-    ``--input text``. UserError when no sentence has a word, when raw text meets a model
-    without a segmenter, or when a line of pretokenized text has more words than a sentence
-    may (``MAX_SENTENCE_WORDS``)."""
-    from ..data.conllu import ConlluError, SentenceTooLong
-
-    if source.kind == "conllu":
-        try:
-            tagged = tagger.tag_conllu(source.text, name=source.name)
-        except ConlluError as exc:
-            if asked == "auto" and not source.name.endswith(".conllu"):
-                raise UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
-                                "as text)") from None
-            raise
-    elif source.kind == "pretokenized":
-        numbered = [(n, line.split()) for n, line in enumerate(split_lines(source.text), 1) if line.strip()]
-        try:
-            tagged = tagger.tag([words for _, words in numbered])
-        except SentenceTooLong as exc:  # sentence i is the i-th non-blank line
-            raise UserError(f"{source.name}:{numbered[exc.index][0]}: {exc.reason}") from None
-    else:
-        if not tagger.can_segment:
-            raise UserError(f"{source.name}: model {tagger.name} has no segmenter, so it cannot read raw text; give "
-                            "--input pretokenized (words separated by spaces, a sentence per line) or CoNLL-U")
-        tagged = tagger(source.text, presegmented=source.kind == "presegmented").sentences
-    if not any(len(s) for s in tagged):
-        raise UserError(f"{source.name}: no sentences to tag")
-    return tagged
-
-
-def stats_line(tagged: Sequence, seconds: float) -> str:
-    """`attnlab tag --stats`: sentences, words and words per second of ``tagged`` (sentences)."""
-    n = sum(len(s) for s in tagged)
-    sentences = sum(1 for s in tagged if len(s))
-    return (f"tagged {sentences:,} sentences, {n:,} tokens in {seconds:.2f} s "
-            f"({n / max(seconds, 1e-9):,.0f} tokens/s)")
 
 
 def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0):
