@@ -317,6 +317,7 @@ def _start_worker(tagger) -> None:
     import torch
 
     global _WORKER_TAGGER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent stops the pool
     torch.set_num_threads(1)
     _WORKER_TAGGER = tagger
 
@@ -447,6 +448,7 @@ class Sink:
         if path.exists() and not path.is_file():  # a device or a FIFO
             self._file = open(path, "ab", buffering=0)
             return
+        path = Path(os.path.realpath(path))  # a symbolic link: the part file grows beside the file it names
         self.part, self.state_path = part_paths(path)
         for p in (self.part, self.state_path):
             check_output(p, inputs)
