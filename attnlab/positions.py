@@ -125,13 +125,18 @@ class RotaryPositions(nn.Module):
     def rotate(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """x (T, ..., d), positions (T,) -> rotated copy (T, ..., d)."""
         _check_positions_tensor(positions, x.shape[0])
+        if x.dtype not in (torch.float32, torch.float64):  # bfloat16, float16: turned in float32, rounded back
+            return self.rotate(x.float(), positions).to(x.dtype)
         cis = self._broadcast(self.rotations(positions, x.dtype), x)
         return torch.view_as_real(self._as_complex(x.contiguous()) * cis).flatten(-2)
 
     def rotate_(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """In place: x (T, ..., d) whose last axis is contiguous (e.g. q and k sliced out of
-        one projection). Returns x."""
+        one projection). Returns x. A bfloat16 or float16 x (which has no complex dtype to
+        view it as) is turned in float32 and rounded back once."""
         _check_positions_tensor(positions, x.shape[0])
+        if x.dtype not in (torch.float32, torch.float64):
+            return x.copy_(self.rotate(x, positions))
         cis = self._broadcast(self.rotations(positions, x.dtype), x)
         self._as_complex(x).mul_(cis)
         return x

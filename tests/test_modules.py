@@ -366,3 +366,22 @@ def test_cross_attention_with_a_cache_equals_the_whole_context_at_once():
     cache = {}
     steps = [layer(x[:, i: i + 1], cache=cache) for i in range(3)]
     torch.testing.assert_close(torch.cat(steps, dim=1), causal, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_rotary_encoder_runs_packed_in_bfloat16_and_float16_close_to_float32(dtype):
+    # rotary positions turn q and k through a complex view, which half-precision dtypes lack
+    torch.manual_seed(0)
+    model = attnlab.TransformerEncoder(d_model=64, heads=4, layers=2, d_ff=128).eval()
+    low = attnlab.TransformerEncoder(d_model=64, heads=4, layers=2, d_ff=128).eval()
+    low.load_state_dict(model.state_dict())
+    low = low.to(dtype)
+    x, cu = torch.randn(10, 64), torch.tensor([0, 4, 10])
+    with torch.no_grad():
+        ref, out = model.forward_packed(x, cu), low.forward_packed(x.to(dtype), cu)
+    assert out.dtype == dtype
+    assert (out.float() - ref).abs().max().item() < 0.05 * ref.abs().max().item()
+    rotary = attnlab.positions.RotaryPositions(8)
+    q, pos = torch.randn(5, 2, 8), torch.arange(5)
+    turned = rotary.rotate_(q.clone().to(dtype), pos)
+    torch.testing.assert_close(turned.float(), rotary.rotate(q, pos), atol=0.02, rtol=0.02)
