@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP) torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[serve,dev,hf,viz]' 'torch==2.13.0'
+	$(PY) -m pip install --quiet -e '.[serve,dev,hf,viz,cluster]' 'torch==2.13.0'
 	touch $(STAMP)
 
 setup: $(STAMP)

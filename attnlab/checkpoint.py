@@ -53,13 +53,11 @@ parameters it implies) to this table.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import math
 import os
 import re
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +65,7 @@ from typing import cast
 
 import torch
 
+from .atomic import atomic_write_bytes  # noqa: F401  (attnlab.atomic; named here too)
 from .config import MAX_LAYERS, MAX_WIDTH, JsonConfig  # MAX_*: the limits of a model description (also `attnlab train`'s)
 from .errors import UserError
 from .weight_storage import StorageError, decode_weights, storage_of
@@ -90,49 +89,7 @@ class CheckpointError(UserError, ValueError):
     the stated limits (a ``UserError``: the command line prints it as one line)."""
 
 
-# -- atomic writes ---------------------------------------------------------------------
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers never see a partial file.
-
-    The file is written to ``.NAME.XXXXXXXX.tmp`` beside it, flushed to disk and renamed
-    over ``path``. It is created like any new file (mode 0666 minus the umask). A full
-    disk raises ``UserError`` naming the directory, any other ``OSError`` one naming ``path``;
-    ``path`` is then unchanged. Commands write through ``attnlab.output.write_output``, which
-    also writes devices, FIFOs and stdout and refuses a command's own inputs.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create_temporary(path)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise UserError(f"{path.parent}: no space left on the device (while writing {path.name}; "
-                            "the files already there are unchanged)") from None
-        if isinstance(exc, OSError):  # a read-only file system, no permission, a path under a file
-            raise UserError(f"{path}: cannot write ({exc.strerror or exc})") from None
-        raise
-
-
-def _create_temporary(path: Path) -> tuple[Path, int]:
-    """A new, empty ``.NAME.XXXXXXXX.tmp`` beside ``path`` and its open descriptor."""
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            # mode 0o666: the kernel takes the umask off, as for any file a program creates
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{path.parent}: cannot create a temporary file for {path.name}")
-
+# -- atomic writes (attnlab.atomic) --------------------------------------------------
 
 def json_bytes(obj, *, compact: bool = False) -> bytes:
     """UTF-8 JSON: indented for people (config.json), or ``compact`` for the large machine-read

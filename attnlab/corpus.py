@@ -36,7 +36,12 @@ back to what the state records).
 
 **Processes.** ``workers`` > 1 starts that many processes (``spawn``), each with its own copy
 of the model and one torch thread, fed blocks in input order, at most two blocks ahead per
-worker (memory stays bounded); their results are written in input order.
+worker (memory stays bounded); their results are written in input order. What tags the
+blocks is a ``BlockMapper`` (``submit`` a block, get a future; a ``window`` of blocks in
+flight): ``Workers`` on this machine, ``attnlab.distributed.ClusterWorkers`` on a Dask
+cluster; reading, numbering and writing are the same code for every one of them. Many files
+(``tag_files``) go through it as one stream of blocks, the next file read while the last
+blocks of the one before are tagged.
 """
 
 from __future__ import annotations
@@ -49,9 +54,10 @@ import signal
 import sys
 import time
 from collections import deque
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator
+from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Protocol
 
 from .data.conllu import MAX_LINE_BYTES, ConlluError, SentenceTooLong, _check_lines
 from .errors import UserError
@@ -134,7 +140,7 @@ class BlockReader:
 
     def __init__(self, stream: BinaryIO, name: str, kind: str = "auto", *, state: ReaderState | None = None,
                  context: int | None = None, block_chars: int | None = None):
-        from .tasks.segmenter import CONTEXT_CHARS
+        from .data.rawtext import CONTEXT_CHARS
 
         if kind not in ("auto", *KINDS):
             raise ValueError(f"unknown input kind {kind!r}; the kinds are auto, {', '.join(KINDS)}")
@@ -309,6 +315,24 @@ def renumber(text: str, fmt: str, kind: str, before: int) -> str:
 
 # -- processes -------------------------------------------------------------------------------
 
+class BlockMapper(Protocol):
+    """Where blocks are tagged: ``submit(block, fmt)`` starts tagging one and returns a future
+    (``result()`` gives its ``BlockResult`` or raises its error; ``cancel()``), and ``window`` is
+    how many blocks may be in flight at once (memory stays bounded). ``tag_stream`` and
+    ``tag_files`` take one as ``workers``: ``Workers`` (this process, or processes on this
+    machine) and ``attnlab.distributed.ClusterWorkers`` (a Dask cluster)."""
+
+    @property
+    def window(self) -> int: ...
+
+    def submit(self, block: Block, fmt: str) -> Any: ...
+
+
+class WorkersLost(UserError):
+    """The processes that tag are gone (a broken process pool, a lost cluster): nothing more
+    can be tagged in this run."""
+
+
 _WORKER_TAGGER = None
 
 
@@ -330,9 +354,20 @@ def _worker_call(method: str, args: tuple, kwargs: dict):
     return getattr(_WORKER_TAGGER, method)(*args, **kwargs)
 
 
+def _done(function: Callable, *args) -> Future:
+    """A future that already holds ``function(*args)``: its value or its error."""
+    future: Future = Future()
+    try:
+        future.set_result(function(*args))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
 class Workers:
     """``n`` processes, each with its own copy of ``tagger`` (pickled by its model: see
-    ``attnlab.api.Tagger.__reduce__``) and one torch thread; ``n`` = 1 runs in this process."""
+    ``attnlab.api.Tagger.__reduce__``) and one torch thread; ``n`` = 1 runs in this process.
+    A ``BlockMapper``: at most two blocks ahead per process."""
 
     def __init__(self, tagger, n: int = 1):
         self.tagger, self.n = tagger, n
@@ -344,12 +379,19 @@ class Workers:
             self._pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_start_worker, initargs=(tagger,))
 
+    @property
+    def window(self) -> int:
+        return 1 if self._pool is None else 2 * self.n
+
+    def submit(self, block: Block, fmt: str) -> Future:
+        """Tag ``block`` in a worker process (in this process, at once, when ``n`` = 1)."""
+        if self._pool is None:
+            return _done(tag_block, self.tagger, block, fmt)
+        return self._pool.submit(_worker_tag, block, fmt)
+
     def map_blocks(self, blocks: Iterable[Block], fmt: str) -> Iterator[BlockResult]:
         """Tagged blocks in input order."""
-        if self._pool is None:
-            return (tag_block(self.tagger, b, fmt) for b in blocks)
-        pool = self._pool
-        return ordered(lambda b: pool.submit(_worker_tag, b, fmt), blocks, 2 * self.n)
+        return map_blocks(self, blocks, fmt)
 
     def map_calls(self, method: str, calls: Iterable[tuple[tuple, dict]]) -> Iterator:
         """``getattr(tagger, method)(*args, **kwargs)`` for each call, results in order."""
@@ -370,25 +412,48 @@ class Workers:
         self.close()
 
 
-def ordered(submit: Callable, items: Iterable, window: int) -> Iterator:
-    """Results of ``submit(item)`` futures in the order of ``items``, with at most ``window``
-    submitted and not yet taken (the items are read no faster than the results are taken)."""
-    from concurrent.futures.process import BrokenProcessPool
+def map_blocks(mapper: BlockMapper, blocks: Iterable[Block], fmt: str) -> Iterator[BlockResult]:
+    """``blocks`` tagged by ``mapper``, in input order, at most ``mapper.window`` in flight."""
+    return ordered(lambda b: mapper.submit(b, fmt), blocks, mapper.window)
 
+
+def ordered_futures(submit: Callable, items: Iterable, window: int) -> Generator[tuple[Any, Any], None, None]:
+    """``(item, submit(item))`` in the order of ``items``, with at most ``window`` submitted and
+    not yet taken (the items are read no faster than the futures are taken); the futures still
+    pending when the generator is closed are cancelled."""
     pending: deque = deque()
     try:
         for item in items:
-            pending.append(submit(item))
+            pending.append((item, submit(item)))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                yield pending.popleft()
         while pending:
-            yield pending.popleft().result()
-    except BrokenProcessPool:
-        raise UserError("a worker process died (out of memory, or killed); rerun with fewer --workers "
-                        "(and --resume to keep what is done)") from None
+            yield pending.popleft()
     finally:
-        for f in pending:
-            f.cancel()
+        for _, future in pending:
+            future.cancel()
+
+
+def result_of(future) -> Any:
+    """``future.result()``, a broken process pool said in one line (``WorkersLost``)."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise WorkersLost("a worker process died (out of memory, or killed); rerun with fewer --workers "
+                          "(and --resume to keep what is done)") from None
+
+
+def ordered(submit: Callable, items: Iterable, window: int) -> Iterator:
+    """Results of ``submit(item)`` futures in the order of ``items``, with at most ``window``
+    submitted and not yet taken (the items are read no faster than the results are taken)."""
+    futures = ordered_futures(submit, items, window)
+    try:
+        for _, future in futures:
+            yield result_of(future)
+    finally:
+        futures.close()
 
 
 def default_workers(size: int | None) -> tuple[int, str]:
@@ -569,24 +634,45 @@ class _Stop(Exception):
     """SIGTERM: stop after the block being written (so that the output ends in whole sentences)."""
 
 
-def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "auto", workers: Workers | None = None,
-               resume: bool = False, progress: bool = False, inputs: list | None = None, bar=None,
-               block_chars: int = BLOCK_CHARS) -> Totals:
-    """Tag the file ``source`` ("-": stdin) block by block into ``out`` ("-": stdout); see the
-    module docstring. ``resume`` goes on from the state a stopped run left beside ``out``."""
-    from .output import is_stdout
+class _Run:
+    """One input being tagged into one output: its ``Sink``, its ``BlockReader`` (``reader``),
+    how far it got and its ``Totals``. ``tag_stream`` runs one; ``tag_files`` has the next
+    file's run reading while the blocks of the one before are still being tagged."""
 
-    if resume and (source == "-" or is_stdout(out) or (Path(out).exists() and not Path(out).is_file())):
-        raise UserError("--resume needs an input file and an output file (-o FILE), not stdin or stdout")
-    key = input_key(source, tagger, fmt, kind, block_chars) if source != "-" else {}
-    sink = Sink(out, [source, *(inputs or [])], key, resume=resume)
-    state = sink.resumed or RunState(key, ReaderState(kind=kind))
-    size = None
-    if source == "-":
-        from .data.conllu import _TextAsBytes
+    def __init__(self, tagger, source: str, out, *, fmt: str, kind: str, resume: bool, inputs: list | None = None,
+                 progress: bool = False, bar=None, block_chars: int = BLOCK_CHARS):
+        from .output import is_stdout
 
-        stream: Any = getattr(sys.stdin, "buffer", None) or _TextAsBytes(sys.stdin)
-    else:
+        if resume and (source == "-" or is_stdout(out) or (Path(out).exists() and not Path(out).is_file())):
+            raise UserError("--resume needs an input file and an output file (-o FILE), not stdin or stdout")
+        self.fmt, self.kind, self.source = fmt, kind, source
+        self.name = "<stdin>" if source == "-" else source
+        key = input_key(source, tagger, fmt, kind, block_chars) if source != "-" else {}
+        self.sink = Sink(out, [source, *(inputs or [])], key, resume=resume)
+        self.state = self.sink.resumed or RunState(key, ReaderState(kind=kind))
+        self.error: BaseException | None = None  # set when the run failed: its blocks still in flight are dropped
+        try:
+            self.stream, size = self._open()
+        except BaseException:
+            self.sink.abandon()
+            raise
+        self.totals = Totals(words=self.state.words, sentences=self.state.sentences)
+        self.bar, self._own_bar = bar, bar is None
+        if self._own_bar:
+            self.bar = _progress(progress, size, self.state.reader.bytes, self.name)
+        elif self.state.reader.bytes:
+            bar.update(self.state.reader.bytes)
+        self._done_bytes = self.state.reader.bytes
+        self.start = time.perf_counter()
+        self.reader = BlockReader(self.stream, self.name, kind, state=self.state.reader, block_chars=block_chars)
+
+    def _open(self) -> tuple[Any, int | None]:
+        source = self.source
+        if source == "-":
+            from .data.conllu import _TextAsBytes
+
+            stdin: Any = getattr(sys.stdin, "buffer", None) or _TextAsBytes(sys.stdin)
+            return stdin, None
         try:
             stream = open(source, "rb")
         except FileNotFoundError:
@@ -596,65 +682,91 @@ def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "au
         except OSError as exc:
             raise UserError(f"{source}: cannot read ({exc.strerror or exc})") from None
         size = os.fstat(stream.fileno()).st_size if os.path.isfile(source) else None
-        stream.seek(state.reader.bytes)
-    name = "<stdin>" if source == "-" else source
-    totals = Totals(words=state.words, sentences=state.sentences)
-    workers = workers or Workers(tagger, 1)
-    own_bar = bar is None
-    if own_bar:
-        bar = _progress(progress, size, state.reader.bytes, name)
-    elif state.reader.bytes:
-        bar.update(state.reader.bytes)
-    start = time.perf_counter()
-    done_bytes = state.reader.bytes
+        stream.seek(self.state.reader.bytes)
+        return stream, size
+
+    def take(self, result: BlockResult) -> None:
+        """Write the next tagged block (blocks come in input order), its sentences numbered on."""
+        state, totals = self.state, self.totals
+        text = renumber(result.text, self.fmt, self.reader.state.kind, state.sentences)
+        state.reader = self.reader.saved.pop(result.index)  # the reader may be blocks ahead
+        state.sentences += result.sentences
+        state.words += result.words
+        self.sink.write(text, state)
+        totals.words, totals.sentences = state.words, state.sentences
+        if self.bar is not None:
+            self.bar.update(result.end_bytes - self._done_bytes)
+            self._done_bytes = result.end_bytes
+            self.bar.set_postfix_str(f"{totals.words:,} words, "
+                                     f"{totals.words / (time.perf_counter() - self.start):,.0f} words/s", refresh=False)
+
+    def finish(self) -> Totals:
+        """Every block is written: the output is complete (``Sink.finish``)."""
+        if self.totals.words == 0:
+            self.sink.abandon()
+            raise UserError(f"{self.name}: no sentences to tag")
+        self.sink.finish()
+        self.totals.seconds = time.perf_counter() - self.start
+        return self.totals
+
+    def fail(self, exc: BaseException) -> BaseException:
+        """The run stops on ``exc``: what is written stays for ``--resume`` (``Sink.abandon``); the
+        error to raise (CoNLL-U that may have been raw text says how to read it as text)."""
+        self.error = exc
+        self.sink.abandon()
+        if (isinstance(exc, ConlluError) and self.kind == "auto" and not self.name.endswith(".conllu")
+                and not isinstance(exc, (SentenceTooLong, NotText))):
+            return UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
+                             "as text)")
+        return exc
+
+    def stopped(self) -> SystemExit:
+        """SIGTERM: the output ends in whole sentences; the exit to raise."""
+        self.sink.abandon()
+        print(f"attnlab tag: stopped (SIGTERM) after {self.totals.sentences:,} sentences, which are written whole"
+              + ("; attnlab tag --resume goes on from there" if self.sink.part else ""), file=sys.stderr)
+        return SystemExit(128 + signal.SIGTERM)
+
+    def close(self) -> None:
+        """Close the input (and the progress bar if the run has its own); the output is closed by
+        ``finish``, ``fail``, ``stopped`` or ``discard``."""
+        if self.bar is not None and self._own_bar:
+            self.bar.close()
+        if self.source != "-":
+            self.stream.close()
+
+    def discard(self) -> None:
+        """The run is given up unfinished (an error stopped every file): what it wrote stays for
+        ``--resume`` (``Sink.abandon``)."""
+        self.sink.abandon()
+        self.close()
+
+
+def tag_stream(tagger, source: str, out, *, fmt: str = "conllu", kind: str = "auto",
+               workers: BlockMapper | None = None, resume: bool = False, progress: bool = False,
+               inputs: list | None = None, bar=None, block_chars: int = BLOCK_CHARS) -> Totals:
+    """Tag the file ``source`` ("-": stdin) block by block into ``out`` ("-": stdout); see the
+    module docstring. ``workers`` tag the blocks (a ``BlockMapper``; default: this process);
+    ``resume`` goes on from the state a stopped run left beside ``out``."""
+    run = _Run(tagger, source, out, fmt=fmt, kind=kind, resume=resume, inputs=inputs, progress=progress, bar=bar,
+               block_chars=block_chars)
     stop = _on_sigterm()
     try:
-        reader = BlockReader(stream, name, kind, state=state.reader, block_chars=block_chars)
-        for result in workers.map_blocks(reader, fmt):
-            text = renumber(result.text, fmt, reader.state.kind, state.sentences)
-            state.reader = _reader_after(reader, result)
-            state.sentences += result.sentences
-            state.words += result.words
-            sink.write(text, state)
-            totals.words, totals.sentences = state.words, state.sentences
-            if bar is not None:
-                bar.update(result.end_bytes - done_bytes)
-                done_bytes = result.end_bytes
-                bar.set_postfix_str(f"{totals.words:,} words, {totals.words / (time.perf_counter() - start):,.0f} words/s",
-                                    refresh=False)
+        for result in map_blocks(workers or Workers(tagger, 1), run.reader, fmt):
+            run.take(result)
             if stop.requested:
                 raise _Stop
-        if totals.words == 0:
-            sink.abandon()
-            raise UserError(f"{name}: no sentences to tag")
-        sink.finish()
-    except ConlluError as exc:
-        sink.abandon()
-        if kind == "auto" and not name.endswith(".conllu") and not isinstance(exc, (SentenceTooLong, NotText)):
-            raise UserError(f"{exc} (read as CoNLL-U for its tab-separated word lines; --input text tags it "
-                            "as text)") from None
-        raise
+        return run.finish()
     except _Stop:
-        sink.abandon()
-        print(f"attnlab tag: stopped (SIGTERM) after {totals.sentences:,} sentences, which are written whole"
-              + ("; attnlab tag --resume goes on from there" if sink.part else ""), file=sys.stderr)
-        raise SystemExit(128 + signal.SIGTERM) from None
-    except BaseException:
-        sink.abandon()
-        raise
+        raise run.stopped() from None
+    except BaseException as exc:
+        error = run.fail(exc)
+        if error is exc:
+            raise
+        raise error from None
     finally:
         stop.restore()
-        if bar is not None and own_bar:
-            bar.close()
-        if source != "-":
-            stream.close()
-    totals.seconds = time.perf_counter() - start
-    return totals
-
-
-def _reader_after(reader: BlockReader, result: BlockResult) -> ReaderState:
-    """The reader's state right after ``result``'s block (the reader may be blocks ahead)."""
-    return reader.saved.pop(result.index)
+        run.close()
 
 
 class _SigTerm:
@@ -724,13 +836,19 @@ def mirrored(file: Path, base: Path, out_dir: Path, fmt: str) -> Path:
     return out_dir / (rel if rel.suffix == ext else rel.with_name(rel.name + ext))
 
 
+FILE_ERRORS = (UserError, ConlluError, OSError)  # what fails one file of many (reported; the others go on)
+_END = "end"  # tag_files: a file's last block has been read
+
+
 def tag_files(tagger, files: list[Path], base: Path, out_dir: Path, *, fmt: str = "conllu", kind: str = "auto",
-              workers: Workers | None = None, resume: bool = False, progress: bool = False,
+              workers: BlockMapper | None = None, resume: bool = False, progress: bool = False,
               report: Callable[[str], None] = print, block_chars: int = BLOCK_CHARS) -> Totals:
     """Tag ``files`` (under ``base``) into ``out_dir``, mirroring the tree: one output per file,
     written as ``tag_stream`` writes one; an output already complete (there, with no ``.part``
     beside it) is skipped; a file that fails is reported (``report``) and the others go on.
-    ``Totals.failed`` lists the failures."""
+    ``Totals.failed`` lists the failures. The blocks of all the files go through ``workers``
+    in one stream (the next file is read while the last blocks of one are being tagged), so
+    many small files keep every worker busy."""
     from .output import make_directory
 
     out_dir = Path(out_dir)
@@ -748,21 +866,77 @@ def tag_files(tagger, files: list[Path], base: Path, out_dir: Path, *, fmt: str 
             todo.append((f, out))
     sizes = sum(f.stat().st_size for f, _ in todo)
     bar = _progress(progress, sizes, 0, f"{len(todo)} files")
-    start = time.perf_counter()
-    try:
+    mapper = workers or Workers(tagger, 1)
+    runs: list[_Run] = []  # open, in input order
+
+    def items() -> Iterator[tuple[Path, _Run | None, Any]]:
+        """(file, its run, a block | _END | the error that stopped the file), files in order."""
         for f, out in todo:
             try:
                 make_directory(out.parent)
-                done = tag_stream(tagger, str(f), out, fmt=fmt, kind=kind, workers=workers,
-                                  resume=resume and part_paths(out)[1].exists(), bar=bar, block_chars=block_chars)
-            except (UserError, ConlluError, OSError) as exc:
-                totals.failed.append((f, str(exc)))
-                report(f"error: {exc}" if str(f) in str(exc) else f"error: {f}: {exc}")
+                run = _Run(tagger, str(f), out, fmt=fmt, kind=kind, resume=resume and part_paths(out)[1].exists(),
+                           bar=bar, block_chars=block_chars)
+            except FILE_ERRORS as exc:
+                yield f, None, exc
                 continue
+            runs.append(run)
+            try:
+                for block in run.reader:
+                    yield f, run, block
+                    if run.error is not None:  # an earlier block failed: the file is given up
+                        break
+            except FILE_ERRORS as exc:
+                yield f, run, exc
+                continue
+            yield f, run, _END
+
+    def submit(item):
+        what = item[2]
+        return mapper.submit(what, fmt) if isinstance(what, Block) else _done(lambda: None)
+
+    def failed(f: Path, run: _Run | None, exc: BaseException) -> None:
+        error = run.fail(exc) if run is not None else exc
+        totals.failed.append((f, str(error)))
+        report(f"error: {error}" if str(f) in str(error) else f"error: {f}: {error}")
+        if run is not None:
+            runs.remove(run)
+            run.close()
+
+    start = time.perf_counter()
+    stop = _on_sigterm()
+    stream = ordered_futures(submit, items(), mapper.window)
+    try:
+        for (f, run, what), future in stream:
+            if run is not None and run.error is not None:
+                continue  # the rest of a file that failed
+            try:
+                if isinstance(what, BaseException):
+                    raise what
+                if isinstance(what, Block):
+                    run.take(result_of(future))
+                    if stop.requested:
+                        raise _Stop
+                    continue
+                done = run.finish()
+            except WorkersLost:
+                raise
+            except FILE_ERRORS as exc:
+                failed(f, run, exc)
+                continue
+            runs.remove(run)
+            run.close()
             totals.files += 1
             totals.words += done.words
             totals.sentences += done.sentences
+    except _Stop:
+        current = runs.pop(0)
+        current.close()
+        raise current.stopped() from None
     finally:
+        stream.close()
+        stop.restore()
+        for run in runs:  # opened ahead of a file that stopped the whole run
+            run.discard()
         if bar is not None:
             bar.close()
     totals.seconds = time.perf_counter() - start

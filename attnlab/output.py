@@ -10,7 +10,7 @@ Where the data goes:
 - ``-``: stdout, by plain writes;
 - an existing character device (``/dev/null``) or FIFO: opened and written in place (a new file
   renamed over it would replace the device or the FIFO with a regular file);
-- a regular file or a new name: atomically, with ``attnlab.checkpoint.atomic_write_bytes`` (a
+- a regular file or a new name: atomically, with ``attnlab.atomic.atomic_write_bytes`` (a
   temporary file beside it, renamed over it: readers see the old file or the new one); a
   symbolic link is followed, so the file it names is replaced and the link stays.
 
@@ -223,7 +223,7 @@ def write_output(path: PathLike, data: str | bytes, inputs: Iterable[PathLike | 
         if st is not None and not stat.S_ISREG(st.st_mode):
             _write_in_place(path, raw)
         else:
-            from .checkpoint import atomic_write_bytes
+            from .atomic import atomic_write_bytes
 
             atomic_write_bytes(Path(os.path.realpath(path)), raw)
     except OSError as exc:

@@ -30,7 +30,7 @@ def extra_only_modules() -> set[str]:
 def test_the_extras_are_what_the_test_blocks():
     assert extra_only_modules() == {
         "matplotlib", "starlette", "uvicorn", "pytest", "hypothesis", "selenium", "mypy", "transformers", "tokenizers",
-        "onnxruntime", "onnx",
+        "onnxruntime", "onnx", "distributed",
     }
 
 
@@ -68,6 +68,17 @@ def test_drawing_commands_name_the_viz_extra_before_any_work(tmp_path):
     r = run_blocked(["experiment", "graph", "--quick", "--out", str(tmp_path / "results")], tmp_path, ["matplotlib"])
     assert (r.returncode, r.stderr) == (2, f"attnlab experiment: {message}\n")
     assert not (tmp_path / "results").exists()
+
+
+def test_tagging_on_a_cluster_names_the_cluster_extra_before_any_work(tmp_path):
+    """Without distributed, `attnlab tag --scheduler` says which extra to install before it reads
+    the model (which does not exist here) or the input; without --scheduler, tagging needs no
+    extra."""
+    r = run_blocked(["tag", "--model", str(tmp_path / "missing"), "in.txt", "--scheduler", "local:2"], tmp_path,
+                    ["distributed"])
+    assert (r.returncode, r.stderr) == (2, "attnlab tag: needs the 'cluster' extra: pip install 'attnlab[cluster]'\n")
+    r = run_blocked(["tag", "--model", str(tmp_path / "missing"), "in.txt"], tmp_path, ["distributed"])
+    assert r.returncode == 2 and "no such model directory" in r.stderr
 
 
 def test_demo_draws_its_picture_with_the_viz_extra(tmp_path):

@@ -5,12 +5,14 @@ API (``attnlab.load`` and the ``Tagger`` it returns).
     echo "I saw a saw ." | attnlab tag --input pretokenized --format tsv
     attnlab tag --model models/ewt-attention in.conllu -o out.conllu
     attnlab tag 'corpus/**/*.txt' -o tagged/ --workers 2 --stats
+    attnlab tag corpus/ -o tagged/ --scheduler tcp://10.0.0.1:8786    # a Dask cluster (attnlab.distributed)
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def add_parser(subparsers) -> None:
@@ -58,6 +60,14 @@ def add_parser(subparsers) -> None:
                         "is the same for any number (default: one per usable CPU core, or 1 for input under "
                         "4 MiB, where starting the processes, about 2 s each, costs more than they save)")
     p.add_argument("--threads", type=positive_int, help="torch threads with --workers 1 (default: torch's choice)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="tag on a Dask cluster (needs the 'cluster' extra): tcp://HOST:8786, the address of a running "
+                        "'dask scheduler' whose workers ('dask worker tcp://HOST:8786 --nworkers N --nthreads 1') "
+                        "see the model at the same path (or have the shipped one), or local:N to start N worker "
+                        "processes on this machine (one thread each; startup about 2 s plus loading the model). "
+                        "This process reads the input and writes the output; the workers tag its blocks, each "
+                        "loading the model once. The output is the same as one process's; a block whose worker "
+                        "dies is tagged again by another")
     p.add_argument("--block-chars", type=positive_int, default=BLOCK_CHARS,
                    help=f"characters read and tagged at once (default {BLOCK_CHARS:,}; a block ends at the first "
                         "paragraph, sentence or line end past this): memory and how soon output appears depend on "
@@ -71,9 +81,16 @@ def add_parser(subparsers) -> None:
 def cmd_tag(args) -> int:
     from ..api import default_model, load, resolve_model
     from ..corpus import Workers, default_workers, expand_inputs, tag_files, tag_stream
-    from ..errors import UserError
+    from ..errors import UserError, require_extra
     from ..tasks.run import use_threads
 
+    if args.scheduler is not None:
+        require_extra("cluster", ["distributed"])
+        from ..distributed import parse_scheduler
+
+        parse_scheduler(args.scheduler)
+        if args.workers is not None:
+            raise UserError("--workers and --scheduler: give one (--scheduler local:N starts N worker processes here)")
     model = args.model if args.model is not None else default_model()
     model_dir = resolve_model(model)
     source = args.file
@@ -91,16 +108,27 @@ def cmd_tag(args) -> int:
 
         check_output(args.output if args.output is not None else "-", [source, model_dir])
         size = Path(source).stat().st_size if source != "-" and Path(source).is_file() else None
-    workers, why = (int(args.workers), "--workers") if args.workers else default_workers(size)
-    if workers == 1:
-        use_threads(args.threads)
-    tagger = load(model, batch_tokens=args.batch_size)
     progress = not args.quiet and sys.stderr.isatty()
-    if progress and workers > 1:
-        print(f"attnlab tag: {workers} worker processes ({why})", file=sys.stderr)
-    with Workers(tagger, workers) as pool:
+    pool: Any
+    if args.scheduler is not None:
+        from ..distributed import cluster_workers, model_ref
+
+        tagger: Any = model_ref(model, batch_tokens=args.batch_size)  # loaded by the workers, not here
+        pool = cluster_workers(args.scheduler, tagger)
+    else:
+        workers, why = (int(args.workers), "--workers") if args.workers else default_workers(size)
+        if workers == 1:
+            use_threads(args.threads)
+        tagger = load(model, batch_tokens=args.batch_size)
+        if progress and workers > 1:
+            print(f"attnlab tag: {workers} worker processes ({why})", file=sys.stderr)
+        pool = Workers(tagger, workers)
+    with pool as mapper:
+        if progress and args.scheduler is not None:
+            print(f"attnlab tag: {mapper.workers} Dask workers, {mapper.threads} threads ({args.scheduler})",
+                  file=sys.stderr)
         if many:
-            totals = tag_files(tagger, files, base, args.output, fmt=args.format, kind=args.input, workers=pool,
+            totals = tag_files(tagger, files, base, args.output, fmt=args.format, kind=args.input, workers=mapper,
                                resume=args.resume, progress=progress, report=lambda m: print(m, file=sys.stderr),
                                block_chars=args.block_chars)
             summary = (f"{totals.files:,} files tagged, {totals.skipped:,} skipped as already complete, "
@@ -108,7 +136,7 @@ def cmd_tag(args) -> int:
             print(summary, file=sys.stderr)
         else:
             totals = tag_stream(tagger, source, args.output if args.output is not None else "-", fmt=args.format,
-                                kind=args.input, workers=pool, resume=args.resume, progress=progress,
+                                kind=args.input, workers=mapper, resume=args.resume, progress=progress,
                                 inputs=[model_dir], block_chars=args.block_chars)
     if args.stats:
         print(totals.line(), file=sys.stderr)

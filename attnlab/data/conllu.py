@@ -72,7 +72,10 @@ class SentenceTooLong(ConlluError):
 
     def __init__(self, where: str, reason: str, index: int = 0):
         super().__init__(f"{where}: {reason}")
-        self.reason, self.index = reason, index
+        self.where, self.reason, self.index = where, reason, index
+
+    def __reduce__(self):  # pickled whole, so that it comes back from a worker process as it was raised
+        return type(self), (self.where, self.reason, self.index)
 
 
 def check_sentence_length(words: int, where: str, index: int = 0) -> None:

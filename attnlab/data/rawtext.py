@@ -26,6 +26,11 @@ from typing import Sequence
 from .conllu import Sentence, SurfaceToken
 
 INSIDE, TOKEN_END, SENTENCE_END = 0, 1, 2  # a character's boundary label
+# The segmenter (attnlab.tasks.segmenter) reads text in these windows; here, without torch, so
+# that attnlab.corpus cuts blocks with their context in a process that never loads a model.
+CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
+CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
+CONTEXT_CHARS = CHUNK + CONTEXT  # text around a block that puts it in the windows of the whole input
 BOUNDARY = ("inside", "token end", "sentence end")
 
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from ..attention.local import block_attention
 from ..config import JsonConfig, check_fraction, check_positive
-from ..data.rawtext import INSIDE, SENTENCE_END, TOKEN_END, LabeledText, labeled_text
+from ..data.rawtext import CHUNK, CONTEXT, CONTEXT_CHARS, INSIDE, SENTENCE_END, TOKEN_END, LabeledText, labeled_text
 from ..data.vocab import Vocab
 from .multiword import MultiwordTable
 
@@ -49,9 +49,7 @@ TASK = "segmenter"
 DIRECTORY = "segmenter"  # a tagger's model directory holds its segmenter here
 MWT_FILE = "multiword.json"
 
-CHUNK = 4096  # characters read at once (plus CONTEXT on each side)
-CONTEXT = 192  # > what the layers see (conv_width // 2 + layers * (block - 1): 129 for the defaults)
-CONTEXT_CHARS = CHUNK + CONTEXT  # text around a block that puts it in the windows of the whole input
+# CHUNK characters read at once, CONTEXT more on each side, CONTEXT_CHARS around a block (data.rawtext)
 MAX_SENTENCE_TOKENS = 250
 MIN_STEPS = 600  # a small treebank still gets this many training steps (best state on dev kept)
 RARE_SENTENCE_END = 0.2  # an abbreviation that ended fewer of its sentences than this does not end one
