@@ -34,6 +34,11 @@ the same on any worker: they are not retried, and they read as in one process
 ``distributed.scheduler.allowed-failures``, 3) fails its file, named by its first line; a
 lost scheduler stops the run (``WorkersLost``); either way what is written stays for
 ``--resume``.
+
+**local:N** is a ``distributed.LocalCluster`` of N worker processes with one thread each,
+started without Dask's ``MALLOC_TRIM_THRESHOLD_`` and with this module preloaded in each
+worker, so that closing the cluster does not wait for the interpreter's teardown of torch in
+every worker (``dask_teardown``).
 """
 
 from __future__ import annotations
@@ -168,6 +173,18 @@ def _preload(ref: ModelRef) -> dict:
     return worker_stats()
 
 
+def dask_teardown(worker) -> None:
+    """Dask calls this when a worker that preloads this module (``local:N`` workers do; any
+    worker with ``--preload attnlab.distributed``) closes: once the worker has closed and its
+    process exits, skip the interpreter's teardown of torch's modules (about 1 s a process,
+    which closing a cluster waits for), as a process that has nothing left to write."""
+    import atexit
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:  # a worker process of its own, not one inside a client
+        atexit.register(os._exit, 0)  # registered last, so run first, after the worker has closed
+
+
 # -- on the client -----------------------------------------------------------------------------
 
 class _BlockFuture:
@@ -288,9 +305,10 @@ def connect(scheduler, *, timeout: float = CONNECT_SECONDS) -> Iterator[Any]:
 
     with contextlib.ExitStack() as stack:
         if how == "local":
-            # workers without Dask's MALLOC_TRIM_THRESHOLD_ (see _malloc_for_tensors); the
-            # scheduler's web pages on a free port (8787 may be another cluster's)
-            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            # workers without Dask's MALLOC_TRIM_THRESHOLD_ (_malloc_for_tensors), preloading this
+            # module (dask_teardown); the scheduler's web pages on a free port (8787 may be taken)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None,
+                                  "distributed.worker.preload": [__name__]}):
                 cluster = stack.enter_context(LocalCluster(n_workers=what, threads_per_worker=1, processes=True,
                                                            dashboard_address=":0", silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
