@@ -43,6 +43,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "en"  # what `attnlab tag` uses without --model, when it ships
 
 LAYERS = ("upos", "xpos", "feats", "lemma")  # the annotation layers a tagger can predict
+# words per forward pass: larger batches are no faster on CPU and hold more memory (the FEATS
+# and LEMMA heads score every word against thousands of values)
+BATCH_TOKENS = 2048
 
 
 @dataclass
@@ -211,7 +214,7 @@ class NoSegmenterError(ValueError):
 class Tagger:
     """A loaded tagger (``load``): call it on text, ``tag`` token lists, ``tag_conllu`` files."""
 
-    def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = 8192,
+    def __init__(self, loaded: LoadedTagger, *, name: str = "", batch_tokens: int = BATCH_TOKENS,
                  segmenter: tuple | None = None, source: str | None = None, device: str = "cpu"):
         from .options import positive_int
 
@@ -473,7 +476,7 @@ def default_model() -> Path:
     return shipped[DEFAULT_MODEL]
 
 
-def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192, threads: int | None = None,
+def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKENS, threads: int | None = None,
          device: str = "cpu") -> Tagger:
     """A ``Tagger`` from a shipped model's name (``shipped_models``: ``load("en")``) or a model
     directory (``attnlab train --out``), as ``resolve_model`` finds it.

@@ -62,7 +62,7 @@ from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Proto
 from .data.conllu import MAX_LINE_BYTES, ConlluError, SentenceTooLong, _check_lines
 from .errors import UserError
 
-BLOCK_CHARS = 1 << 18  # a block ends at the first paragraph / sentence / line end past this many characters
+BLOCK_CHARS = 1 << 17  # a block ends at the first paragraph / sentence / line end past this many characters
 MAX_BLOCK_CHARS = 1 << 22  # raw text without a paragraph break in this many characters is cut (module docstring)
 READ_BYTES = 1 << 20  # bytes read at once
 STATE_VERSION = 1

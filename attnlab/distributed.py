@@ -54,6 +54,7 @@ from typing import Any, Iterator
 
 from .corpus import (BLOCK_CHARS, Block, BlockResult, Totals, WorkersLost, expand_inputs, tag_block, tag_files,
                      tag_stream)
+from .api import BATCH_TOKENS
 from .data.conllu import ConlluError
 from .errors import UserError, require_extra
 
@@ -72,11 +73,11 @@ class ModelRef:
 
     source: str
     name: str
-    batch_tokens: int = 8192
+    batch_tokens: int = BATCH_TOKENS
     device: str = "cpu"
 
 
-def model_ref(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = 8192, device: str = "cpu") -> ModelRef:
+def model_ref(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKENS, device: str = "cpu") -> ModelRef:
     """The ``ModelRef`` of a shipped model's name or a model directory, as ``attnlab.load``
     names it (FileNotFoundError naming the shipped models when it is neither, as ``load``)."""
     from .api import resolve_model, shipped_models
@@ -329,7 +330,7 @@ def cluster_workers(scheduler, model: ModelRef, **options) -> Iterator[ClusterWo
 
 
 def tag_on_cluster(model, source, out, *, scheduler, fmt: str = "conllu", kind: str = "auto", resume: bool = False,
-                   progress: bool = False, batch_tokens: int = 8192, block_chars: int = BLOCK_CHARS,
+                   progress: bool = False, batch_tokens: int = BATCH_TOKENS, block_chars: int = BLOCK_CHARS,
                    report=print) -> Totals:
     """Tag ``source`` on a Dask cluster into ``out``, as ``attnlab tag SOURCE -o OUT`` does in
     one process (the same bytes): a file (or "-", stdin) into a file (or "-", stdout), or a

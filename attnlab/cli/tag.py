@@ -16,6 +16,7 @@ from typing import Any
 
 
 def add_parser(subparsers) -> None:
+    from ..api import BATCH_TOKENS
     from ..corpus import BLOCK_CHARS
     from ..options import positive_int
     from ..tasks.tag_io import INPUTS, OUTPUTS
@@ -46,7 +47,8 @@ def add_parser(subparsers) -> None:
                    help="output: CoNLL-U, TSV (the word, then each layer the model predicts: UPOS, XPOS, FEATS, LEMMA; "
                         "blank line between sentences) or JSON lines (one per sentence, each layer with the "
                         "probability of each value; raw text: also each token's form, offsets and words)")
-    p.add_argument("--batch-size", type=positive_int, default=8192, help="tokens per batch (default 8192)")
+    p.add_argument("--batch-size", type=positive_int, default=BATCH_TOKENS,
+                   help=f"words per forward pass (default {BATCH_TOKENS:,})")
     p.add_argument("--output", "-o", type=Path,
                    help="write here instead of stdout ('-'): a file is replaced when the output is complete, a device "
                         "or FIFO written in place; never the input file or the model's own files. For a directory "
