@@ -181,7 +181,7 @@ def ensure_pipeline(treebank: Path, steps: int = DEFAULT_STEPS, cache: Path | No
     write_docbin(read_conllu(train), work / "train.spacy")
     write_docbin(read_conllu(dev), work / "dev.spacy")
     (work / "config.cfg").write_text(config_text(), encoding="utf-8")
-    print(f"  training spaCy {spacy.__version__}'s CNN pipeline on {train.name} ({steps} steps; log in {home}/train.log)",
+    print(f"  training spaCy {spacy.__version__}'s CNN pipeline on {train.name} ({steps} steps; log: {work / 'train.log'})",
           file=sys.stderr, flush=True)
     start = time.perf_counter()
     with open(work / "train.log", "wb") as log:
