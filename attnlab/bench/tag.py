@@ -10,6 +10,13 @@ process (1 and 2 torch threads) and with ``--workers 2``; the cases are interlea
 round and the medians of words/s are compared. Optional cases run when their packages are
 installed, and say so when not: the Dask path (``--scheduler local:2``) and spaCy.
 
+spaCy (``pip install 'spacy>=3.8,<3.9'``, not a dependency): its CNN pipeline (tok2vec, tagger,
+morphologizer, trainable_lemmatizer; ``spacy init config --optimize efficiency``), trained on the
+same treebank's train file and cached (``attnlab.bench.spacy_peer``), runs ``nlp.pipe`` in a new
+process per run, with ``n_process`` 1 and ``--workers``, over the same raw text (its paragraphs)
+and over the CoNLL-U file's words; those cases are interleaved with attnlab's, and the report
+gives the best attnlab case over spaCy's best for each input.
+
 Memory: the peak resident memory of the whole process tree (the command and its workers, read
 from /proc every 50 ms) while tagging raw text of ``memory_mb`` MB and of 1 MB (the treebank's
 raw text repeated), so that the two can be compared: streaming keeps the peak flat.
@@ -23,7 +30,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -37,6 +46,7 @@ class TagBenchConfig:
     memory_mb: int = 100
     cases: tuple[str, ...] = ()  # () = every case that can run
     workers: int = 2
+    spacy_steps: int = 1000  # training steps of the spaCy pipeline (cached per treebank and budget)
     extra: list = field(default_factory=list)
 
 
@@ -125,15 +135,32 @@ def run(config: TagBenchConfig) -> dict:
         cases[f"text, Dask local:{w}"] = [*base, str(text), "--scheduler", f"local:{w}"]
     else:
         notes.append("Dask (distributed) not installed: the cluster cases were not run (pip install 'attnlab[cluster]')")
+    selected = (lambda name: any(c in name for c in config.cases)) if config.cases else (lambda name: True)
+    jobs: dict[str, Callable[[], dict]] = {k: partial(run_command, v) for k, v in cases.items() if selected(k)}
+    spacy_info = None
     if not _has("spacy"):
-        notes.append("spaCy not installed: the spaCy comparison was not run")
-    if config.cases:
-        cases = {k: v for k, v in cases.items() if any(c in k for c in config.cases)}
-    samples: dict[str, list[dict]] = {k: [] for k in cases}
-    names = list(cases)
+        notes.append("spaCy not installed: the spaCy comparison was not run (pip install 'spacy>=3.8,<3.9')")
+    else:
+        spacy_cases = {f"spaCy CNN, {kind}, n_process={n}": (path, kind, n)
+                       for kind, path in (("conllu", conllu), ("text", text)) for n in sorted({1, config.workers})}
+        spacy_cases = {k: v for k, v in spacy_cases.items() if selected(k)}
+        if spacy_cases:
+            from .spacy_peer import ensure_pipeline, run_pipe
+
+            try:
+                spacy_info = ensure_pipeline(config.treebank, config.spacy_steps)
+            except FileNotFoundError as exc:  # no dev file
+                notes.append(f"spaCy comparison not run: {exc}")
+            else:
+                for name, (path, kind, n) in spacy_cases.items():
+                    jobs[name] = partial(run_pipe, spacy_info["path"], path, kind, n)
+    if not jobs:
+        raise ValueError(f"no case of this run matches {' or '.join(map(repr, config.cases))}")
+    samples: dict[str, list[dict]] = {k: [] for k in jobs}
+    names = list(jobs)
     for r in range(config.repeat):
         for name in round_order(names, r):
-            samples[name].append(run_command(cases[name]))
+            samples[name].append(jobs[name]())
             print(f"  {name}: {samples[name][-1]['words'] / samples[name][-1]['seconds']:,.0f} words/s",
                   file=sys.stderr, flush=True)
     rows = {}
@@ -159,8 +186,34 @@ def run(config: TagBenchConfig) -> dict:
                 print(f"  memory {mb} MB, {workers} worker(s): {got['peak_rss_mb']:,.0f} MB peak", file=sys.stderr,
                       flush=True)
             big.unlink()
+    from .spacy_peer import versus
+
     return {"machine": machine_info(), "input": what, "model": config.model, "rows": rows, "memory": memory,
-            "notes": notes, "repeat": config.repeat}
+            "notes": notes, "repeat": config.repeat, "spacy": spacy_info, "versus_spacy": versus(rows)}
+
+
+def _baseline(name: str) -> str:
+    """The row a case is compared with in the table: the same input in one process with one thread
+    (spaCy: ``n_process=1``)."""
+    from .spacy_peer import input_kind, is_spacy
+
+    kind = input_kind(name)
+    return f"spaCy CNN, {kind}, n_process=1" if is_spacy(name) else f"{kind}, 1 process, 1 thread"
+
+
+def _spacy_line(info: dict) -> str:
+    from .spacy_peer import BATCH_SIZE
+
+    dev = info.get("dev_scores", {})
+    acc = ", ".join(f"{label} {100 * dev[key]:.1f}" for key, label in
+                    (("tag_acc", "XPOS"), ("pos_acc", "UPOS"), ("morph_acc", "UFeats"), ("lemma_acc", "Lemmas"))
+                    if key in dev)
+    return (f"spaCy {info['spacy']} CNN pipeline ({' + '.join(info['pipeline'])}; spaCy's efficiency config), "
+            f"trained on {info['train']} for {info['steps']:,} steps ({info['seconds']:,.0f} s, {info['trained_at']}"
+            f"{', cached' if info.get('cached') else ''}); dev accuracy {acc or 'not recorded'} (not compared: its "
+            "speed depends on the architecture, not on how long it trained); "
+            f"nlp.pipe(batch_size={BATCH_SIZE}) in a new process "
+            "per run (startup and spacy.load counted, torch kept out), words = spaCy's tokens")
 
 
 def format_report(report: dict) -> str:
@@ -170,10 +223,16 @@ def format_report(report: dict) -> str:
              "", "| case | words | median s | words/s | vs 1 process, 1 thread |", "|---|---:|---:|---:|---:|"]
     rows = report["rows"]
     for name, r in rows.items():
-        kind = name.split(",")[0]
-        one = rows.get(f"{kind}, 1 process, 1 thread")
+        one = rows.get(_baseline(name))
         ratio = f"{r['words_per_s'] / one['words_per_s']:.2f}x" if one else "–"
         lines.append(f"| {name} | {r['words']:,} | {r['median_s']:.2f} | {r['words_per_s']:,.0f} | {ratio} |")
+    if report.get("versus_spacy"):
+        lines.append("")
+        for v in report["versus_spacy"]:
+            lines.append(f"{v['kind']}: attnlab best / spaCy best = {v['ratio']:.2f}x ({v['attnlab']}: "
+                         f"{v['attnlab_words_per_s']:,.0f} words/s; {v['spacy']}: {v['spacy_words_per_s']:,.0f} words/s)")
+    if report.get("spacy"):
+        lines += ["", _spacy_line(report["spacy"])]
     if report["memory"]:
         lines += ["", "| raw text | workers | peak RSS of the process tree (MB) | words/s |", "|---|---:|---:|---:|"]
         for name, r in report["memory"].items():

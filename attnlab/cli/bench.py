@@ -274,7 +274,11 @@ def _add_tag(bsub) -> None:
             "counted) on a treebank's training file, as CoNLL-U and as raw text, with one process (1 and 2 torch "
             "threads) and with --workers; interleaved rounds, medians of words/s and their ratios. Then the peak "
             "resident memory of the process tree while tagging raw text of --memory-mb MB and of 1 MB. The Dask "
-            "cases run when distributed is installed; the report says what was not run."
+            "cases run when distributed is installed. With spaCy installed (pip install 'spacy>=3.8,<3.9'; not a "
+            "dependency of attnlab), its CNN pipeline (tok2vec, tagger, morphologizer, trainable_lemmatizer) is "
+            "trained on the same treebank for --spacy-steps steps (kept in $ATTNLAB_CACHE/bench-spacy, default "
+            "~/.cache/attnlab) and nlp.pipe with n_process 1 and --workers is timed the same way, over the same raw "
+            "text and CoNLL-U words, with the best attnlab case over spaCy's best. The report says what was not run."
         ),
     )
     p.add_argument("--model", default="en", help="a shipped model's name or a model directory (default en)")
@@ -284,7 +288,10 @@ def _add_tag(bsub) -> None:
     p.add_argument("--workers", type=int_range(2), default=2, help="processes of the --workers cases (default 2)")
     p.add_argument("--memory-mb", type=int_range(0), default=100,
                    help="size of the raw text of the memory probe, beside 1 MB (default 100; 0: no memory probe)")
-    p.add_argument("--only", nargs="+", default=[], metavar="TEXT", help="just the cases whose name holds TEXT")
+    p.add_argument("--only", nargs="+", default=[], metavar="TEXT",
+                   help="just the cases whose name holds TEXT (e.g. spaCy, text)")
+    p.add_argument("--spacy-steps", type=positive_int, default=1000, metavar="N",
+                   help="training steps of the spaCy pipeline, trained once per treebank and N (default 1000)")
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
     p.set_defaults(func=_run_tag)
 
@@ -296,7 +303,11 @@ def _run_tag(args) -> int:
 
     resolve_model(args.model)
     find_split(args.treebank, "train")
-    report = run(TagBenchConfig(model=args.model, treebank=args.treebank, repeat=args.repeat,
-                                memory_mb=args.memory_mb, cases=tuple(args.only), workers=args.workers))
+    try:
+        report = run(TagBenchConfig(model=args.model, treebank=args.treebank, repeat=args.repeat,
+                                    memory_mb=args.memory_mb, cases=tuple(args.only), workers=args.workers,
+                                    spacy_steps=args.spacy_steps))
+    except RuntimeError as exc:  # a timed command or spaCy's training failed
+        raise UserError(str(exc)) from None
     _show(format_report(report), report, args.json)
     return 0
