@@ -138,6 +138,7 @@ def fake_runs(monkeypatch, spacy: bool) -> list:
 
 def test_spacy_cases_are_interleaved_with_attnlab_cases(tmp_path, monkeypatch):
     calls = fake_runs(monkeypatch, spacy=True)
+    monkeypatch.setattr(tag.tempfile, "tempdir", str(tmp_path))
     got = tag.run(TagBenchConfig(treebank=tiny_treebank(tmp_path), repeat=2, memory_mb=0,
                                  cases=("text, 1 process, 1", "spaCy CNN, text")))
     assert list(got["rows"]) == ["text, 1 process, 1 thread", "spaCy CNN, text, n_process=1",
@@ -146,6 +147,7 @@ def test_spacy_cases_are_interleaved_with_attnlab_cases(tmp_path, monkeypatch):
     assert got["rows"]["spaCy CNN, text, n_process=2"]["words_per_s"] == 3.0
     assert [(v["kind"], round(v["ratio"], 4)) for v in got["versus_spacy"]] == [("text", 1.8333)]
     assert got["spacy"]["steps"] == 1000 and not any("spaCy" in n for n in got["notes"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tb"]  # the inputs' directory is gone
 
 
 def test_without_spacy_the_note_says_so(tmp_path, monkeypatch):

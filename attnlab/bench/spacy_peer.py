@@ -187,7 +187,7 @@ def ensure_pipeline(treebank: Path, steps: int = DEFAULT_STEPS, cache: Path | No
     with open(work / "train.log", "wb") as log:
         proc = subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(work / "config.cfg"), str(work),
                                json.dumps(overrides(work / "train.spacy", work / "dev.spacy", steps))],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WASABI_LOG_FRIENDLY": "1"})
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not (work / "model-best" / "meta.json").is_file():
         tail = (work / "train.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-1:]

@@ -114,10 +114,15 @@ def _has(module: str) -> bool:
 
 
 def run(config: TagBenchConfig) -> dict:
+    """Every case of ``config``, its inputs in a temporary directory removed at the end."""
+    with tempfile.TemporaryDirectory(prefix="attnlab-bench-tag-") as work:
+        return _run(config, Path(work))
+
+
+def _run(config: TagBenchConfig, work: Path) -> dict:
     from .machine import machine_info
     from .timing import round_order
 
-    work = Path(tempfile.mkdtemp(prefix="attnlab-bench-tag-"))
     conllu, text, what = _inputs(config, work)
     base = ["tag", "--model", config.model, "-o", os.devnull, "--stats", "-q"]
     w = str(config.workers)
