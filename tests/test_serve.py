@@ -435,21 +435,18 @@ class Gated:
         return self.model.tag_sentences(sentences)
 
 
-@pytest.mark.parametrize("max_batch, sizes", [(4, [1, 4, 1]), (1, [1] * 6), (32, [1, 5])])
-def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch, sizes):
-    sentences = [tokenize(s) for s in SENTENCES]
-    expected = model.tag(sentences)
-    gated = Gated(model)
-    app = create_app(gated, max_batch=max_batch)
-    batcher, answers = app.state.batcher, [None] * 6
+def _held_first(app, gated, bodies: list) -> tuple[list, int]:
+    """POST ``bodies`` to /api/tag from one thread each, the first request's pass held by ``gated``
+    until the others have queued; (answers, how many were queued)."""
+    batcher, answers = app.state.batcher, [None] * len(bodies)
 
     def client(k):
         try:
-            answers[k] = call(url, "POST", "/api/tag", {"tokens": sentences[k % len(sentences)]})
-        except Exception as exc:  # noqa: BLE001  (asserted below, in the test's thread)
+            answers[k] = call(url, "POST", "/api/tag", bodies[k])
+        except Exception as exc:  # noqa: BLE001  (asserted by the caller, in the test's thread)
             answers[k] = exc
 
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(6)]
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(bodies))]
     with ServerThread(app) as url:
         try:
             threads[0].start()
@@ -457,13 +454,24 @@ def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch,
             for t in threads[1:]:
                 t.start()
             deadline = time.monotonic() + 30
-            while len(batcher.pending) < 5 and time.monotonic() < deadline:
+            while len(batcher.pending) < len(bodies) - 1 and time.monotonic() < deadline:
                 time.sleep(0.005)
             queued = len(batcher.pending)
         finally:
             gated.release.set()
             for t in threads:
                 t.join(30)
+    return answers, queued
+
+
+@pytest.mark.parametrize("max_batch, sizes", [(4, [1, 4, 1]), (1, [1] * 6), (32, [1, 5])])
+def test_requests_that_queue_during_a_pass_share_the_next_ones(model, max_batch, sizes):
+    sentences = [tokenize(s) for s in SENTENCES]
+    expected = model.tag(sentences)
+    gated = Gated(model)
+    app = create_app(gated, max_batch=max_batch)
+    answers, queued = _held_first(app, gated, [{"tokens": sentences[k % len(sentences)]} for k in range(6)])
+    batcher = app.state.batcher
     assert queued == 5
     assert gated.sizes == sizes and batcher.passes == len(sizes)
     for k, answer in enumerate(answers):
@@ -478,29 +486,7 @@ def test_queued_documents_share_a_pass_and_each_gets_its_own_sentences(model):
     expected = [model.tag(w) for w in words]
     gated = Gated(model)
     app = create_app(gated, max_batch=32)
-    batcher, answers = app.state.batcher, [None] * len(requests)
-
-    def client(k):
-        try:
-            answers[k] = call(url, "POST", "/api/tag", requests[k])
-        except Exception as exc:  # noqa: BLE001  (asserted below, in the test's thread)
-            answers[k] = exc
-
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(len(requests))]
-    with ServerThread(app) as url:
-        try:
-            threads[0].start()
-            assert gated.entered.wait(30)
-            for t in threads[1:]:
-                t.start()
-            deadline = time.monotonic() + 30
-            while len(batcher.pending) < 3 and time.monotonic() < deadline:
-                time.sleep(0.005)
-            queued = len(batcher.pending)
-        finally:
-            gated.release.set()
-            for t in threads:
-                t.join(30)
+    answers, queued = _held_first(app, gated, requests)
     assert queued == 3 and gated.sizes == [1, 6]  # the three queued requests' 2 + 1 + 3 sentences in one pass
     for answer, w, e in zip(answers, words, expected, strict=True):
         assert not isinstance(answer, Exception) and answer[0] == 200, answer
