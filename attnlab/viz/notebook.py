@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -66,10 +67,12 @@ def page(model, text: str, *, compare: str | None = None, view: str = "head", la
              "sentences": sentences, "hash": urlencode(state)}
     doc = (STATIC / "index.html").read_text(encoding="utf-8")
     styles = (STATIC / "style.css").read_text(encoding="utf-8")
-    script = (STATIC / "app.js").read_text(encoding="utf-8")
     doc = doc.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{styles}</style>")
-    return doc.replace('<script src="/static/app.js"></script>',
-                       f"<script>window.ATTNLAB_EMBED = {_script_data(embed)};</script>\n<script>\n{script}</script>")
+    # every script the page loads is written into it; the data goes before the first one
+    doc = doc.replace('<script src="/static/', f"<script>window.ATTNLAB_EMBED = {_script_data(embed)};</script>\n"
+                      '<script src="/static/', 1)
+    return re.sub(r'<script src="/static/([\w.-]+\.js)"></script>',
+                  lambda m: f"<script>\n{(STATIC / m.group(1)).read_text(encoding='utf-8')}</script>", doc)
 
 
 class Explorer:
