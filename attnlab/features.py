@@ -15,17 +15,22 @@ A token's feature vector is the concatenation of
 
 Every form is encoded by the character CNN once per batch (``FeatureBatch.chars`` holds
 the distinct forms, ``char_index`` points each token at its row), which is what keeps
-the character path cheap.
+the character path cheap. At inference the CNN reads tables instead of convolving (the
+embedding and the convolution are both linear, so the product of the two is looked up per
+character and offset): a form's vector then depends on the form alone, not on the other forms
+it is computed with, and ``FeatureEncoder.char_table`` keeps the vectors of forms it has seen.
 """
 
 from __future__ import annotations
 
 import unicodedata
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from .config import JsonConfig, check_fraction, check_positive
 from .data.vocab import Vocab
@@ -146,6 +151,7 @@ class FeatureEncoder:
         self.max_chars = max_chars
         self.cache_size = cache_size
         self._cache: dict[str, tuple[int, int, list[int]]] = {}
+        self.vectors = CharVectors()
 
     def token(self, form: str) -> tuple[int, int, list[int]]:
         """(word id, shape id, char ids with markers) of one form."""
@@ -204,15 +210,62 @@ class FeatureEncoder:
         """Character vectors of every distinct form, computed once: (form -> row, (U, F) table).
 
         Inference over many batches repeats most forms (punctuation, function words); the
-        character CNN then runs once per distinct form instead of once per batch. Forms are
-        sorted by length so each chunk pads little.
+        character CNN then runs once per distinct form instead of once per batch, and, while
+        the weights stay the same, once per form across calls (``CharVectors``). New forms
+        are sorted by length so each chunk pads little.
         """
-        distinct = sorted(set(forms), key=len)
-        device = features.char_cnn.embed.weight.device
-        parts = [features.char_cnn(self.char_ids(distinct[i:i + chunk]).to(device))
-                 for i in range(0, len(distinct), chunk)]
-        table = torch.cat(parts) if parts else torch.zeros(0, features.char_cnn.out_dim, device=device)
+        cnn = features.char_cnn
+        store = self.vectors
+        distinct = sorted(set(forms), key=lambda f: (len(f), f))
+        with store.lock:  # one store for every thread that tags with this model
+            store.check(cnn)
+            new = [f for f in distinct if f not in store.rows]
+            if store.full(len(new)):
+                store.clear()
+                new = distinct
+            for i in range(0, len(new), chunk):
+                store.add(new[i:i + chunk], cnn(self.char_ids(new[i:i + chunk]).to(cnn.embed.weight.device)))
+            rows = [store.rows[f] for f in distinct]
+            table = store.table()[torch.tensor(rows, dtype=torch.long, device=store.table().device)]
         return {f: r for r, f in enumerate(distinct)}, table
+
+
+class CharVectors:
+    """The character vectors of the forms seen so far, for one set of CNN weights (any change
+    of the weights empties it), at most ``capacity`` forms (then it starts again). Exact: the
+    CNN's tables give a form the same vector whatever it is computed with."""
+
+    def __init__(self, capacity: int = 32768):
+        self.capacity = capacity
+        self.rows: dict[str, int] = {}
+        self._table: torch.Tensor | None = None
+        self._weights: tuple = ()
+        self.lock = threading.Lock()
+
+    def check(self, cnn: "CharCNN") -> None:
+        weights = cnn.weights_key()
+        if weights != self._weights:
+            self.clear()
+            self._weights = weights
+
+    def full(self, more: int) -> bool:
+        return len(self.rows) + more > self.capacity
+
+    def clear(self) -> None:
+        self.rows, self._table = {}, None
+
+    def add(self, forms: Sequence[str], vectors: torch.Tensor) -> None:
+        n = len(self.rows)
+        if self._table is None or n + len(forms) > len(self._table):
+            grown = vectors.new_empty(max(2 * (n + len(forms)), 1024), vectors.shape[1])
+            if self._table is not None:
+                grown[:n] = self._table[:n]
+            self._table = grown
+        self._table[n:n + len(forms)] = vectors
+        self.rows.update((f, n + i) for i, f in enumerate(forms))
+
+    def table(self) -> torch.Tensor:
+        return self._table[:len(self.rows)] if self._table is not None else torch.zeros(0)
 
 
 class CharCNN(nn.Module):
@@ -227,6 +280,8 @@ class CharCNN(nn.Module):
         self.out_dim = filters * len(self.widths)
 
     def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not self.training:
+            return self.looked_up(chars)
         lengths = (chars != PAD).sum(dim=1)  # (U,)
         e = self.embed(chars).transpose(1, 2)  # (U, L, C) -> (U, C, L)
         pooled = []
@@ -236,6 +291,38 @@ class CharCNN(nn.Module):
             h = h.masked_fill(~valid.unsqueeze(1), float("-inf"))
             pooled.append(torch.relu(h.amax(dim=-1)))  # (U, F)
         return torch.cat(pooled, dim=-1)  # (U, F * len(widths))
+
+    def weights_key(self) -> tuple:
+        """Changes whenever a weight does (an optimizer step, a load): what cached tables are keyed by."""
+        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+
+    def tables(self) -> list[torch.Tensor]:
+        """Per width w, (n_chars, w, F): the convolution's tap k applied to each character's
+        embedding. The padding character's rows are 0, as its embedding is."""
+        if getattr(self, "_tables_key", None) != self.weights_key():
+            with torch.no_grad():
+                self._tables = [torch.einsum("fck,nc->nkf", conv.weight, self.embed.weight).contiguous()
+                                for conv in self.convs]
+            self._tables_key = self.weights_key()
+        return self._tables
+
+    def looked_up(self, chars: torch.Tensor) -> torch.Tensor:
+        """``forward`` by table: output j of width w is bias + sum over taps k of
+        table[char at j - w + 1 + k, k], added in the order of k, so each form's vector is the
+        same whatever batch or padding it comes in (a convolution's algorithm depends on both)."""
+        lengths = (chars != PAD).sum(dim=1)  # (U,)
+        pooled = []
+        for w, conv, table in zip(self.widths, self.convs, self.tables()):
+            padded = F.pad(chars, (w - 1, w - 1), value=PAD)  # (U, L + 2w - 2)
+            n = padded.shape[1] - w + 1  # L + w - 1 outputs
+            h = table[:, 0][padded[:, :n]]  # (U, n, F)
+            for k in range(1, w):
+                h += table[:, k][padded[:, k:k + n]]
+            h += conv.bias
+            valid = torch.arange(n, device=h.device) < (lengths + w - 1).unsqueeze(1)  # (U, n)
+            h.masked_fill_(~valid.unsqueeze(-1), float("-inf"))
+            pooled.append(torch.relu(h.amax(dim=1)))  # (U, F)
+        return torch.cat(pooled, dim=-1)
 
 
 class TokenFeatures(nn.Module):

@@ -168,6 +168,53 @@ def test_a_shared_character_table_gives_the_per_batch_features():
     assert torch.allclose(a, b, atol=1e-6) and a.abs().sum() > 0
 
 
+def test_inference_reads_the_character_cnn_from_tables_and_a_form_gets_one_vector_whatever_its_batch(vocabs):
+    torch.manual_seed(0)
+    cnn = TokenFeatures(FEATS, vocabs).eval().char_cnn
+    enc = FeatureEncoder(vocabs, max_chars=8)
+    forms = ["I", "saw", "a", "dogs", "sawed", "wordsmithery", "."]
+    chars = enc.char_ids(forms)
+    with torch.enable_grad():
+        convolved = cnn(chars)  # with gradients: the convolution
+    with torch.no_grad():
+        looked_up = cnn(chars)
+        alone = torch.cat([cnn(enc.char_ids([f])) for f in forms])
+        reversed_batch = cnn(enc.char_ids(forms[::-1])).flip(0)
+    assert convolved.requires_grad and not looked_up.requires_grad
+    assert (convolved - looked_up).abs().max() < 1e-5 and looked_up.abs().sum() > 0
+    # bit for bit: the padding and the neighbours of a form do not change its vector
+    assert torch.equal(alone, looked_up) and torch.equal(reversed_batch, looked_up)
+
+
+def test_character_vectors_are_kept_across_calls_until_the_weights_change():
+    model, vocabs, train = _toy_tagger()
+    model.eval()
+    enc = FeatureEncoder(vocabs.features, 8)
+    fresh = FeatureEncoder(vocabs.features, 8)
+    first = ["I", "saw", "a", "saw", "."]
+    enc.char_table(model.features, first)
+    assert set(enc.vectors.rows) == set(first)
+    second = ["a", "dog", "barked", "."]
+    rows, table = enc.char_table(model.features, second)
+    assert set(enc.vectors.rows) == set(first) | set(second) and set(rows) == set(second)
+    fresh_rows, fresh_table = fresh.char_table(model.features, second)
+    assert all(torch.equal(table[rows[f]], fresh_table[fresh_rows[f]]) for f in second)
+    # a step of training changes the weights: nothing computed before is reused
+    with torch.no_grad():
+        model.features.char_cnn.convs[0].bias += 1.0
+    rows, changed = enc.char_table(model.features, second)
+    assert set(enc.vectors.rows) == set(second)
+    assert not torch.equal(changed[rows["dog"]], table[rows["dog"]])
+    # full: it starts again, and gives the same vectors
+    small = FeatureEncoder(vocabs.features, 8)
+    small.vectors.capacity = 5
+    small.char_table(model.features, first)
+    rows, again = small.char_table(model.features, second)
+    assert set(small.vectors.rows) == set(second)
+    fresh_rows, fresh_table = FeatureEncoder(vocabs.features, 8).char_table(model.features, second)
+    assert all(torch.equal(again[rows[f]], fresh_table[fresh_rows[f]]) for f in second)
+
+
 def test_predict_keeps_input_order_and_matches_single_sentences():
     model, vocabs, train = _toy_tagger()
     sentences = [s.forms for s in train[:12]] + [["unseen", "words", "here"]]

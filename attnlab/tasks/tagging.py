@@ -444,7 +444,10 @@ class LoadedTagger:
     record: dict  # the whole config.json (training settings, metrics, data)
 
     def encoder(self) -> FeatureEncoder:
-        return FeatureEncoder(self.vocabs.features, self.config.features.max_chars)
+        """The model's feature encoder, one per loaded model (it keeps the forms it has seen)."""
+        if getattr(self, "_encoder", None) is None:
+            self._encoder = FeatureEncoder(self.vocabs.features, self.config.features.max_chars)
+        return self._encoder
 
 
 def save_tagger(directory: str | Path, model: Tagger, vocabs: TaggerVocabs, extra: dict | None = None) -> None:
