@@ -501,18 +501,19 @@ def format_conllu(
 ) -> str:
     """CoNLL-U text of ``sentences``, with the UPOS, XPOS, FEATS and LEMMA of the words
     replaced where given (one list of values per sentence); every other line and column kept."""
-    given = {"lemma": lemma, "upos": upos, "xpos": xpos, "feats": feats}
+    given = [(COLUMNS[name], name, values) for name, values in
+             (("lemma", lemma), ("upos", upos), ("xpos", xpos), ("feats", feats)) if values is not None]
     out: list[str] = []
     for i, sent in enumerate(sentences):
         lines = list(sent.lines)
-        for name, values in given.items():
-            if values is None:
-                continue
+        for _, name, values in given:
             if len(values[i]) != len(sent.tokens):
                 raise ValueError(f"sentence {i + 1}: {len(values[i])} {name} values for {len(sent.tokens)} words")
-            for token, value in zip(sent.tokens, values[i]):
+        if given:
+            for j, token in enumerate(sent.tokens):  # each word's line split and joined once
                 cols = lines[token.index].split("\t")
-                cols[COLUMNS[name]] = value
+                for column, _, values in given:
+                    cols[column] = values[i][j]
                 lines[token.index] = "\t".join(cols)
         out.extend(lines)
         out.append("")
