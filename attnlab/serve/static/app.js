@@ -686,6 +686,7 @@ function drawLinks() {
     const token = { side: label.dataset.side, index: Number(label.dataset.index) };
     label.classList.toggle("focus", f !== null && sameToken(f, token));
     label.classList.toggle("pinned", state.pin !== null && sameToken(state.pin, token));
+    if (state.pin) label.setAttribute("tabindex", sameToken(state.pin, token) ? "0" : "-1");  // Tab leads to the pin
   });
 }
 
