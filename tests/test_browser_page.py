@@ -105,7 +105,8 @@ def lines(driver) -> int:
 
 
 def label(driver, side: str, index: int):
-    return driver.find_element(By.CSS_SELECTOR, f"#lines text.word[data-side='{side}'][data-index='{index}']")
+    """The line view's word `index` in the query (left) or key (right) column."""
+    return driver.find_elements(By.CSS_SELECTOR, f"#lines text[data-side='{side}']")[index]
 
 
 def point_at(driver, element) -> None:
