@@ -143,3 +143,10 @@ def select(driver, element_id: str, index: int) -> None:
     Select(driver.find_element(By.ID, element_id)).select_by_index(index)
 
 
+
+
+def token_labels(tokens) -> list:
+    """The tokens as the page names them: a word that occurs more than once with its 1-based
+    position as a subscript ("I saw₂ a saw₄")."""
+    sub = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    return [t + str(i + 1).translate(sub) if tokens.count(t) > 1 else t for i, t in enumerate(tokens)]

@@ -112,11 +112,12 @@ def test_heads_overlaid_in_their_colours_with_what_a_token_attends_to(browser, m
     ActionChains(driver).move_to_element(key).perform()
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#hover-info .focus-line")) == 2)
     lines = driver.find_elements(By.CSS_SELECTOR, "#hover-info .focus-line")
+    labels = token_labels(tokens)  # a repeated word is named with its position: saw₂
     for line, h in zip(lines, (0, 1)):
         w = weights[1, h].numpy()
         best_to, best_by = int(np.argmax(w[1])), int(np.argmax(w[:, 1]))
-        assert line.text.startswith(f"head {h + 1}: attends to {tokens[best_to]} {w[1, best_to]:.2f}")
-        assert f"attended by {tokens[best_by]} {w[best_by, 1]:.2f}" in line.text
+        assert line.text.startswith(f"head {h + 1}: attends to {labels[best_to]} {w[1, best_to]:.2f}")
+        assert f"attended by {labels[best_by]} {w[best_by, 1]:.2f}" in line.text
     for g in driver.find_elements(By.CSS_SELECTOR, "#lines g[data-head]"):  # only the links into key 2
         h = int(g.get_attribute("data-head"))
         top3 = np.argsort(-np.round(weights[1, h].numpy(), 6), axis=1, kind="stable")[:, :3]
@@ -335,6 +336,12 @@ def test_every_tag_layer_is_shown_with_its_probability(browser):
     with ServerThread(create_app(model)) as url:
         open_view(driver, url, text=SENTENCE)
         chips = driver.find_elements(By.CSS_SELECTOR, "#tagged .token")
+        # the first layer is shown; the others, and the probabilities, when their switches are ticked
+        assert [c.find_element(By.CSS_SELECTOR, ".tag[data-layer='UPOS']").text for c in chips] == layers[0]["tags"]
+        assert all(e.text == "" for c in chips for e in c.find_elements(By.CSS_SELECTOR, ".tag.extra, .prob"))
+        for switch in driver.find_elements(By.CSS_SELECTOR, "#tag-layers input"):
+            if not switch.is_selected():
+                switch.click()
         for k, a in enumerate(layers):
             assert [c.find_element(By.CSS_SELECTOR, f".tag[data-layer='{a['name']}']").text for c in chips] == a["tags"]
             assert [c.find_elements(By.CSS_SELECTOR, ".prob")[k].text for c in chips] == [f"{p:.2f}" for p in a["probabilities"]]
