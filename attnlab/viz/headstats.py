@@ -20,8 +20,8 @@ dependents: over the words with at least one dependent of relation r, a hit when
 key is one of those. Beside them the fixed-offset baseline of Clark et al.: for each relation
 and direction, the one offset k that "always attend to word i + k" gets right most often, and
 its accuracy; a head tracks a relation only as far as it beats that. Each head's ``best``
-relation is the one it beats the baseline on by the most (among relations of at least
-``min_count`` words).
+relation is the one where it finds the most words the baseline misses (among relations of at
+least ``min_count`` words).
 
 Importance: every layer the tagger predicts (UPOS, XPOS, UFeats, Lemmas, scored as ``attnlab
 eval`` does: ``attnlab.evaluate.score_word_layers``) on the same sentences with one head
@@ -262,19 +262,10 @@ def summarise(tally: HeadTally, *, name: str = "model", min_count: int = 20, sou
             entry: dict = {"layer": layer + 1, "head": head + 1,
                            "entropy": tally.entropy[layer, head] / tally.words,
                            "distance": tally.distance[layer, head] / tally.words}
-            best = None
             for d in DIRECTIONS:
                 entry[d] = _score(tally.all_hits[d][layer, head], tally.totals[d][ALL])
                 entry[d]["by_relation"] = {
                     r: _score(tally.hits[d][layer, head, tally.relations[r]], tally.totals[d][r]) for r in kept[d]}
-                for r in kept[d]:
-                    score = entry[d]["by_relation"][r]
-                    gain = score["accuracy"] - baseline[d][r]["accuracy"]
-                    if best is None or gain > best["gain"]:
-                        best = {"relation": r, "direction": d, "accuracy": score["accuracy"], "total": score["total"],
-                                "baseline": baseline[d][r]["accuracy"], "offset": baseline[d][r]["offset"],
-                                "gain": gain}
-            entry["best"] = best
             if intact is not None:
                 entry["importance"] = {k: {"accuracy": v, "drop": intact[k] - v}
                                        for k, v in (switched or {})[layer, head].items()}
@@ -288,12 +279,30 @@ def summarise(tally: HeadTally, *, name: str = "model", min_count: int = 20, sou
                 "best": [{"layer": e["layer"], "head": e["head"], "accuracy": e[d]["by_relation"][r]["accuracy"]}
                          for e in ranked[:3]],
             })
+    for entry in heads:
+        entry["best"] = best_relation(entry, relations)
     return {
         "format": FORMAT, "model": name, "treebank": source, "sentences": sentences, "words": tally.words,
         "layers": tally.L, "heads": tally.H, "entropy_unit": "nats", "min_count": min_count,
         "baseline": {d: baseline[d].get(ALL) for d in DIRECTIONS},
         "intact": intact, "per_head": heads, "relations": relations,
     }
+
+
+def best_relation(entry: dict, relations: list[dict]) -> dict | None:
+    """The relation a head (an entry of a report's ``per_head``) tracks best beyond position: the
+    one where its strongest key finds the most words that the relation's fixed-offset baseline
+    misses (``extra``: its hits minus the baseline's, so a rare relation does not win on a few
+    words). None when it finds more than the baseline on no relation (of ``min_count`` words)."""
+    best = None
+    for r in relations:
+        score = entry[r["direction"]]["by_relation"][r["relation"]]
+        extra = score["correct"] - r["baseline"]["correct"]
+        if extra > (0 if best is None else best["extra"]):
+            best = {"relation": r["relation"], "direction": r["direction"], "accuracy": score["accuracy"],
+                    "total": score["total"], "baseline": r["baseline"]["accuracy"], "offset": r["baseline"]["offset"],
+                    "extra": extra}
+    return best
 
 
 def read_report(path: str | Path, model=None) -> dict:
@@ -306,6 +315,8 @@ def read_report(path: str | Path, model=None) -> dict:
         raise ValueError(f"{path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the head report ({exc.strerror or exc})") from None
     if not isinstance(report, dict) or report.get("format") != FORMAT or not isinstance(report.get("per_head"), list):
         raise ValueError(f"{path}: not a head report (`attnlab heads --json` writes one; format {FORMAT})")
     if model is not None and (report.get("layers"), report.get("heads")) != (model.layers, model.heads):
@@ -330,19 +341,22 @@ def format_report(report: dict) -> str:
         for d in DIRECTIONS if base[d]))
     if scored:
         lines.append("intact: " + ", ".join(f"{k} {pct(v).strip()}" for k, v in report["intact"].items()))
-    head = f"{'head':<6} {'entropy':>7} {'dist':>5} {'>head':>6} {'>dep':>6}  {'best relation (vs offset)':<32}"
+    head = f"{'head':<6} {'entropy':>7} {'dist':>5} {'>head':>6} {'>dep':>6}  {'best relation (offset) +words':<34}"
     head += "".join(f" {'-' + k:>8}" for k in scored)
     lines += ["", head]
     for e in report["per_head"]:
         b = e["best"]
-        best = "" if b is None else (f"{b['relation']} {'>head' if b['direction'] == 'to_head' else '>dep'} "
-                                     f"{pct(b['accuracy']).strip()} ({pct(b['baseline']).strip()})")
+        best = "none beyond the offset" if b is None else (
+            f"{b['relation']} {'>head' if b['direction'] == 'to_head' else '>dep'} "
+            f"{pct(b['accuracy']).strip()} ({pct(b['baseline']).strip()}) +{b['extra']}")
         row = (f"L{e['layer']} H{e['head']:<2} {e['entropy']:7.2f} {e['distance']:5.2f} "
-               f"{pct(e['to_head']['accuracy']):>6} {pct(e['to_dependent']['accuracy']):>6}  {best:<32}")
+               f"{pct(e['to_head']['accuracy']):>6} {pct(e['to_dependent']['accuracy']):>6}  {best:<34}")
         row += "".join(f" {100 * e['importance'][k]['drop']:+8.2f}" for k in scored)
         lines.append(row)
+    lines.append(">head: a word's strongest key is its head; >dep: one of its dependents; best relation: where the "
+                 "head finds the most words the fixed offset misses (its accuracy, the offset's, how many more)")
     if scored:
-        lines.append("(-LAYER: accuracy lost, in points, when the head is switched off)")
+        lines.append("-LAYER: accuracy lost, in points, when the head is switched off")
     lines += ["", f"{'relation':<14} {'words':>6}  {'offset':>12}  best heads"]
     for r in report["relations"]:
         arrow = ">head" if r["direction"] == "to_head" else ">dep"
