@@ -37,10 +37,14 @@ import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence, cast
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from ..modules import TransformerEncoder, TransformerEncoderLayer
+    from ..tasks.tagging import Tagger
 
 FORMAT = "attnlab-heads/1"
 DIRECTIONS = ("to_head", "to_dependent")
@@ -77,12 +81,13 @@ def sentence_tree(sentence) -> Tree:
     return Tree(heads, [base_relation(t.deprel) for t in sentence.tokens])
 
 
-def switched_off(model: torch.nn.Module, heads: Iterable[tuple[int, int]]) -> torch.nn.Module:
+def switched_off(model: Tagger, heads: Iterable[tuple[int, int]]) -> Tagger:
     """A copy of a tagger with every (layer, head) of ``heads`` (from 0) switched off: the
     columns of W^O that read such a head's output are zero, so its layer adds nothing of it."""
     off = copy.deepcopy(model)
+    transformer = cast("TransformerEncoder", off.encoder.transformer)
     for layer, head in heads:
-        attn = off.encoder.transformer.layers[layer].attn
+        attn = cast("TransformerEncoderLayer", transformer.layers[layer]).attn
         d = attn.d_head
         with torch.no_grad():
             attn.out.weight[:, head * d:(head + 1) * d] = 0.0
@@ -178,14 +183,14 @@ def _attention_batches(model, sentences: Sequence[Sequence[str]], batch_tokens: 
             yield i, torch.stack([layer[b] for layer in per_layer])
 
 
-def tag_accuracies(tagger, model, sentences) -> dict[str, float]:
+def tag_accuracies(tagger: Tagger, model, sentences) -> dict[str, float]:
     """Accuracy of every layer the tagger predicts and the gold has (``SCORED``)."""
     from ..evaluate import score_word_layers
     from ..tasks.tagging import predict_tags
 
     predicted = predict_tags(tagger, model.features, model.vocabs, [s.forms for s in sentences]).tags
     report = score_word_layers(sentences, predicted)
-    return {layer: report[layer].accuracy for layer in SCORED if report[layer].status == "scored"}
+    return {layer: cast(float, report[layer].accuracy) for layer in SCORED if report[layer].status == "scored"}
 
 
 def check_model(model) -> None:
