@@ -33,6 +33,7 @@ COMMANDS = [
     "attnlab.cli.demo",  # demo
     "attnlab.cli.data",  # data get
     "attnlab.cli.explain",  # explain
+    "attnlab.cli.heads",  # heads
     "attnlab.cli.serve",  # serve
     "attnlab.cli.experiment",  # experiment
 ]

@@ -16,7 +16,9 @@ def add_parser(sub) -> None:
             "attention of every layer and head (one head or several overlaid, the whole model, one head's "
             "steps with their numbers, two sentences side by side), and the JSON API behind it: "
             "POST /api/tag (a document: raw text or pre-tokenized sentences, every layer the model "
-            "predicts, token offsets and CoNLL-U), POST /api/attention, POST /api/steps, GET /api/health. "
+            "predicts, token offsets and CoNLL-U), POST /api/attention, POST /api/steps, GET /api/health, and GET /api/heads: what each head does over "
+            "a treebank (--heads REPORT.json from `attnlab heads --json`, or --treebank to measure it at start-up), "
+            "shown beside every head in the model view. "
             "Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
@@ -47,6 +49,12 @@ def add_parser(sub) -> None:
                    help="most concurrent /api/tag requests tagged in one forward pass (default 32; 1 = one at a time)")
     p.add_argument("--threads", type=positive_int, default=1,
                    help="torch threads (default 1: one sentence is too small to share between cores)")
+    p.add_argument("--heads", default=None, metavar="REPORT.json",
+                   help="what each head does over a treebank, from `attnlab heads --json`: the model view shows it "
+                        "beside every head (GET /api/heads)")
+    p.add_argument("--treebank", default=None, metavar="DIR_OR_FILE",
+                   help="compute that report at start-up from a treebank directory's dev split or a CoNLL-U file "
+                        "(one pass per head: see `attnlab heads`)")
     p.add_argument("--quiet", action="store_true", help="log only warnings and errors (no line per request)")
     p.set_defaults(func=run)
 
@@ -65,6 +73,24 @@ def _allowed_hosts(args) -> list[str]:
     return list(dict.fromkeys(hosts))
 
 
+def _head_report(args, model) -> dict | None:
+    """The head report --heads names, or one computed from --treebank; None without either."""
+    from ..viz.headstats import check_model, head_report, read_report
+
+    if args.heads is not None and args.treebank is not None:
+        raise UserError("give --heads (a report) or --treebank (to compute one), not both")
+    if args.heads is not None:
+        return read_report(args.heads, model)
+    if args.treebank is None:
+        return None
+    from .heads import read_sentences
+
+    path, sentences = read_sentences(args.treebank, "dev", None)
+    check_model(model)
+    print(f"attnlab serve: measuring every head over {path} ({len(sentences):,} sentences) ...", file=sys.stderr, flush=True)
+    return head_report(model, sentences, progress=sys.stderr.isatty(), source=str(path))
+
+
 def run(args) -> int:
     require_extra("serve", ["starlette", "uvicorn"])
     from ..serve.app import LOOPBACK, Limits, create_app
@@ -78,7 +104,8 @@ def run(args) -> int:
                     max_sentences=args.max_sentences, max_words=args.max_words)
     torch.set_num_threads(args.threads)
     model = load_explainable(args.model)
-    app = create_app(model, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch)
+    heads = _head_report(args, model)
+    app = create_app(model, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch, heads=heads)
     sock = bind_socket(args.host, args.port)
     url = url_of(sock)
     if args.host not in LOOPBACK:

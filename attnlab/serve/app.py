@@ -38,6 +38,11 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           steps of that head: "q", "k", "v" ([n][d], row i = token i), "alpha"
                           and "alpha_prime" ([n][n]), "b" ([n][d]), "d", "normalizer" (one
                           number per query i) and "normalizer_formula"
+    GET  /api/heads       what each head does over a treebank, when the server was given a
+                          report (``attnlab serve --heads`` or ``--treebank``): {"report": the
+                          report of ``attnlab.viz.headstats``} (per head: entropy, distance,
+                          best relation against the fixed-offset baseline, importance), else
+                          {"report": null, "reason": "..."}
     GET  /                the explorer page; its script and styles are under /static/
 
 Limits (``Limits``, listed by ``/api/health``): a body over ``max_body_bytes``, a sentence over
@@ -397,14 +402,19 @@ async def answer(function, *args):
         raise ApiError(422, str(exc)) from None
 
 
-def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32):
+NO_HEADS = "no head report: start the server with --heads REPORT.json (from `attnlab heads --json`) or --treebank DIR"
+
+
+def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_batch: int = 32,
+               heads: dict | None = None):
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
     ``segment``, ``tag_sentences``, ``attention``, ``annotate`` and ``describe`` methods; its
     ``split``, when it has one, splits a text into the tokens ``/api/attention`` takes, its
     ``no_tags`` says why it has no tags). ``allowed_hosts``:
     the names and addresses a request's Host header may give (default: the loopback names; see
     ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag``
-    requests tagged in one forward pass (1 = one at a time)."""
+    requests tagged in one forward pass (1 = one at a time). ``heads``: a head report
+    (``attnlab.viz.headstats``) that ``GET /api/heads`` gives the page."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
@@ -461,6 +471,9 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         layer, head = layer_and_head(obj, model)
         return JSONResponse(await answer(steps_body, model, tokens, layer, head))
 
+    async def head_report(request):
+        return JSONResponse({"report": heads} if heads is not None else {"report": None, "reason": NO_HEADS})
+
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -473,6 +486,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         Route("/api/tag", tag, methods=["POST"]),
         Route("/api/attention", attention, methods=["POST"]),
         Route("/api/steps", steps, methods=["POST"]),
+        Route("/api/heads", head_report, methods=["GET"]),
         Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

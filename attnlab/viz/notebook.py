@@ -52,8 +52,10 @@ def _script_data(obj) -> str:
     return json.dumps(obj, ensure_ascii=False).replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1) -> str:
-    """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1."""
+def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1,
+         heads: dict | str | Path | None = None) -> str:
+    """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1.
+    ``heads``: a head report (``attnlab.viz.headstats``, or the path of one) for the model view."""
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
     model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
@@ -65,6 +67,10 @@ def page(model, text: str, *, compare: str | None = None, view: str = "head", la
         state["compare"] = compare.strip()
     embed = {"health": {"status": "ok", "model": model.describe(), "limits": {}},
              "sentences": sentences, "hash": urlencode(state)}
+    if heads is not None:
+        from .headstats import read_report
+
+        embed["heads"] = {"report": heads if isinstance(heads, dict) else read_report(heads, model)}
     doc = (STATIC / "index.html").read_text(encoding="utf-8")
     styles = (STATIC / "style.css").read_text(encoding="utf-8")
     doc = doc.replace('<link rel="stylesheet" href="/static/style.css">', f"<style>\n{styles}</style>")
@@ -94,10 +100,11 @@ class Explorer:
 
 
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
-         head: int = 1, height: int = 760) -> Explorer:
+         head: int = 1, height: int = 760, heads: dict | str | Path | None = None) -> Explorer:
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
     a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
     tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
-    model, steps or compare; ``layer``, ``head`` from 1."""
+    model, steps or compare; ``layer``, ``head`` from 1; ``heads``: a head report (``attnlab heads
+    --json``, or its dict) whose numbers the model view shows beside every head."""
     model = _as_model(model_or_dir)
-    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)
+    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head, heads=heads), height)

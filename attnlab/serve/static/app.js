@@ -769,6 +769,15 @@ function renderModel() {
   box.replaceChildren();
   const d = state.data, n = d.tokens.length;
   const cell = Math.max(2, Math.floor(110 / n));
+  // with a head report (heads.js): every head in the chosen order, its numbers under it
+  const order = typeof headOrder === "function" ? headOrder(d.layers, d.heads) : null;
+  if (order) {
+    const grid = document.createElement("div");
+    grid.className = "thumb-grid";
+    for (const [l, h] of order) grid.appendChild(thumbnail(l, h, cell, true));
+    box.appendChild(grid);
+    return;
+  }
   for (let l = 0; l < d.layers; l++) {
     const row = document.createElement("div");
     row.className = "thumb-row";
@@ -781,7 +790,7 @@ function renderModel() {
   }
 }
 
-function thumbnail(l, h, cell) {
+function thumbnail(l, h, cell, facts = false) {
   const w = headWeights(state.data, l, h), n = w.length;
   const canvas = document.createElement("canvas");
   canvas.className = "thumb" + (l === state.layer && h === state.head ? " current" : "");
@@ -810,7 +819,9 @@ function thumbnail(l, h, cell) {
   const figure = document.createElement("figure");
   figure.className = "thumb-cell";
   const caption = document.createElement("figcaption");
-  caption.textContent = `head ${h + 1}`;
+  caption.textContent = facts ? `layer ${l + 1}, head ${h + 1}` : `head ${h + 1}`;
+  const numbers = facts ? headFacts(l, h) : null;
+  if (numbers) caption.appendChild(numbers);
   figure.append(canvas, caption);
   return figure;
 }
