@@ -3,7 +3,8 @@
 // layer norm, the biases, rotary or absolute positions, W^O), then the numbers in the model's order:
 // a^i, W^(q,h) and the biases, q^i before and after the rotary turn, the keys j with alpha and
 // alpha' (the strongest few for a long sentence) beside a chart of both, q^i o k^j entry by entry
-// for one key, and b^i. Uses app.js's state, $, api, sizeCanvas and escapeHtml (at call time).
+// for one key, and b^i. Uses app.js's state, $, api, sizeCanvas and escapeHtml when called (it is loaded
+// first and defines functions only).
 "use strict";
 
 const STEPS_LONG = 12;              // a sentence longer than this shows its top keys by default
