@@ -9,7 +9,7 @@
 
 const STEPS_LONG = 12;              // a sentence longer than this shows its top keys by default
 const STEPS_TOP = 10;               // ... this many
-const STEPS_TEXT_CELLS = 16;        // a vector up to this long is written out; a longer one is a strip
+const STEPS_TEXT_CELLS = 32;        // a vector up to this long is written out; a longer one is a strip
 // the Steps colour scale of a number: white at 0, blue below, red above; both ends light enough
 // for the page's ink (#1d232a) to keep a 4.5:1 contrast on every cell
 const STEPS_NEGATIVE = [95, 150, 210], STEPS_POSITIVE = [222, 110, 90];
@@ -225,17 +225,19 @@ function vectorRow(name, label, values, all, note) {
   return box;
 }
 
-function vectorCells(values, top) {
+function vectorCells(values, top, strip = values.length > STEPS_TEXT_CELLS) {
   const cells = document.createElement("span");
-  const text = values.length <= STEPS_TEXT_CELLS;
+  const text = !strip;
   cells.className = text ? "cells" : "cells strip";
+  // a strip of d entries fits in about 100 px (the table) or wraps (a^i, D entries)
+  const px = Math.max(3, Math.min(6, Math.floor(100 / values.length)));
   values.forEach((v, m) => {
     const c = document.createElement("span");
     c.className = "num";
     c.dataset.value = String(v);
     c.style.background = stepsColour(v / (top || Math.max(1e-9, ...values.map(Math.abs))));
     if (text) c.textContent = v.toFixed(3);
-    else c.title = `${m + 1}: ${v.toFixed(4)}`;
+    else { c.title = `${m + 1}: ${v.toFixed(4)}`; c.style.width = `${px}px`; }
     cells.appendChild(c);
   });
   return cells;
@@ -324,16 +326,14 @@ function stepsTable(s, i, keys, chosen) {
       return td;
     };
     cell("j", String(j + 1)); cell("word", s.tokens[j]);
-    const k = cell("k", vectorCells(s.k[j], kTop));
-    k.firstChild.classList.add("strip");
-    k.querySelectorAll(".num").forEach((c, m) => { c.textContent = ""; c.title = `k${m + 1} = ${s.k[j][m].toFixed(4)}`; });
+    const k = cell("k", vectorCells(s.k[j], kTop, true));
+    k.querySelectorAll(".num").forEach((c, m) => { c.title = `k${m + 1} = ${s.k[j][m].toFixed(4)}`; });
     cell("alpha", s.alpha[i][j].toFixed(4)).dataset.value = String(s.alpha[i][j]);
     const ap = cell("alpha-prime", s.alpha_prime[i][j].toFixed(4));
     ap.dataset.value = String(s.alpha_prime[i][j]);
     ap.style.background = `linear-gradient(to right, rgba(42,111,176,0.30) ${(100 * s.alpha_prime[i][j] / top).toFixed(1)}%, transparent 0)`;
-    const v = cell("v", vectorCells(s.v[j], vTop));
-    v.firstChild.classList.add("strip");
-    v.querySelectorAll(".num").forEach((c, m) => { c.textContent = ""; c.title = `v${m + 1} = ${s.v[j][m].toFixed(4)}`; });
+    const v = cell("v", vectorCells(s.v[j], vTop, true));
+    v.querySelectorAll(".num").forEach((c, m) => { c.title = `v${m + 1} = ${s.v[j][m].toFixed(4)}`; });
     const choose = () => { stepsView.key = j; renderSteps(); };
     tr.addEventListener("click", choose);
     tr.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); choose(); } });
