@@ -224,3 +224,32 @@ def multi_head_steps(
     concat = np.concatenate([s.b for s in per_head], axis=1)  # (N, D)
     b = np.stack([Wo @ concat[i] + bias(bo) for i in range(n)])
     return MultiHeadSteps(q=q, heads=tuple(per_head), concat=concat, b=b)
+
+
+def rotary_angles(d: int, base: float = 10000.0) -> np.ndarray:
+    """(d/2,) theta_m = base^(-2m/d), m = 0 .. d/2 - 1: how far pair m of a head's q and k turns
+    per position (Su et al. 2021, RoFormer)."""
+    if d % 2:
+        raise ValueError(f"rotary positions need an even head width, got d = {d}")
+    return base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
+
+
+def rotate_pairs(x, positions, theta) -> np.ndarray:
+    """Rotary positions, one pair at a time: row t of x (T, d) has each pair (x_2m, x_2m+1)
+    turned by the angle positions[t] * theta[m]:
+
+        x'_2m   = x_2m cos(p theta_m) - x_2m+1 sin(p theta_m)
+        x'_2m+1 = x_2m sin(p theta_m) + x_2m+1 cos(p theta_m)
+
+    so that (R(p) q) . (R(r) k) depends on p - r only."""
+    x = np.asarray(x, dtype=np.float64)
+    theta = np.asarray(theta, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != 2 * theta.shape[0]:
+        raise ValueError(f"x must have shape (T, d = {2 * theta.shape[0]}), got {x.shape}")
+    out = np.zeros_like(x)
+    for t, p in enumerate(np.asarray(positions, dtype=np.float64)):
+        for m, th in enumerate(theta):
+            c, s = np.cos(p * th), np.sin(p * th)
+            out[t, 2 * m] = x[t, 2 * m] * c - x[t, 2 * m + 1] * s
+            out[t, 2 * m + 1] = x[t, 2 * m] * s + x[t, 2 * m + 1] * c
+    return out

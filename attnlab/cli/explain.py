@@ -88,7 +88,7 @@ def run(args) -> int:
         assert normalize is not None  # steps() needs attention, which has a normalizer
         print()
         print(render_steps(tokens, steps, layer=layer or 0, head=head or 0, normalize=normalize, tags=shown_tags,
-                           rotary=rotary is not None))
+                           rotary=rotary is not None, additions=model.additions(layer or 0, head or 0)))
     if out is not None:
         plot_attention_grid(tokens, weights, tags=shown_tags, layer=layer, head=head, path=out,
                             title=f'{model.name}: attention on "{" ".join(tokens)}"')

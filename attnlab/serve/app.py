@@ -37,7 +37,10 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
     POST /api/steps       {"text" or "tokens", "layer": l, "head": h} (from 0) -> the seed's
                           steps of that head: "q", "k", "v" ([n][d], row i = token i), "alpha"
                           and "alpha_prime" ([n][n]), "b" ([n][d]), "d", "normalizer" (one
-                          number per query i) and "normalizer_formula"
+                          number per query i) and "normalizer_formula"; what the model adds to
+                          the seed ("additions", named): "a" ([n][D], the layer's input after
+                          its norm), "W" and "bias" of the head, and with rotary positions
+                          "q_projected", "k_projected" (before the turn) and "theta"
     GET  /api/heads       what each head does over a treebank, when the server was given a
                           report (``attnlab serve --heads`` or ``--treebank``): {"report": the
                           report of ``attnlab.viz.headstats``} (per head: entropy, distance,

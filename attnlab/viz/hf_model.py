@@ -67,6 +67,20 @@ class CheckpointExplainable(AttentionModel):
                              "its word pieces are shown instead of tags")
         self._lock = threading.Lock()
 
+    first_input = "the word-piece embeddings, through the embeddings' layer norm"
+
+    def position_addition(self) -> dict:
+        """A checkpoint's positions are learned absolute ones, added to its embeddings."""
+        config = self.encoder.config
+        kind, offset = config.model_type, config.position_offset
+        p = f"i - 1 + {offset}" if offset else "i - 1"
+        formula = f"LayerNorm(word^i + P^({p}){' + type^i' if config.type_vocab_size else ''})"
+        if config.embedding_size != config.width:
+            formula = f"W^E {formula} + b^E"  # ELECTRA projects its embeddings to the encoder's width
+        return {"name": "absolute positions", "formula": f"x^i = {formula}  (before layer 1)",
+                "text": f"{kind} adds a learned position vector P^p (and a token-type vector) to each word piece's "
+                        "embedding once, before layer 1; no rotary: q and k are used as projected."}
+
     def split(self, text: str, how: str = "simple") -> list[str]:
         """The checkpoint's word pieces of ``text``, special ones included (``how`` is not used:
         the tokenizer splits the text itself)."""

@@ -13,6 +13,7 @@ Both take their numbers from ``attnlab.reference`` (NumPy, float64) and only for
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -141,35 +142,114 @@ def render_steps(
     normalize: str = "softmax",
     tags: Sequence[str] | None = None,
     rotary: bool = False,
+    additions: Sequence[dict] | None = None,
 ) -> str:
-    """Text of one head's computation; ``steps`` is an ``attnlab.reference.Steps`` (rows = tokens),
-    ``layer`` and ``head`` are numbered from 0."""
+    """Text of one head's computation: the seed's formula, then what the model adds (``additions``,
+    from ``AttentionModel.additions``), then the numbers of every token. ``steps`` is an
+    ``attnlab.viz.heads.HeadSteps`` (or a bare ``attnlab.reference.Steps``: the seed's numbers
+    only); rows = tokens; ``layer`` and ``head`` are numbered from 0."""
     n, d = steps.q.shape
     if n != len(tokens):
         raise ValueError(f"steps cover {n} tokens, the sentence has {len(tokens)}")
     L, h = layer + 1, head + 1
-    out = [f'Layer {L}, head {h} on "{" ".join(tokens)}"  (d = {d}, {normalize})', RULE,
-           f"a^i is token i's vector entering layer {L} (after the layer norm); W^(q,{h}), W^(k,{h}), W^(v,{h})",
-           f"are head {h}'s rows of the layer's W^q, W^k, W^v (with their biases)" + (
-               ";\nq^i and k^i are then turned by token i's position (rotary positions)." if rotary else "."),
-           ""]
+    a = getattr(steps, "a", None)
+    size = f"d = {d}" + (f", D = {a.shape[1]}" if a is not None else "")
+    out = [f'Layer {L}, head {h} on "{" ".join(tokens)}"  ({size}, {normalize})', RULE,
+           "The seed's formula:",
+           "  q^i = W^q a^i,  k^i = W^k a^i,  v^i = W^v a^i",
+           "  alpha_(i,j) = q^i . k^j / sqrt(d)",
+           f"  alpha'_(i,j) = {normalize}_j(alpha_(i,j))",
+           "  b^i = sum_j alpha'_(i,j) v^j"]
+    if additions:
+        out.append("What this model adds, in the order it applies them:")
+        for number, add in enumerate(additions, start=1):
+            out.append(f"  {number}. {add['name']}: {add['formula']}")
+            out += textwrap.wrap(add["text"], width=94, initial_indent="     ", subsequent_indent="     ")
+    elif rotary:
+        out.append("q^i and k^i are turned by token i's position (rotary positions).")
+    out.append("")
+    if a is not None:
+        out += _inputs(tokens, steps, L, tags)
     out += _projections(tokens, steps, h, tags)
     out += ["", f"Step 2. alpha_(i,j) = q^i . k^j / sqrt(d),  sqrt({d}) = {np.sqrt(d):.4f}"]
     out += _table(steps.alpha, tokens)
+    out += _products(tokens, steps)
     out += ["", f"Step 3. alpha'_(i,j) = {normalize}_j(alpha_(i,j))   (row i: how much token i attends to each token j)"]
     out += _weights(tokens, steps.alpha_prime)
-    out += ["", "Step 4. b^i = sum_j alpha'_(i,j) v^j   (the head's output; the heads are then concatenated and",
+    out += ["", f"Step 4. b^i = sum_j alpha'_(i,j) v^j   (head {h}'s output; the heads are then concatenated and",
             "        multiplied by W^O)"]
     out += [f"  b^{i + 1} = {_vec(steps.b[i])}" for i in range(n)]
     return "\n".join(out)
 
 
-def _projections(tokens: Sequence[str], steps, h: int, tags: Sequence[str] | None) -> list[str]:
-    out = [f"Step 1. q^i = W^(q,{h}) a^i,  k^i = W^(k,{h}) a^i,  v^i = W^(v,{h}) a^i"]
+def _wrapped(x, indent: str, per_line: int = 8) -> list[str]:
+    """A long vector as lines of ``per_line`` numbers."""
+    x = np.atleast_1d(x)
+    return [indent + " ".join(f"{v:8.4f}" for v in x[k:k + per_line]) for k in range(0, len(x), per_line)]
+
+
+PRINTED_WEIGHTS = 256  # W^(q,h) and the others are printed up to this many numbers each
+
+
+def _inputs(tokens: Sequence[str], steps, L: int, tags: Sequence[str] | None) -> list[str]:
+    """Step 0: a^i of every token (wrapped, 8 numbers a line)."""
+    D = steps.a.shape[1]
+    out = [f"Step 0. a^i: token i's vector entering layer {L}, after the layer's norm (D = {D} numbers each)"]
     for i, tok in enumerate(tokens):
         tag = f" ({tags[i]})" if tags is not None else ""
-        out += [f"  a^{i + 1} = {tok}{tag}", f"    q^{i + 1} = {_vec(steps.q[i])}",
-                f"    k^{i + 1} = {_vec(steps.k[i])}", f"    v^{i + 1} = {_vec(steps.v[i])}"]
+        out += [f"  a^{i + 1} = {tok}{tag}:"] + _wrapped(steps.a[i], "    ")
+    return out + [""]
+
+
+def _projections(tokens: Sequence[str], steps, h: int, tags: Sequence[str] | None) -> list[str]:
+    a = getattr(steps, "a", None)
+    if a is None:  # the seed's numbers only
+        out = [f"Step 1. q^i = W^(q,{h}) a^i,  k^i = W^(k,{h}) a^i,  v^i = W^(v,{h}) a^i"]
+        for i, tok in enumerate(tokens):
+            tag = f" ({tags[i]})" if tags is not None else ""
+            out += [f"  a^{i + 1} = {tok}{tag}", f"    q^{i + 1} = {_vec(steps.q[i])}",
+                    f"    k^{i + 1} = {_vec(steps.k[i])}", f"    v^{i + 1} = {_vec(steps.v[i])}"]
+        return out
+    d, D = steps.Wq.shape
+    biased = steps.bq is not None
+    plus = (lambda name: f" + b^({name},{h})") if biased else (lambda name: "")
+    rotated = steps.theta is not None
+    out = [f"Step 1. q^i = W^(q,{h}) a^i{plus('q')},  k^i = W^(k,{h}) a^i{plus('k')},  v^i = W^(v,{h}) a^i{plus('v')}"
+           + ("; then q^i and k^i are turned by the rotary positions" if rotated else "")]
+    for name in "qkv":
+        W = getattr(steps, "W" + name)
+        if W.size <= PRINTED_WEIGHTS:
+            out += [f"  W^({name},{h}) ({d} x {D}) ="] + [line for row in W for line in _wrapped(row, "    ", per_line=16)]
+        else:
+            out.append(f"  W^({name},{h}): {d} x {D} numbers (not printed; the explorer draws them)")
+    if biased:
+        out += [f"  b^({name},{h}) = {_vec(getattr(steps, 'b' + name))}" for name in "qkv"]
+    if rotated:
+        out.append("  theta_m = " + _vec(steps.theta) + "   (angle of pair m per position)")
+    for i, tok in enumerate(tokens):
+        tag = f" ({tags[i]})" if tags is not None else ""
+        out.append(f"  i={i + 1} {tok}{tag}")
+        if rotated:
+            out += [f"    W^(q,{h}) a^{i + 1}{plus('q')} = {_vec(steps.q_projected[i])}   (before the turn)",
+                    f"    q^{i + 1} = {_vec(steps.q[i])}   (turned by {i} * theta)",
+                    f"    W^(k,{h}) a^{i + 1}{plus('k')} = {_vec(steps.k_projected[i])}   (before the turn)",
+                    f"    k^{i + 1} = {_vec(steps.k[i])}   (turned by {i} * theta)"]
+        else:
+            out += [f"    q^{i + 1} = {_vec(steps.q[i])}", f"    k^{i + 1} = {_vec(steps.k[i])}"]
+        out.append(f"    v^{i + 1} = {_vec(steps.v[i])}")
+    return out
+
+
+def _products(tokens: Sequence[str], steps) -> list[str]:
+    """q^i o k^j entry by entry for each query's most attended key: they sum to q^i . k^j."""
+    d = steps.q.shape[1]
+    out = [f"  q^i o k^j entry by entry, for each query i and the key j it attends to most "
+           f"(they sum to q^i . k^j; / sqrt({d}) = alpha_(i,j)):"]
+    for i in range(len(tokens)):
+        j = int(np.argmax(steps.alpha_prime[i]))
+        product = steps.q[i] * steps.k[j]
+        out += [f"  i={i + 1} j={j + 1}: sum = {product.sum():.4f},  / {np.sqrt(d):.4f} = {product.sum() / np.sqrt(d):.4f}"]
+        out += _wrapped(product, "    ")
     return out
 
 

@@ -1,6 +1,6 @@
 // attnlab explorer: asks the JSON API for the tags and attention weights of a sentence and
 // draws them in four views: one head (heatmap + lines, several heads overlaid), the whole
-// model (every layer x head), the seed's steps of one head with their numbers, and two
+// model (every layer x head), the seed's steps of one head with their numbers (static/steps.js), and two
 // sentences side by side. weights[l][h][i][j] = alpha'_(i,j) of head h in layer l: query
 // token i, key token j (numbered from 0 here, from 1 on the page and in the URL).
 // The view lives in the URL (#text=...&layer=..&head=..&view=..&top=..&min=..&pin=q3), so a link
@@ -49,14 +49,6 @@ function colour(t) {
 }
 
 function headColour(h) { return HEAD_COLOURS[h % HEAD_COLOURS.length]; }
-
-// signed numbers (q, k, v, b): blue below 0, red above, white at 0
-function diverging(t) {
-  const a = Math.min(Math.abs(t), 1);
-  const [r, g, b] = t < 0 ? [33, 102, 172] : [178, 24, 43];
-  const mix = (c) => Math.round(255 + a * (c - 255));
-  return `rgb(${mix(r)}, ${mix(g)}, ${mix(b)})`;
-}
 
 // The colour scale of a view: t(i, j) in [0, 1] and the legend's words.
 function colourScale(w, mode) {
@@ -826,149 +818,10 @@ function thumbnail(l, h, cell, facts = false) {
   return figure;
 }
 
-// -- the seed's steps for one head and one query word ---------------------------------------------
-async function stepsOf(layer, head) {
-  const key = `${layer},${head}`;
-  if (!state.steps.has(key)) {
-    state.steps.set(key, await api("/api/steps", { text: state.text, layer, head }));
-  }
-  return state.steps.get(key);
-}
-
-async function renderSteps() {
-  const s = await stepsOf(state.layer, state.head);
-  const i = state.query, tokens = s.tokens;
-  const panel = $("steps-panel");
-  panel.replaceChildren();
-  const para = (html) => { const p = document.createElement("p"); p.className = "step"; p.innerHTML = html; panel.appendChild(p); return p; };
-  const word = (j) => `<b>${j + 1} “${escapeHtml(tokens[j])}”</b>`;
-  para(`Layer ${state.layer + 1}, head ${state.head + 1}, query word ${word(i)}: ` +
-       `q<sup>i</sup> = W<sup>q</sup>a<sup>i</sup>, k<sup>j</sup> = W<sup>k</sup>a<sup>j</sup>, ` +
-       `v<sup>j</sup> = W<sup>v</sup>a<sup>j</sup> (d = ${s.d}, √d = ${Math.sqrt(s.d).toFixed(4)})`);
-  panel.appendChild(vectorRow("q", i, s.q[i]));
-  para(`α<sub>i,j</sub> = q<sup>i</sup> · k<sup>j</sup> / √d, then ${NORMALIZER_HTML[s.normalize].formula}:`);
-  panel.appendChild(stepsTable(s, i));
-  const lz = s.normalizer[i];
-  const extra = s.normalize === "softmax" ? ` (Z<sub>i</sub> = ${Math.exp(lz).toPrecision(5)})` : "";
-  para(`Normalizer of query ${i + 1}: ${NORMALIZER_HTML[s.normalize].name} = ` +
-       `<span id="steps-normalizer">${lz.toFixed(4)}</span>${extra}`);
-  para("b<sup>i</sup> = Σ<sub>j</sub> α′<sub>i,j</sub> v<sup>j</sup> (the head's output for this word):");
-  panel.appendChild(vectorRow("b", i, s.b[i]));
-  const chart = document.createElement("canvas");
-  chart.id = "steps-chart";
-  chart.setAttribute("role", "img");
-  chart.setAttribute("aria-label", `α′ of query ${i + 1} over every key`);
-  panel.appendChild(chart);
-  drawStepsChart(chart, s, i);
-}
-
-// how alpha' follows from alpha, as the page writes it (the API's normalizer_formula in HTML)
-const NORMALIZER_HTML = {
-  softmax: { name: "log Z<sub>i</sub>", formula: "α′<sub>i,j</sub> = exp(α<sub>i,j</sub> − log Z<sub>i</sub>), " +
-             "log Z<sub>i</sub> = log Σ<sub>j</sub> exp(α<sub>i,j</sub>)" },
-  relu: { name: "c<sub>i</sub>", formula: "α′<sub>i,j</sub> = max(α<sub>i,j</sub>, 0) / c<sub>i</sub>, " +
-          "c<sub>i</sub> = the keys word i may attend to" },
-  sigmoid: { name: "log c<sub>i</sub>", formula: "α′<sub>i,j</sub> = sigmoid(α<sub>i,j</sub> − log c<sub>i</sub>), " +
-             "c<sub>i</sub> = the keys word i may attend to" },
-};
+// -- the seed's steps for one head and one query word: static/steps.js ----------------------------
 
 function escapeHtml(s) {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
-}
-
-// A vector (q^i, k^j, v^j, b^i) as a row of numbered cells coloured by sign and size.
-function vectorRow(name, index, values) {
-  const box = document.createElement("div");
-  box.className = "vector";
-  box.dataset.name = name;
-  const label = document.createElement("span");
-  label.className = "vector-name";
-  label.innerHTML = `${name}<sup>${index + 1}</sup>`;
-  box.appendChild(label);
-  box.appendChild(vectorCells(values));
-  return box;
-}
-
-function vectorCells(values) {
-  const cells = document.createElement("span");
-  cells.className = "cells";
-  const top = Math.max(1e-9, ...values.map(Math.abs));
-  for (const v of values) {
-    const c = document.createElement("span");
-    c.className = "num"; c.textContent = v.toFixed(3); c.dataset.value = String(v);
-    c.style.background = diverging(v / top);
-    cells.appendChild(c);
-  }
-  return cells;
-}
-
-function stepsTable(s, i) {
-  const wrap = document.createElement("div");
-  wrap.className = "table-wrap";
-  const table = document.createElement("table");
-  table.id = "steps-table";
-  const head = table.createTHead().insertRow();
-  for (const h of ["j", "key word", "k<sup>j</sup>", "α<sub>i,j</sub>", "α′<sub>i,j</sub>", "v<sup>j</sup>"]) {
-    const th = document.createElement("th"); th.innerHTML = h; head.appendChild(th);
-  }
-  const body = table.createTBody();
-  const top = Math.max(1e-9, ...s.alpha_prime[i]);
-  s.tokens.forEach((t, j) => {
-    const tr = body.insertRow();
-    tr.dataset.key = String(j);
-    if (j === i) tr.className = "query";
-    const cell = (cls, content) => {
-      const td = tr.insertCell(); td.className = cls;
-      if (content instanceof Node) td.appendChild(content); else td.textContent = content;
-      return td;
-    };
-    cell("j", String(j + 1)); cell("word", t);
-    cell("k", vectorCells(s.k[j]));
-    cell("alpha", s.alpha[i][j].toFixed(4)).dataset.value = String(s.alpha[i][j]);
-    const ap = cell("alpha-prime", s.alpha_prime[i][j].toFixed(4));
-    ap.dataset.value = String(s.alpha_prime[i][j]);
-    ap.style.background = `linear-gradient(to right, rgba(42,111,176,0.35) ${(100 * s.alpha_prime[i][j] / top).toFixed(1)}%, transparent 0)`;
-    cell("v", vectorCells(s.v[j]));
-  });
-  wrap.appendChild(table);
-  return wrap;
-}
-
-// alpha_(i,j) (grey) and alpha'_(i,j) (blue) of one query as bars over the keys j.
-function drawStepsChart(canvas, s, i) {
-  const ctx = canvas.getContext("2d");
-  const n = s.tokens.length, bar = Math.max(10, Math.min(36, Math.floor(560 / n)));
-  const left = 40, top = 24, h = 120, labels = 70;
-  const W = left + n * bar + 20, H = top + 2 * h + labels;
-  sizeCanvas(canvas, ctx, W, H);
-  const alpha = s.alpha[i], ap = s.alpha_prime[i];
-  const span = Math.max(1e-9, ...alpha.map(Math.abs));
-  const zero = top + h / 2;
-  ctx.font = "11px system-ui, sans-serif"; ctx.fillStyle = "#1d232a"; ctx.textBaseline = "middle";
-  ctx.fillText(`α  (q·k/√d) of query ${i + 1} “${s.tokens[i]}”`, left, 10);
-  ctx.fillText("α′ (normalized)", left, top + h + 10);
-  for (let j = 0; j < n; j++) {
-    const x = left + j * bar + 2;
-    ctx.fillStyle = "#8a949e";
-    const a = (alpha[j] / span) * (h / 2 - 4);
-    ctx.fillRect(x, Math.min(zero, zero - a), bar - 4, Math.abs(a));
-    ctx.fillStyle = "#2a6fb0";
-    const b = ap[j] * (h - 24);
-    ctx.fillRect(x, top + 2 * h - b, bar - 4, b);
-    if (bar >= 26) {
-      ctx.fillStyle = "#1d232a"; ctx.textAlign = "center";
-      ctx.fillText(ap[j].toFixed(2), x + bar / 2 - 2, top + 2 * h - b - 8);
-      ctx.textAlign = "left";
-    }
-    ctx.save();
-    ctx.fillStyle = "#1d232a";
-    ctx.translate(x + bar / 2 - 2, top + 2 * h + 6);
-    ctx.rotate(Math.PI / 3);
-    ctx.fillText(s.tokens[j], 0, 0);
-    ctx.restore();
-  }
-  ctx.strokeStyle = "#d5dae0";
-  ctx.beginPath(); ctx.moveTo(left, zero); ctx.lineTo(W - 10, zero); ctx.stroke();
 }
 
 // -- two sentences side by side --------------------------------------------------------------------
