@@ -293,8 +293,10 @@ class CharCNN(nn.Module):
         return torch.cat(pooled, dim=-1)  # (U, F * len(widths))
 
     def weights_key(self) -> tuple:
-        """Changes whenever a weight does (an optimizer step, a load): what cached tables are keyed by."""
-        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+        """Changes whenever a weight does (an optimizer step, a load): what cached tables are keyed
+        by. A weight made under ``torch.inference_mode`` keeps no version count: its sum stands in."""
+        return tuple((p.data_ptr(), p.detach().double().sum().item() if p.is_inference() else p._version)
+                     for p in self.parameters())
 
     def tables(self) -> list[torch.Tensor]:
         """Per width w, (n_chars, w, F): the convolution's tap k applied to each character's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -205,6 +206,13 @@ def test_character_vectors_are_kept_across_calls_until_the_weights_change():
     rows, changed = enc.char_table(model.features, second)
     assert set(enc.vectors.rows) == set(second)
     assert not torch.equal(changed[rows["dog"]], table[rows["dog"]])
+    # weights made under inference mode keep no version count: a change is still seen
+    with torch.inference_mode():
+        frozen = copy.deepcopy(model.features)
+        rows, before = enc.char_table(frozen, second)
+        frozen.char_cnn.convs[0].bias += 1.0
+        rows, after = enc.char_table(frozen, second)
+    assert not torch.equal(before[rows["dog"]], after[rows["dog"]])
     # full: it starts again, and gives the same vectors
     small = FeatureEncoder(vocabs.features, 8)
     small.vectors.capacity = 5
