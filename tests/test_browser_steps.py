@@ -211,3 +211,19 @@ def test_steps_hold_at_40_and_128_words(browser, model, server, tmp_path, n, wid
         assert severe_errors(driver) == []
     finally:
         driver.set_window_size(1200, 900)
+
+
+def test_a_saved_page_shows_w_for_the_head_it_opened_on_and_says_so_for_the_others(browser, model, tmp_path):
+    driver = browser
+    page = show(model, "I saw a saw", view="steps", layer=1, head=1).save(tmp_path / "explorer.html")
+    driver.get("about:blank")
+    driver.get(page.as_uri())
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+    assert len(driver.find_elements(By.CSS_SELECTOR, "canvas[id^='steps-W-']")) == 3
+    assert driver.find_elements(By.CSS_SELECTOR, ".steps-no-weights") == []
+    select(driver, "head", 1)  # head 2: its steps are in the page, its matrices W are not
+    WebDriverWait(driver, 5).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".steps-no-weights"))
+    assert "head it opened on only" in driver.find_element(By.CSS_SELECTOR, ".steps-no-weights").text
+    assert driver.find_elements(By.CSS_SELECTOR, "canvas[id^='steps-W-']") == []
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#steps-table td.alpha-prime")) > 0
+    assert severe_errors(driver) == []

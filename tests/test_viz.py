@@ -345,7 +345,10 @@ def test_show_returns_a_self_contained_page_with_the_models_numbers(model):
     first = data["sentences"]["I saw a saw"]
     assert first["attention"] == attention_body(model, tokens)
     assert set(first["steps"]) == {f"{l},{h}" for l in range(LAYERS) for h in range(HEADS)}
-    assert first["steps"]["1,0"] == steps_body(model, tokens, 1, 0)
+    assert first["steps"]["1,0"] == steps_body(model, tokens, 1, 0)  # the head the page opens on, with its W
+    # the other heads without their matrices W (they would make the page megabytes)
+    assert first["steps"]["0,1"] == {**steps_body(model, tokens, 0, 1), "W": None}
+    assert sum(s["W"] is not None for s in first["steps"].values()) == 1
     _, _, w = model.attention(tokens)
     np.testing.assert_allclose(first["attention"]["weights"], w.numpy(), atol=1e-6)
     assert data["health"]["model"]["layers"] == LAYERS

@@ -35,14 +35,16 @@ def _as_model(model_or_dir):
                     f"shipped model's name or a model directory, got {type(model_or_dir).__name__}")
 
 
-def _answers(model, text: str) -> dict:
-    """What the page would ask the server about ``text``: its attention, and the steps of every head."""
+def _answers(model, text: str, shown: tuple[int, int]) -> dict:
+    """What the page would ask the server about ``text``: its attention, and the steps of every
+    head; the projection matrices W of the ``shown`` (layer, head) only (from 0), as the page
+    opens on it (every head's would make the page megabytes, hundreds of them for BERT-base)."""
     from .payload import attention_body, steps_body
 
     tokens = model.split(text)
     if not tokens:
         raise ValueError(f"the sentence {text!r} has no words")
-    steps = {f"{l},{h}": steps_body(model, tokens, l, h)
+    steps = {f"{l},{h}": steps_body(model, tokens, l, h, weights=(l, h) == shown)
              for l in range(model.layers) for h in range(model.heads)}
     return {"attention": attention_body(model, tokens), "steps": steps}
 
@@ -59,9 +61,9 @@ def page(model, text: str, *, compare: str | None = None, view: str = "head", la
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
     model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
-    sentences = {text.strip(): _answers(model, text)}
+    sentences = {text.strip(): _answers(model, text, (layer - 1, head - 1))}
     if compare is not None:
-        sentences[compare.strip()] = _answers(model, compare)
+        sentences[compare.strip()] = _answers(model, compare, (layer - 1, head - 1))
     state = {"text": text.strip(), "view": view, "layer": layer, "head": head}
     if compare is not None:
         state["compare"] = compare.strip()

@@ -31,14 +31,15 @@ def attention_body(model, tokens: list[str]) -> dict:
     return {**body, "tags": tags, "probabilities": [rounded(p) for p in probs], "weights": table(weights)}
 
 
-def steps_body(model, tokens: list[str], layer: int, head: int) -> dict:
+def steps_body(model, tokens: list[str], layer: int, head: int, *, weights: bool = True) -> dict:
     """Head ``head`` of layer ``layer`` (from 0) on ``tokens``, as the model computes it: the seed's
     q, k, v, b ([n][d], row i = token i; q and k as attention uses them), alpha and alpha' ([n][n])
     and the normalizer of each query; then what the model adds ("additions", named, in the seed's
     plain notation): a ([n][D], the layer's input after its norm), the head's rows of W^q, W^k,
     W^v ("W": {"q", "k", "v"}, [d][D] each), their biases ("bias", or null), and with rotary
     positions q and k before the turn ("q_projected", "k_projected") and the angles "theta"
-    ([d/2]; else all three null)."""
+    ([d/2]; else all three null). Without ``weights``, "W" is null (a saved page carries the
+    matrices of the head it opens on only: they are most of an answer's size)."""
     s = model.steps(tokens, layer, head)
     formula, values = model.normalizers(s.alpha)
     rotary = s.theta is not None
@@ -47,7 +48,7 @@ def steps_body(model, tokens: list[str], layer: int, head: int) -> dict:
             "alpha_prime": table(s.alpha_prime), "b": table(s.b),
             "normalizer": table(values), "normalizer_formula": formula,
             "additions": model.additions(layer, head), "D": int(s.a.shape[1]), "a": table(s.a),
-            "W": {"q": table(s.Wq), "k": table(s.Wk), "v": table(s.Wv)},
+            "W": {"q": table(s.Wq), "k": table(s.Wk), "v": table(s.Wv)} if weights else None,
             "bias": None if s.bq is None else {"q": table(s.bq), "k": table(s.bk), "v": table(s.bv)},
             "q_projected": table(s.q_projected) if rotary else None,
             "k_projected": table(s.k_projected) if rotary else None,

@@ -247,6 +247,14 @@ function vectorCells(values, top, strip = values.length > STEPS_TEXT_CELLS) {
 function weightsFigure(s, h) {
   const box = document.createElement("div");
   box.className = "steps-weights";
+  if (!s.W) {  // a saved page carries the matrices of the head it opened on only
+    const note = document.createElement("p");
+    note.className = "hint steps-no-weights";
+    note.textContent = "This saved page holds the matrices W of the head it opened on only; open it on this " +
+      "head (show(..., layer=, head=)) or run attnlab serve to see them.";
+    box.appendChild(note);
+    return box;
+  }
   const top = Math.max(1e-9, ...["q", "k", "v"].flatMap((x) => s.W[x].flat().map(Math.abs)));
   const width = Math.min(320, Math.max(120, ($("steps-panel").clientWidth || 320) - 20));
   const px = Math.max(1, Math.min(12, Math.floor(width / s.D)));
