@@ -369,10 +369,11 @@ def model_names(models) -> list[str]:
     """One name per model, as requests give it: its own, numbered when another has the same (``en``, ``en (2)``)."""
     names: list[str] = []
     for m in models:
-        name, k = m.name, 1
+        own = getattr(m, "name", None) or "model"
+        name, k = own, 1
         while name in names:
             k += 1
-            name = f"{m.name} ({k})"
+            name = f"{own} ({k})"
         names.append(name)
     return names
 
