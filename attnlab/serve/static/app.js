@@ -1015,6 +1015,7 @@ function readUrl(hash) {
   if (p.has("text")) $("sentence").value = p.get("text");
   setupModels(p.get("model2"));
   if (p.has("compare")) $("sentence2").value = p.get("compare");
+  else if (window.ATTNLAB_EMBED) $("sentence2").value = "";  // a saved page holds no other sentence
   state.whatif.position = number("word");
   state.whatif.replacement = p.get("replace") || null;
   state.view = VIEWS.includes(p.get("view")) ? p.get("view") : "head";
