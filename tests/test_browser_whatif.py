@@ -291,16 +291,16 @@ def test_notebook_compare_without_a_saved_second_sentence(browser, model, tmp_pa
 def test_notebook_keeps_its_result_when_another_sentence_is_typed(browser, model, tmp_path):
     driver = browser
     open_saved(driver, show(model, "I saw a saw", view="head").save(tmp_path / "page.html"))
-    assert "no server" in driver.find_element(By.ID, "model-info").text
     box = driver.find_element(By.ID, "sentence")
     box.clear()
     box.send_keys("another sentence")
     driver.find_element(By.ID, "submit").click()
+    assert driver.find_element(By.ID, "result").is_displayed()  # what was shown stays
+    assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#tagged .token .word")] == ["I", "saw", "a", "saw"]
     error = driver.find_element(By.ID, "error")
     assert error.is_displayed() and "this page has no server" in error.text
-    assert driver.find_element(By.ID, "result").is_displayed()
-    assert [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#tagged .token .word")] == ["I", "saw", "a", "saw"]
     assert canvas_colours(driver) > 20
+    assert "a saved page, no server" in driver.find_element(By.ID, "model-info").text
     assert severe_errors(driver) == []
 
 
