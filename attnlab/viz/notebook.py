@@ -114,7 +114,7 @@ class Explorer:
 
     def _repr_html_(self) -> str:
         frame = f"attnlab-{uuid.uuid4().hex[:12]}"
-        return (f'<iframe id="{frame}" srcdoc="{html.escape(self.html, quote=True)}" title="attnlab explorer" '
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" id="{frame}" title="attnlab explorer" '
                 f'style="width: 100%; height: {self.height}px; border: 1px solid #d5dae0; border-radius: 4px"></iframe>'
                 + FIT_SCRIPT % frame)
 
