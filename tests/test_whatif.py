@@ -177,3 +177,42 @@ def test_whatif_of_a_checkpoint_masks_with_its_mask_or_unknown_piece(tmp_path):
     assert body["annotations"] == [] and np.abs(np.asarray(body["difference"])).max() > 1e-4
     same = whatif_body(bert, pieces, 2, pieces[2], 0, 1)
     assert same["difference"] == [[0.0] * len(pieces)] * len(pieces)
+
+
+def test_the_notebook_page_holds_every_word_masked(model):
+    import json
+    import re
+
+    from attnlab.viz import show
+
+    page = show(model, "I saw a saw", view="whatif", layer=2, head=1).html
+    data = json.loads(re.search(r"window\.ATTNLAB_EMBED = (\{.*?\});</script>", page, re.S).group(1))
+    held = data["sentences"]["I saw a saw"]["whatif"]
+    tokens = tokenize("I saw a saw")
+    assert set(held) == {"0", "1", "2", "3"}
+    for i in range(4):
+        assert held[str(i)] == json.loads(json.dumps(whatif_body(model, tokens, i, None, 1, 0), ensure_ascii=False))
+    assert "view=whatif" in data["hash"]
+
+
+def test_attnlab_serve_with_two_models():
+    import re
+    import subprocess
+    import sys
+
+    first, second = tiny_tagger_dir(), tiny_tagger_dir(positions="sinusoidal", xpos_weight=1.0, full=True)
+    proc = subprocess.Popen([sys.executable, "-m", "attnlab", "serve", "--model", str(first), "--model", str(second),
+                             "--port", "0", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r" at (http://127\.0\.0\.1:\d+)/", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        assert f"{first} ({LAYERS} layers x {HEADS} heads) and {second} ({LAYERS} layers x {HEADS} heads)" in line
+        _, _, health = call(m.group(1), "GET", "/api/health")
+        assert [x["name"] for x in health["models"]] == [first.name, second.name]
+        status, _, body = call(m.group(1), "POST", "/api/whatif", {"text": "I saw", "position": 0, "mask": True,
+                                                                    "model": second.name})
+        assert status == 200 and [a["name"] for a in body["annotations"]] == ["UPOS", "XPOS", "FEATS", "LEMMA"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
