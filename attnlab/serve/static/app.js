@@ -921,7 +921,7 @@ function exportLabels() {
 function viewCanvas() {
   const pictures = viewPictures();
   const { title, lines } = exportLabels();
-  const dpr = window.devicePixelRatio || 1, gap = 16, captionH = 18;
+  const dpr = window.devicePixelRatio || 1, gap = 16, captionH = 3 * 14 + 6;  // captions wrap to 3 lines
   const size = (c) => [c.width / dpr, c.height / dpr];
   const perRow = pictures.length && pictures[0].grid ? pictures[0].grid : Math.max(1, pictures.length);
   const cw = Math.max(0, ...pictures.map((p) => size(p.canvas)[0])), ch = Math.max(0, ...pictures.map((p) => size(p.canvas)[1]));
@@ -942,10 +942,23 @@ function viewCanvas() {
     const x = gap + (k % perRow) * (cw + gap), y = head + Math.floor(k / perRow) * (ch + captionH + gap);
     ctx.drawImage(p.canvas, x, y, w, h);
     ctx.fillStyle = "#5b6570"; ctx.font = "11px system-ui, sans-serif";
-    ctx.fillText(p.caption.length > 120 ? `${p.caption.slice(0, 119)}…` : p.caption, x, y + h + 4);
+    wrapText(ctx, p.caption, Math.max(cw, 160)).forEach((line, k) => ctx.fillText(line, x, y + h + 4 + 14 * k));
   });
   out.labels = [title, ...lines, ...pictures.map((p) => p.caption)];
   return out;
+}
+
+// `text` cut into at most `most` lines no wider than `width` (the last one ends in … when cut short).
+function wrapText(ctx, text, width, most = 3) {
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(next).width > width) { lines.push(line); line = word; } else line = next;
+  }
+  if (line) lines.push(line);
+  if (lines.length > most) lines.splice(most - 1, lines.length, `${lines[most - 1]}…`);
+  return lines;
 }
 
 function viewJson() {
