@@ -234,7 +234,7 @@ def test_export_the_view_as_png_and_its_weights_as_json(browser, model, server, 
     png.click()
     href = png.get_attribute("href")
     assert href.startswith("data:image/png;base64,")
-    assert png.get_attribute("download") == f"attention-{view}-layer2-head1.png"
+    assert png.get_attribute("download") == ("attention-model.png" if view == "model" else f"attention-{view}-layer2-head1.png")
     picture = base64.b64decode(href.split(",", 1)[1])
     assert picture[:8] == b"\x89PNG\r\n\x1a\n" and colours_of_png(picture) > 10
 

@@ -16,9 +16,12 @@ def add_parser(sub) -> None:
             "attention of every layer and head (one head or several overlaid, the whole model, one head's "
             "steps with their numbers, two sentences side by side), and the JSON API behind it: "
             "POST /api/tag (a document: raw text or pre-tokenized sentences, every layer the model "
-            "predicts, token offsets and CoNLL-U), POST /api/attention, POST /api/steps, GET /api/health, and GET /api/heads: what each head does over "
+            "predicts, token offsets and CoNLL-U), POST /api/attention, POST /api/steps, POST /api/whatif (one word "
+            "replaced or masked: every tag's probability and one head's attention before and after), GET /api/health, and GET /api/heads: what each head does over "
             "a treebank (--heads REPORT.json from `attnlab heads --json`, or --treebank to measure it at start-up), "
             "shown beside every head in the model view. "
+            "Give --model twice or more to serve several models side by side (the page compares them on one "
+            "sentence; requests name one with \"model\", the first by default). "
             "Listens on 127.0.0.1 "
             "unless --host says otherwise; everything the page needs ships with attnlab. Requests are "
             "answered only when their Host header names this server: the loopback names, the --host "
@@ -26,8 +29,9 @@ def add_parser(sub) -> None:
             "word pieces and every head's attention, without tags. Needs the 'serve' extra: pip install 'attnlab[serve]'."
         ),
     )
-    p.add_argument("--model", required=True,
-                   help="a shipped model's name (e.g. en), a model directory (from `attnlab train` or `attnlab demo`; a "
+    p.add_argument("--model", required=True, action="append",
+                   help="repeatable (the first is the page's own; the others are compared with it): "
+                        "a shipped model's name (e.g. en), a model directory (from `attnlab train` or `attnlab demo`; a "
                         "model without attention shows "
                         "its tags), or a Hugging Face checkpoint directory (its word pieces and attention, no tags)")
     p.add_argument("--host", default="127.0.0.1",
@@ -103,16 +107,17 @@ def run(args) -> int:
     limits = Limits(max_body_bytes=args.max_body, max_tokens=args.max_tokens, max_text_chars=args.max_text,
                     max_sentences=args.max_sentences, max_words=args.max_words)
     torch.set_num_threads(args.threads)
-    model = load_explainable(args.model)
-    heads = _head_report(args, model)
-    app = create_app(model, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch, heads=heads)
+    models = [load_explainable(m) for m in args.model]
+    heads = _head_report(args, models[0])
+    app = create_app(models, limits=limits, allowed_hosts=hosts, max_batch=args.max_batch, heads=heads)
     sock = bind_socket(args.host, args.port)
     url = url_of(sock)
     if args.host not in LOOPBACK:
         print(f"attnlab serve: warning: listening on {args.host}: other machines can reach this server; it answers "
               f"requests for Host {', '.join(hosts)} (add names with --allow-host)", file=sys.stderr)
-    shape = "tags only: no attention" if model.no_attention else f"{model.layers} layers x {model.heads} heads"
-    print(f"attnlab explorer for {args.model} ({shape}) at {url}/  (Ctrl-C stops it)", flush=True)
+    shapes = [f"{given} (" + ("tags only: no attention" if m.no_attention else f"{m.layers} layers x {m.heads} heads") + ")"
+              for given, m in zip(args.model, models)]
+    print(f"attnlab explorer for {' and '.join(shapes)} at {url}/  (Ctrl-C stops it)", flush=True)
     server = make_server(app, log_level="warning" if args.quiet else "info", access_log=not args.quiet)
     server.run(sockets=[sock])
     return 0

@@ -46,7 +46,21 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           report of ``attnlab.viz.headstats``} (per head: entropy, distance,
                           best relation against the fixed-offset baseline, importance), else
                           {"report": null, "reason": "..."}
+    POST /api/whatif      {"text" or "tokens", "position": i (from 0), "replacement": "word"
+                          or "mask": true, "layer": l, "head": h (from 0; default 0)} -> word i
+                          replaced (or masked: the model's unknown-word input, which
+                          "mask_input" describes) and what changes: "tokens", "changed", every
+                          tag layer's best value and probability before and after
+                          ("annotations": [{"name", "before", "after", "after_of_before",
+                          "change", "largest"}]), the (word, layer) rows sorted by the largest
+                          change of any value's probability ("changes"), and head h of layer
+                          l's attention "before", "after" and "difference" (after - before,
+                          [n][n]); ``attnlab.viz.whatif``
     GET  /                the explorer page; its script and styles are under /static/
+
+Several models (``create_app([a, b])``, ``attnlab serve --model A --model B``): every POST may
+name one with "model" (its name as ``/api/health`` lists it under "models"); without it, the
+first answers.
 
 Limits (``Limits``, listed by ``/api/health``): a body over ``max_body_bytes``, a sentence over
 ``max_tokens`` words or a word over ``max_token_chars`` characters is refused with 413, and so
@@ -75,6 +89,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..viz.payload import attention_body, rounded, steps_body
+from ..viz.whatif import whatif_body
 
 from ..config import check_positive
 
@@ -327,6 +342,50 @@ def layer_and_head(obj: dict, model) -> tuple[int, int]:
     return found[0], found[1]
 
 
+def whatif_request(obj: dict, limits: Limits) -> tuple[int, str | None]:
+    """(position, replacement) of a ``/api/whatif`` body; replacement None: mask the word.
+    422 for a wrong shape, 413 for a replacement past ``max_token_chars``."""
+    position = obj.get("position")
+    if isinstance(position, bool) or not isinstance(position, int):
+        raise ApiError(422, f'"position" must be a whole number (the word, from 0), got {json.dumps(position)[:40]}')
+    if ("replacement" in obj) == ("mask" in obj):
+        raise ApiError(422, 'send exactly one of "replacement" (a word) or "mask": true')
+    if "mask" in obj:
+        if obj["mask"] is not True:
+            raise ApiError(422, f'"mask" must be true, got {json.dumps(obj["mask"])[:40]}')
+        return position, None
+    word = obj["replacement"]
+    if not isinstance(word, str) or not word.strip():
+        raise ApiError(422, f'"replacement" must be a non-empty string, got {json.dumps(word)[:40]}')
+    if any(c.isspace() for c in word):
+        raise ApiError(422, '"replacement" must be one word: it holds a space, tab or line break')
+    _check_text(word, '"replacement"')
+    if len(word) > limits.max_token_chars:
+        raise ApiError(413, f'"replacement" is {len(word)} characters long; at most {limits.max_token_chars} are accepted')
+    return position, word
+
+
+def optional_layer_and_head(obj: dict, model) -> tuple[int, int]:
+    """``layer_and_head`` when the body names them (each defaults to 0); (0, 0) for a model
+    without attention."""
+    if model.no_attention is not None:
+        return 0, 0
+    return layer_and_head({"layer": 0, "head": 0, **obj}, model)
+
+
+def model_names(models) -> list[str]:
+    """One name per model, as requests give it: its own, numbered when another has the same (``en``, ``en (2)``)."""
+    names: list[str] = []
+    for m in models:
+        own = getattr(m, "name", None) or "model"
+        name, k = own, 1
+        while name in names:
+            k += 1
+            name = f"{own} ({k})"
+        names.append(name)
+    return names
+
+
 def _json_type(x) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(x), "number" if isinstance(x, (int, float)) else type(x).__name__
@@ -413,7 +472,8 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     """The explorer for ``model`` (an ``attnlab.viz.model.Explainable`` or anything with its
     ``segment``, ``tag_sentences``, ``attention``, ``annotate`` and ``describe`` methods; its
     ``split``, when it has one, splits a text into the tokens ``/api/attention`` takes, its
-    ``no_tags`` says why it has no tags). ``allowed_hosts``:
+    ``no_tags`` says why it has no tags), or a list of such models: requests name the one
+    they ask (``"model"``; the first by default). ``allowed_hosts``:
     the names and addresses a request's Host header may give (default: the loopback names; see
     ``host_name``; no patterns, so the check is never off). ``max_batch``: most ``/api/tag``
     requests tagged in one forward pass (1 = one at a time). ``heads``: a head report
@@ -426,53 +486,81 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     from starlette.staticfiles import StaticFiles
 
     hosts = frozenset(host_name(h) for h in allowed_hosts)
-    split = getattr(model, "split", None)
-    def tag_requests(requests: list[list]) -> list[list]:
-        """Every request's sentences tagged in one call of the model (one or more forward passes)."""
-        tagged = model.tag_sentences([s for sentences in requests for s in sentences])
-        out, first = [], 0
-        for sentences in requests:
-            out.append(tagged[first:first + len(sentences)])
-            first += len(sentences)
-        return out
+    models = list(model) if isinstance(model, (list, tuple)) else [model]
+    if not models:
+        raise ValueError("create_app needs at least one model")
+    names = model_names(models)
+    by_name = dict(zip(names, models))
 
-    batcher = TagBatcher(tag_requests, max_batch)
+    def tag_requests_of(m):
+        def tag_requests(requests: list[list]) -> list[list]:
+            """Every request's sentences tagged in one call of the model (one or more forward passes)."""
+            tagged = m.tag_sentences([s for sentences in requests for s in sentences])
+            out, first = [], 0
+            for sentences in requests:
+                out.append(tagged[first:first + len(sentences)])
+                first += len(sentences)
+            return out
+        return tag_requests
+
+    batchers = {name: TagBatcher(tag_requests_of(m), max_batch) for name, m in by_name.items()}
+
+    def chosen(obj) -> tuple[str, object, object]:
+        """(name, model, the body without "model") of a request; 422 for a model this server does not have."""
+        if not isinstance(obj, dict) or "model" not in obj:
+            return names[0], models[0], obj
+        name = obj["model"]
+        if name not in by_name:
+            raise ApiError(422, f'"model" {json.dumps(name)[:60]} is not a model of this server; it has '
+                                f"{', '.join(map(json.dumps, names))}")
+        return name, by_name[name], {k: v for k, v in obj.items() if k != "model"}
 
     async def request_json(request):
         require_json(request.headers.get("content-type"))
         return parse_json(await read_body(request, limits.max_body_bytes))
 
-    async def sentence(request) -> list[str]:
-        return sentence_tokens(await request_json(request), limits, split=split)
-
     async def health(request):
-        return JSONResponse({"status": "ok", "model": model.describe(), "limits": asdict(limits)})
+        described = [{**m.describe(), "name": name} for name, m in by_name.items()]
+        return JSONResponse({"status": "ok", "model": described[0], "models": described, "limits": asdict(limits)})
 
     async def tag(request):
         from starlette.concurrency import run_in_threadpool
 
         from ..data.conllu import Sentence
 
-        if getattr(model, "no_tags", None):
-            raise ApiError(422, model.no_tags)
-        text, words = tag_request(await request_json(request), limits)
+        name, m, obj = chosen(await request_json(request))
+        if getattr(m, "no_tags", None):
+            raise ApiError(422, m.no_tags)
+        text, words = tag_request(obj, limits)
         if text is not None:
-            sentences = await answer(model.segment, text)
+            sentences = await answer(m.segment, text)
             check_segmented(sentences, limits)
         else:
             sentences = [Sentence.from_words(w) for w in words]
-        tagged = await batcher.tag(sentences)
+        tagged = await batchers[name].tag(sentences)
         return JSONResponse(await run_in_threadpool(tag_body, tagged, text))
 
     async def attention(request):
-        tokens = await sentence(request)
-        return JSONResponse(await answer(attention_body, model, tokens))
+        _, m, obj = chosen(await request_json(request))
+        tokens = sentence_tokens(obj, limits, split=getattr(m, "split", None))
+        return JSONResponse(await answer(attention_body, m, tokens))
 
     async def steps(request):
-        obj = await request_json(request)
-        tokens = sentence_tokens(obj, limits, extra=("layer", "head"), split=split)
-        layer, head = layer_and_head(obj, model)
-        return JSONResponse(await answer(steps_body, model, tokens, layer, head))
+        _, m, obj = chosen(await request_json(request))
+        tokens = sentence_tokens(obj, limits, extra=("layer", "head"), split=getattr(m, "split", None))
+        layer, head = layer_and_head(obj, m)
+        return JSONResponse(await answer(steps_body, m, tokens, layer, head))
+
+    async def whatif(request):
+        _, m, obj = chosen(await request_json(request))
+        tokens = sentence_tokens(obj, limits, extra=("position", "replacement", "mask", "layer", "head"),
+                                 split=getattr(m, "split", None))
+        position, replacement = whatif_request(obj, limits)
+        if not 0 <= position < len(tokens):
+            raise ApiError(422, f'"position" {position} is not a word of the sentence: it has {len(tokens)} '
+                                f"(numbered from 0 to {len(tokens) - 1})")
+        layer, head = optional_layer_and_head(obj, m)
+        return JSONResponse(await answer(whatif_body, m, tokens, position, replacement, layer, head))
 
     async def head_report(request):
         return JSONResponse({"report": heads} if heads is not None else {"report": None, "reason": NO_HEADS})
@@ -490,13 +578,15 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         Route("/api/attention", attention, methods=["POST"]),
         Route("/api/steps", steps, methods=["POST"]),
         Route("/api/heads", head_report, methods=["GET"]),
+        Route("/api/whatif", whatif, methods=["POST"]),
         Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(HostCheck, hosts=hosts)], exception_handlers=_error_handlers())
     # outside Starlette's own error handling, so that its 500 answers carry the headers too
     app.middleware_stack = SecurityHeaders(app.build_middleware_stack())
-    app.state.batcher = batcher
+    app.state.batcher = batchers[names[0]]
+    app.state.batchers = batchers
     return app
 
 

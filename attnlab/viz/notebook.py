@@ -3,7 +3,15 @@ draws inline with the explorer's own page (same script and styles, inlined), the
 answers for the sentence embedded in it: nothing is fetched, no server runs.
 
 The page sits in an ``<iframe srcdoc=...>``, so that several of them in one notebook keep
-their own element ids and styles. ``Explorer.html`` is the page alone (``save`` writes it).
+their own element ids and styles, and sizes it to its content: the page posts its height to
+the notebook's page (``postMessage``, which crosses the sandbox Jupyter front ends put outputs
+in), and a small script next to the frame sets the frame's height; where the notebook does not
+run scripts of an output (an untrusted notebook), the frame keeps ``height`` pixels.
+``Explorer.html`` is the page alone (``save`` writes it).
+
+The page has no server: it answers only the sentences it was made with (typing another one says
+so and keeps what is shown), and its What-if view holds each word masked, for the layer and
+head it was made with.
 """
 
 from __future__ import annotations
@@ -11,11 +19,12 @@ from __future__ import annotations
 import html
 import json
 import re
+import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
 STATIC = Path(__file__).resolve().parent.parent / "serve" / "static"
-VIEWS = ("head", "model", "steps", "compare")
+VIEWS = ("head", "model", "steps", "compare", "whatif")
 
 
 def _as_model(model_or_dir):
@@ -35,18 +44,23 @@ def _as_model(model_or_dir):
                     f"shipped model's name or a model directory, got {type(model_or_dir).__name__}")
 
 
-def _answers(model, text: str, shown: tuple[int, int]) -> dict:
-    """What the page would ask the server about ``text``: its attention, and the steps of every
-    head; the projection matrices W of the ``shown`` (layer, head) only (from 0), as the page
-    opens on it (every head's would make the page megabytes, hundreds of them for BERT-base)."""
+def _answers(model, text: str, at: tuple[int, int], whatif: bool = True) -> dict:
+    """What the page would ask the server about ``text``: its attention, the steps of every head,
+    with the projection matrices W of head ``at`` (layer, head from 0) only, as the page opens on
+    it (every head's would make the page megabytes, hundreds of them for BERT-base), and, with
+    ``whatif``, each word masked at that layer and head ("whatif", by position)."""
     from .payload import attention_body, steps_body
+    from .whatif import whatif_body
 
     tokens = model.split(text)
     if not tokens:
         raise ValueError(f"the sentence {text!r} has no words")
-    steps = {f"{l},{h}": steps_body(model, tokens, l, h, weights=(l, h) == shown)
+    steps = {f"{l},{h}": steps_body(model, tokens, l, h, weights=(l, h) == at)
              for l in range(model.layers) for h in range(model.heads)}
-    return {"attention": attention_body(model, tokens), "steps": steps}
+    answers = {"attention": attention_body(model, tokens), "steps": steps}
+    if whatif:
+        answers["whatif"] = {str(i): whatif_body(model, tokens, i, None, *at) for i in range(len(tokens))}
+    return answers
 
 
 def _script_data(obj) -> str:
@@ -61,9 +75,10 @@ def page(model, text: str, *, compare: str | None = None, view: str = "head", la
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
     model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
-    sentences = {text.strip(): _answers(model, text, (layer - 1, head - 1))}
+    at = (layer - 1 if model.layers else 0, head - 1 if model.heads else 0)
+    sentences = {text.strip(): _answers(model, text, at)}
     if compare is not None:
-        sentences[compare.strip()] = _answers(model, compare, (layer - 1, head - 1))
+        sentences[compare.strip()] = _answers(model, compare, at, whatif=False)
     state = {"text": text.strip(), "view": view, "layer": layer, "head": head}
     if compare is not None:
         state["compare"] = compare.strip()
@@ -83,15 +98,33 @@ def page(model, text: str, *, compare: str | None = None, view: str = "head", la
                   lambda m: f"<script>\n{(STATIC / m.group(1)).read_text(encoding='utf-8')}</script>", doc)
 
 
+# Next to the frame in the notebook: sets the frame's height to what its page reports (the page
+# posts {attnlab: "height", height} when its size changes, and when asked with {attnlab: "size?"}).
+FIT_SCRIPT = """<script>(function () {
+  var frame = document.getElementById("%s");
+  if (!frame) return;
+  window.addEventListener("message", function (e) {
+    if (e.source !== frame.contentWindow || !e.data || e.data.attnlab !== "height") return;
+    var h = Number(e.data.height);
+    if (h > 0) frame.style.height = Math.min(Math.ceil(h), 20000) + 2 + "px";
+  });
+  if (frame.contentWindow) frame.contentWindow.postMessage({attnlab: "size?"}, "*");
+})();</script>"""
+
+
 class Explorer:
-    """The explorer's page for one sentence, drawn inline by Jupyter (``_repr_html_``)."""
+    """The explorer's page for one sentence, drawn inline by Jupyter (``_repr_html_``) in a frame
+    that takes the height of its content (``height`` pixels until the page reports it, or where
+    the notebook runs no scripts)."""
 
     def __init__(self, html_page: str, height: int = 760):
         self.html, self.height = html_page, height
 
     def _repr_html_(self) -> str:
-        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" title="attnlab explorer" '
-                f'style="width: 100%; height: {self.height}px; border: 1px solid #d5dae0; border-radius: 4px"></iframe>')
+        frame = f"attnlab-{uuid.uuid4().hex[:12]}"
+        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" id="{frame}" title="attnlab explorer" '
+                f'style="width: 100%; height: {self.height}px; border: 1px solid #d5dae0; border-radius: 4px"></iframe>'
+                + FIT_SCRIPT % frame)
 
     def save(self, path: str | Path) -> Path:
         """Write the page to ``path`` (an .html file any browser opens offline; ``attnlab.output``)."""
@@ -106,7 +139,9 @@ def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "he
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
     a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
     tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
-    model, steps or compare; ``layer``, ``head`` from 1; ``heads``: a head report (``attnlab heads
-    --json``, or its dict) whose numbers the model view shows beside every head."""
+    model, steps, compare or whatif; ``layer``, ``head`` from 1 (the What-if view holds each
+    word masked at that layer and head); ``heads``: a head report (``attnlab heads --json``, or
+    its dict) whose numbers the model view shows beside every head; ``height``: the frame's
+    pixels until its page reports its own height."""
     model = _as_model(model_or_dir)
     return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head, heads=heads), height)

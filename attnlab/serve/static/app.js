@@ -1,7 +1,8 @@
 // attnlab explorer: asks the JSON API for the tags and attention weights of a sentence and
-// draws them in four views: one head (heatmap + lines, several heads overlaid), the whole
-// model (every layer x head), the seed's steps of one head with their numbers (static/steps.js), and two
-// sentences side by side. weights[l][h][i][j] = alpha'_(i,j) of head h in layer l: query
+// draws them in five views: one head (heatmap + lines, several heads overlaid), the whole
+// model (every layer x head), the seed's steps of one head with their numbers (steps.js), two
+// sentences (or two models) side by side with their difference, and what if one word were
+// another (whatif.js). weights[l][h][i][j] = alpha'_(i,j) of head h in layer l: query
 // token i, key token j (numbered from 0 here, from 1 on the page and in the URL).
 // The view lives in the URL (#text=...&layer=..&head=..&view=..&top=..&min=..&pin=q3), so a link
 // reopens it. Embedded in a notebook (attnlab.viz.show), window.ATTNLAB_EMBED holds the API's answers.
@@ -9,13 +10,15 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
-const VIEWS = ["head", "model", "steps", "compare"];
+const VIEWS = ["head", "model", "steps", "compare", "whatif"];
 const SCALES = ["row", "matrix", "fixed"];
 
 const state = {
   data: null,          // the answer of /api/attention for the sentence
   text: "",            // ... which was this
-  other: null,         // ... for the second sentence (compare view)
+  other: null,         // ... for the second sentence (compare view): {text, model, data}
+  models: [],          // the server's models (/api/health); the first answers unless a request names another
+  whatif: { position: 0, replacement: null, answer: null, all: false },  // replacement null: mask the word
   steps: new Map(),    // "layer,head" -> the answer of /api/steps
   layer: 0, head: 0, query: 0, view: "head", scale: "row",
   overlay: new Set([0]),  // heads drawn in the line view
@@ -108,11 +111,36 @@ function embedded(path, body) {
   if (path === "/api/health") return e.health;
   const found = e.sentences[body.text];
   if (!found) {
-    throw new Error(`this page was saved with ${Object.keys(e.sentences).map((s) => `“${s}”`).join(" and ")} only; ` +
+    throw new Error(`this page has no server: it was saved with ${savedSentences()} only; ` +
                     "call attnlab.viz.show with another sentence");
   }
   if (path === "/api/attention") return found.attention;
+  if (path === "/api/whatif") {
+    const w = found.whatif && body.mask ? found.whatif[String(body.position)] : null;
+    if (!w || w.layer !== body.layer || w.head !== body.head) {
+      const at = found.whatif && Object.values(found.whatif)[0];
+      throw new Error("this page has no server: it holds each word masked" +
+                      (at && at.before ? ` at layer ${at.layer + 1}, head ${at.head + 1}` : "") +
+                      " only; call attnlab.viz.show with view=\"whatif\" and another layer or head");
+    }
+    return w;
+  }
   return found.steps[`${body.layer},${body.head}`];
+}
+
+function savedSentences() {
+  return Object.keys(window.ATTNLAB_EMBED.sentences).map((s) => `“${s}”`).join(" and ");
+}
+
+// In a notebook the page sits in an iframe: it tells the page around it how tall it is (when it
+// changes, and when asked), so that the frame fits it (attnlab.viz.notebook listens).
+function reportHeight() {
+  if (!window.ATTNLAB_EMBED || window.parent === window) return;
+  const send = () => window.parent.postMessage(
+    { attnlab: "height", height: Math.ceil(document.documentElement.getBoundingClientRect().height) }, "*");
+  new ResizeObserver(send).observe(document.documentElement);
+  window.addEventListener("message", (e) => { if (e.source === window.parent && e.data && e.data.attnlab === "size?") send(); });
+  send();
 }
 
 async function api(path, body) {
@@ -158,12 +186,16 @@ async function loadHealth() {
   try {
     const health = await api("/api/health");
     const m = health.model;
+    state.models = health.models || [m];
+    setupModels();
     if (m.no_tags) $("submit").textContent = "Attend";  // a checkpoint: nothing to tag
     const most = health.limits.max_tokens ? `; at most ${health.limits.max_tokens} tokens per sentence` : "";
     $("model-info").textContent = m.no_attention
       ? `model ${m.name}: tags only (no attention)${most}`
       : `model ${m.name}: ${m.layers} layers × ${m.heads} heads, ${m.normalize}` +
-        (m.no_tags ? `; ${m.model_type} checkpoint: word pieces, no tags` : "") + most;
+        (m.no_tags ? `; ${m.model_type} checkpoint: word pieces, no tags` : "") + most +
+        (state.models.length > 1 ? `; compared with ${state.models.slice(1).map((o) => o.name).join(", ")}` : "") +
+        (window.ATTNLAB_EMBED ? `; a saved page, no server: it holds ${savedSentences()}` : "");
   } catch (err) {
     $("model-info").textContent = "";
     showError(err.message);
@@ -183,6 +215,11 @@ async function submit(event) {
   if (event) event.preventDefault();
   const text = $("sentence").value.trim();
   if (!text) { clearResult(); showError("type a sentence first"); return; }
+  const embed = window.ATTNLAB_EMBED;
+  if (embed && !embed.sentences[text] && state.data) {  // no server: say so, keep what is shown
+    try { embedded("/api/attention", { text }); } catch (err) { showError(err.message); }
+    return;
+  }
   if (event && text !== state.text) state.pin = null;  // a new sentence: a pinned word of the old one means nothing
   const button = $("submit");
   button.disabled = true;
@@ -377,6 +414,7 @@ async function render() {
   if (!state.data || state.data.no_attention) return;
   document.querySelectorAll("#view-tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === state.view));
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== state.view;
+  $("scale").parentElement.hidden = state.view === "whatif";  // differences have a scale of their own
   const legend = colourScale(headWeights(state.data, state.layer, state.head), state.scale).text;
   $("legend-text").textContent = state.view === "model" && state.scale === "matrix"
     ? "colour: α′ from 0 to the largest α′ of each head (one scale per thumbnail)" : legend;
@@ -384,6 +422,7 @@ async function render() {
     if (state.view === "head") renderHead();
     else if (state.view === "model") renderModel();
     else if (state.view === "steps") await renderSteps();
+    else if (state.view === "whatif") await renderWhatif();
     else await renderCompare();
   } catch (err) {
     showError(err.message);
@@ -824,48 +863,275 @@ function escapeHtml(s) {
   return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
 }
 
-// -- two sentences side by side --------------------------------------------------------------------
+// -- two sentences (or two models) side by side, and their difference -------------------------------
+// A grid of values with labelled rows and columns and a colour bar, drawn to fit `width` CSS
+// pixels: the compare panes, their difference and the what-if map. Rows too thin for a label
+// carry one every few rows (the read-out names each one). Remembers its geometry for pointing.
+function drawGrid(canvas, { rows, cols, rowTags = [], fill, legend, width, maxCell = 32 }) {
+  const ctx = canvas.getContext("2d");
+  const font = "11px system-ui, sans-serif";
+  ctx.font = font;
+  const textWidth = (s) => ctx.measureText(s).width;
+  const tagGap = rowTags.some(Boolean) ? Math.max(...rowTags.map((t) => textWidth(t || ""))) + 8 : 0;
+  const left = Math.ceil(Math.max(...rows.map(textWidth)) + tagGap) + 12;
+  const bar = 14 + 8 + Math.ceil(Math.max(...[legend.top, legend.bottom, legend.middle || ""].map(textWidth))) + 6;
+  const cell = Math.max(4, Math.min(maxCell, Math.floor((width - left - bar - 12) / cols.length)));
+  const every = Math.ceil(13 / cell);  // label every row when it is tall enough for 11 px text
+  const upright = cols.every((t) => textWidth(t) <= cell * every - 3);
+  const top = (upright ? 16 : Math.ceil(Math.max(...cols.filter((_, j) => j % every === 0).map(textWidth)))) + 12;
+  const W = left + cols.length * cell + 8 + bar, H = top + rows.length * cell + 10;
+  sizeCanvas(canvas, ctx, W, H);
+  for (let i = 0; i < rows.length; i++) {
+    for (let j = 0; j < cols.length; j++) {
+      ctx.fillStyle = fill(i, j);
+      ctx.fillRect(left + j * cell, top + i * cell, cell, cell);
+    }
+  }
+  ctx.font = font; ctx.textBaseline = "middle"; ctx.textAlign = "right";
+  rows.forEach((t, i) => {
+    if (i % every) return;
+    const y = top + (i + 0.5) * cell;
+    ctx.fillStyle = "#2a6fb0"; ctx.fillText(rowTags[i] || "", left - 6, y);
+    ctx.fillStyle = "#1d232a"; ctx.fillText(t, left - 6 - tagGap, y);
+  });
+  cols.forEach((t, j) => {
+    if (j % every) return;
+    ctx.save();
+    ctx.translate(left + (j + 0.5) * cell, top - 6);
+    if (upright) { ctx.textAlign = "center"; ctx.textBaseline = "alphabetic"; } else { ctx.rotate(-Math.PI / 2); ctx.textAlign = "left"; }
+    ctx.fillText(t, 0, 0);
+    ctx.restore();
+  });
+  const x0 = left + cols.length * cell + 8, h = rows.length * cell;
+  for (let y = 0; y < h; y++) { ctx.fillStyle = legend.colour(1 - y / h); ctx.fillRect(x0, top + y, 14, 1); }
+  ctx.fillStyle = "#1d232a"; ctx.textAlign = "left";
+  ctx.fillText(legend.top, x0 + 18, top + 5);
+  if (legend.middle) ctx.fillText(legend.middle, x0 + 18, top + h / 2);
+  ctx.fillText(legend.bottom, x0 + 18, top + h - 5);
+  canvas.style.width = `${Math.min(W, width)}px`;
+  canvas.geometry = { left, top, cell, rows: rows.length, cols: cols.length };
+}
+
+// The (row, column) under the pointer on a grid drawn by drawGrid, or null.
+function gridCell(canvas, event) {
+  const g = canvas.geometry;
+  if (!g) return null;
+  const rect = canvas.getBoundingClientRect();
+  const k = canvas.cssWidth / rect.width;  // shown smaller than drawn on a narrow page
+  const j = Math.floor(((event.clientX - rect.left) * k - g.left) / g.cell);
+  const i = Math.floor(((event.clientY - rect.top) * k - g.top) / g.cell);
+  return i >= 0 && j >= 0 && i < g.rows && j < g.cols ? { i, j } : null;
+}
+
+// The colour of a difference d on a scale symmetric around 0 (red: more, blue: less).
+function differenceLegend(top) {
+  return { colour: (t) => diverging(2 * t - 1), top: `+${top.toPrecision(2)}`, middle: "0", bottom: `−${top.toPrecision(2)}` };
+}
+
+function modelNamed(name) { return state.models.find((m) => m.name === name) || state.models[0]; }
+
+// The compare view's model select: the server's models, B the second unless the URL names one.
+function setupModels(wanted) {
+  const select = $("model2");
+  if (!state.models.length) return;
+  if (select.options.length !== state.models.length) {
+    select.replaceChildren(...state.models.map((m) => new Option(m.name, m.name)));
+    $("model2-label").hidden = state.models.length < 2;
+    if (state.models.length > 1) {  // an empty box compares the models on the first sentence
+      $("sentence2").value = "";
+      $("sentence2").placeholder = "empty: the first sentence again";
+    }
+  }
+  select.value = state.models.some((m) => m.name === wanted) ? wanted : state.models[Math.min(1, state.models.length - 1)].name;
+}
+
+// The layer and head a pane of `data` shows: the chosen ones, or its last when it has fewer.
+function paneHead(data) {
+  return { layer: Math.min(state.layer, data.layers - 1), head: Math.min(state.head, data.heads - 1) };
+}
+
 async function renderCompare() {
-  const text = $("sentence2").value.trim();
-  if (!text) return;
-  if (!state.other || state.other.text !== text) {
+  const model = $("model2").value || (state.models[0] && state.models[0].name);
+  const twoModels = state.models.length > 1 && model !== state.models[0].name;
+  const text = $("sentence2").value.trim() || (twoModels ? state.text : "");  // empty: model against model
+  if (!text) {  // nothing to compare with: no pane, no message left from an earlier sentence
+    state.other = null;
+    if ($("error").textContent.startsWith("second sentence")) showError("");
+  } else if (!state.other || state.other.text !== text || state.other.model !== model) {
     try {
-      state.other = { text, data: await api("/api/attention", { text }) };
+      const body = { text };
+      if (state.models.length > 1 && model !== state.models[0].name) body.model = model;
+      state.other = { text, model, data: await api("/api/attention", body) };
       showError("");
     } catch (err) {
       state.other = null;
       showError(`second sentence: ${err.message}`);
     }
   }
-  const panes = [[state.data, "a"], [state.other && state.other.data, "b"]];
-  for (const [data, side] of panes) {
+  $("compare-hint").textContent = text ? "" : window.ATTNLAB_EMBED
+    ? `This page was saved without a second sentence: give attnlab.viz.show a compare= sentence to see one here.`
+    : "Type a second sentence to compare with.";
+  const other = state.other && !state.other.data.no_attention ? state.other.data : null;
+  if (state.other && state.other.data.no_attention) showError(`second sentence: ${state.other.data.no_attention}`);
+  const wide = $("compare-panes").clientWidth;
+  const width = wide >= 640 ? Math.floor((wide - 24) / 2) : wide;  // two abreast unless the page is narrow
+  const named = state.models.length > 1;
+  const panes = [[state.data, "a", named ? state.models[0].name : ""], [other, "b", named ? model : ""]];
+  for (const [data, side, name] of panes) {
     const canvas = $(`heatmap-${side}`);
-    canvas.hidden = !data;
-    if (!data) continue;
-    drawHeatmap(canvas, data, headWeights(data, state.layer, state.head), { maxCell: 32, area: 300 });
-    canvas.dataset.layer = String(state.layer); canvas.dataset.head = String(state.head);
-    $(`caption-${side}`).textContent = `“${data.tokens.join(" ")}”: ` +
+    canvas.parentElement.hidden = !data;
+    if (!data) { $(`caption-${side}`).textContent = ""; canvas.geometry = null; continue; }
+    const { layer, head } = paneHead(data);
+    const w = headWeights(data, layer, head), scale = colourScale(w, state.scale);
+    drawGrid(canvas, {
+      rows: data.tokens, cols: data.tokens, rowTags: data.no_tags ? [] : data.tags, width,
+      fill: (i, j) => colour(scale.t(i, j)), legend: { colour, top: scale.top, bottom: "0" },
+    });
+    canvas.parentElement.style.width = `${width}px`;
+    canvas.dataset.layer = String(layer); canvas.dataset.head = String(head);
+    canvas.w = w; canvas.tokens = data.tokens;
+    $(`caption-${side}`).textContent = `${name ? `model ${name}, ` : ""}layer ${layer + 1}, head ${head + 1}: ` +
       (data.no_tags ? data.tokens : data.tokens.map((t, i) => `${t}/${data.tags[i]}`)).join(" ");
   }
+  drawDifference(other, width);
+  $("compare-readout").textContent = "";
+}
+
+// Pane B minus pane A, word by word: both sentences' first min(n_A, n_B) tokens, by position.
+function drawDifference(other, width) {
+  const canvas = $("heatmap-diff");
+  canvas.parentElement.hidden = !other;
+  if (!other) { canvas.geometry = null; canvas.diff = null; return; }
+  const a = $("heatmap-a"), b = $("heatmap-b");
+  const n = Math.min(a.tokens.length, b.tokens.length);
+  const diff = Array.from({ length: n }, (_, i) => Array.from({ length: n }, (_, j) => b.w[i][j] - a.w[i][j]));
+  const top = Math.max(1e-6, ...diff.map((row) => Math.max(...row.map(Math.abs))));
+  const label = (k) => (a.tokens[k] === b.tokens[k] ? a.tokens[k] : `${a.tokens[k]}|${b.tokens[k]}`);
+  const labels = Array.from({ length: n }, (_, k) => label(k));
+  drawGrid(canvas, { rows: labels, cols: labels, width, fill: (i, j) => diverging(diff[i][j] / top), legend: differenceLegend(top) });
+  canvas.parentElement.style.width = `${width}px`;
+  canvas.diff = diff;
+  const same = a.tokens.length === b.tokens.length;
+  $("caption-diff").textContent = `Difference B − A of α′ (red: B attends more, blue: A more; largest ${top.toFixed(3)}), ` +
+    (same && a.tokens.every((t, k) => t === b.tokens[k]) ? "token by token."
+      : `by position: token k of A beside token k of B (“a|b” where they differ)${same ? "" : `, the first ${n} of each`}.`);
+}
+
+// What the pointer is on in any of the compare maps: the same (query, key) in A, B and B − A.
+function readCompare(event) {
+  const at = gridCell(event.currentTarget, event);
+  const out = $("compare-readout");
+  if (!at) { out.textContent = ""; return; }
+  const { i, j } = at;
+  const part = (side) => {
+    const c = $(`heatmap-${side}`);
+    if (!c.tokens || i >= c.tokens.length || j >= c.tokens.length) return `${side.toUpperCase()}: no such token`;
+    return `${side.toUpperCase()} α′(${i + 1} “${c.tokens[i]}” → ${j + 1} “${c.tokens[j]}”) = ${c.w[i][j].toFixed(4)}`;
+  };
+  const diff = $("heatmap-diff").diff;
+  const d = diff && i < diff.length && j < diff.length ? `; B − A = ${diff[i][j] >= 0 ? "+" : "−"}${Math.abs(diff[i][j]).toFixed(4)}` : "";
+  out.textContent = `${part("a")}; ${part("b")}${d}`;
 }
 
 // -- export -------------------------------------------------------------------------------------------
-// A picture of the current view: one canvas, or several drawn side by side on a new one.
+// The pictures of the current view, each with its caption: what an exported PNG shows.
+function viewPictures() {
+  const at = `layer ${state.layer + 1}, head ${state.head + 1}`;
+  if (state.view === "head") return [{ canvas: $("heatmap"), caption: `heatmap, ${at}` }, { canvas: linesPicture(), caption: "lines: query i → key j" }];
+  if (state.view === "steps") return [...document.querySelectorAll("#steps-panel canvas")].map((c) => ({ canvas: c, caption: c.getAttribute("aria-label") || "" }));
+  if (state.view === "model") {
+    return [...document.querySelectorAll("#thumbs canvas")].map((c) =>
+      ({ canvas: c, caption: `layer ${Number(c.dataset.layer) + 1}, head ${Number(c.dataset.head) + 1}`, grid: state.data.heads }));
+  }
+  if (state.view === "whatif") return [{ canvas: $("whatif-map"), caption: $("whatif-caption").textContent }].filter((p) => p.canvas.geometry);
+  return ["a", "b", "diff"].filter((s) => !$(`heatmap-${s}`).parentElement.hidden)
+    .map((s) => ({ canvas: $(`heatmap-${s}`), caption: $(`caption-${s}`).textContent }));
+}
+
+// The line view (an SVG) drawn on a canvas, element by element, with the colours the page gives them.
+function linesPicture() {
+  const svg = $("lines");
+  const W = Number(svg.getAttribute("width")), H = Number(svg.getAttribute("height"));
+  const canvas = document.createElement("canvas");
+  const ctx = canvas.getContext("2d");
+  sizeCanvas(canvas, ctx, W, H);
+  for (const line of svg.querySelectorAll("line")) {
+    const style = getComputedStyle(line);
+    ctx.strokeStyle = style.stroke; ctx.globalAlpha = Number(style.strokeOpacity);
+    ctx.lineWidth = parseFloat(style.strokeWidth); ctx.lineCap = "round";
+    ctx.beginPath();
+    ctx.moveTo(+line.getAttribute("x1"), +line.getAttribute("y1")); ctx.lineTo(+line.getAttribute("x2"), +line.getAttribute("y2"));
+    ctx.stroke();
+  }
+  ctx.globalAlpha = 1; ctx.textBaseline = "middle";
+  for (const text of svg.querySelectorAll("text")) {
+    const style = getComputedStyle(text);
+    ctx.fillStyle = style.fill; ctx.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    ctx.textAlign = { end: "right", middle: "center" }[text.getAttribute("text-anchor")] || "left";
+    ctx.fillText(text.textContent, +text.getAttribute("x"), +text.getAttribute("y"));
+  }
+  return canvas;
+}
+
+// What an exported picture says above and below the view: the sentence, the view and the colour scale.
+function exportLabels() {
+  const at = `layer ${state.layer + 1}, head ${state.head + 1}`;
+  const model = state.models.length ? ` (model ${state.models[0].name})` : "";
+  const view = {
+    head: `one head: ${at}`, model: "the model: every layer (rows) and head (columns)",
+    steps: `steps of ${at}, query word ${state.query + 1} “${state.data.tokens[state.query]}”`,
+    compare: `compare, ${at}: “${state.text}” with “${state.other ? state.other.text : ""}”` +
+             (state.other && state.models.length > 1 ? ` on model ${state.other.model}` : ""),
+    whatif: $("whatif-note") ? `what if: ${$("whatif-note").textContent}` : "what if",
+  }[state.view];
+  const scale = state.view === "whatif" ? "colour: α′ after minus α′ before (blue less, red more, white no change)"
+    : state.view === "compare" ? `${$("legend-text").textContent}; the difference: blue less, red more in B`
+    : $("legend-text").textContent;
+  return { title: `“${state.text}”${model}`, lines: [`attnlab explorer, ${view}`, scale] };
+}
+
+// One canvas: the title and labels above the view's pictures (laid out in rows), each with its caption.
 function viewCanvas() {
-  if (state.view === "head") return $("heatmap");
-  if (state.view === "steps") return $("steps-chart");
-  const parts = state.view === "model" ? [...document.querySelectorAll("#thumbs canvas")]
-    : [$("heatmap-a"), $("heatmap-b")].filter((c) => !c.hidden);
-  const perRow = state.view === "model" ? state.data.heads : parts.length;
-  const gap = 10;
-  const cw = Math.max(...parts.map((c) => c.width)), ch = Math.max(...parts.map((c) => c.height));
+  const pictures = viewPictures();
+  const { title, lines } = exportLabels();
+  const dpr = window.devicePixelRatio || 1, gap = 16, captionH = 3 * 14 + 6;  // captions wrap to 3 lines
+  const size = (c) => [c.width / dpr, c.height / dpr];
+  const perRow = pictures.length && pictures[0].grid ? pictures[0].grid : Math.max(1, pictures.length);
+  const cw = Math.max(0, ...pictures.map((p) => size(p.canvas)[0])), ch = Math.max(0, ...pictures.map((p) => size(p.canvas)[1]));
   const out = document.createElement("canvas");
-  out.width = perRow * (cw + gap) + gap;
-  out.height = Math.ceil(parts.length / perRow) * (ch + gap) + gap;
   const ctx = out.getContext("2d");
-  ctx.fillStyle = "white"; ctx.fillRect(0, 0, out.width, out.height);
-  parts.forEach((c, k) => ctx.drawImage(c, gap + (k % perRow) * (cw + gap), gap + Math.floor(k / perRow) * (ch + gap)));
+  ctx.font = "bold 15px system-ui, sans-serif";
+  const textW = Math.max(ctx.measureText(title).width, ...lines.map((l) => (ctx.font = "12px system-ui, sans-serif", ctx.measureText(l).width)));
+  const head = 22 + 18 * lines.length + 8;
+  const W = Math.ceil(Math.max(gap + perRow * (cw + gap), textW + 2 * gap));
+  const H = Math.ceil(head + Math.ceil(pictures.length / perRow) * (ch + captionH + gap) + gap);
+  sizeCanvas(out, ctx, W, H);
+  ctx.fillStyle = "#1d232a"; ctx.textBaseline = "top"; ctx.textAlign = "left";
+  ctx.font = "bold 15px system-ui, sans-serif"; ctx.fillText(title, gap, 8);
+  ctx.font = "12px system-ui, sans-serif";
+  lines.forEach((l, k) => ctx.fillText(l, gap, 30 + 18 * k));
+  pictures.forEach((p, k) => {
+    const [w, h] = size(p.canvas);
+    const x = gap + (k % perRow) * (cw + gap), y = head + Math.floor(k / perRow) * (ch + captionH + gap);
+    ctx.drawImage(p.canvas, x, y, w, h);
+    ctx.fillStyle = "#5b6570"; ctx.font = "11px system-ui, sans-serif";
+    wrapText(ctx, p.caption, Math.max(cw, 160)).forEach((line, k) => ctx.fillText(line, x, y + h + 4 + 14 * k));
+  });
+  out.labels = [title, ...lines, ...pictures.map((p) => p.caption)];
   return out;
+}
+
+// `text` cut into at most `most` lines no wider than `width` (the last one ends in … when cut short).
+function wrapText(ctx, text, width, most = 3) {
+  const lines = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    const next = line ? `${line} ${word}` : word;
+    if (line && ctx.measureText(next).width > width) { lines.push(line); line = word; } else line = next;
+  }
+  if (line) lines.push(line);
+  if (lines.length > most) lines.splice(most - 1, lines.length, `${lines[most - 1]}…`);
+  return lines;
 }
 
 function viewJson() {
@@ -873,25 +1139,40 @@ function viewJson() {
   const at = { layer: state.layer + 1, head: state.head + 1 };
   if (state.view === "model") return { ...base, layers: d.layers, heads: d.heads, weights: d.weights };
   if (state.view === "steps") return { ...at, query: state.query + 1, steps: state.steps.get(`${state.layer},${state.head}`) };
+  if (state.view === "whatif") return state.whatif.answer;
   if (state.view === "compare" && state.other) {
-    const o = state.other.data;
-    return { ...at, sentences: [d, o].map((x) => ({ tokens: x.tokens, tags: x.tags, weights: headWeights(x, state.layer, state.head) })) };
+    const sides = [[d, state.models[0]], [state.other.data, modelNamed(state.other.model)]];
+    return { ...at, sentences: sides.map(([x, m]) => ({ tokens: x.tokens, tags: x.tags, model: m ? m.name : undefined,
+                                                         weights: headWeights(x, paneHead(x).layer, paneHead(x).head) })),
+             difference: $("heatmap-diff").diff };
   }
   return { ...base, ...at, weights: headWeights(d, state.layer, state.head) };
 }
 
-function exportName(ext) { return `attention-${state.view}-layer${state.layer + 1}-head${state.head + 1}.${ext}`; }
+function exportName(ext) {
+  const at = `layer${state.layer + 1}-head${state.head + 1}`;
+  if (state.view === "model") return `attention-model.${ext}`;  // every layer and head
+  if (state.view === "whatif") return `attention-whatif-${at}-word${state.whatif.position + 1}.${ext}`;
+  return `attention-${state.view}-${at}.${ext}`;
+}
 
 function exportPng() {
   const link = $("export-png");
-  link.href = viewCanvas().toDataURL("image/png");
+  const canvas = viewCanvas();
+  link.href = canvas.toDataURL("image/png");
   link.download = exportName("png");
+  link.dataset.labels = canvas.labels.join("\n");
 }
 
 function exportJson() {
   const link = $("export-json");
   link.href = "data:application/json;charset=utf-8," + encodeURIComponent(JSON.stringify(viewJson(), null, 1));
   link.download = exportName("json");
+}
+
+// A link activates on Enter (it has an href from the start); Space does the same, as on a button.
+function activateOnSpace(link) {
+  link.addEventListener("keydown", (e) => { if (e.key === " ") { e.preventDefault(); link.click(); } });
 }
 
 // -- the URL holds the view ----------------------------------------------------------------------------
@@ -902,7 +1183,14 @@ function writeUrl() {
   p.set("view", state.view); p.set("layer", state.layer + 1); p.set("head", state.head + 1);
   p.set("scale", state.scale);
   if (state.view === "steps") p.set("query", state.query + 1);
-  if (state.view === "compare") p.set("compare", $("sentence2").value.trim());
+  if (state.view === "compare") {
+    p.set("compare", $("sentence2").value.trim());
+    if (state.models.length > 1) p.set("model2", $("model2").value);
+  }
+  if (state.view === "whatif") {
+    p.set("word", state.whatif.position + 1);
+    if (state.whatif.replacement !== null) p.set("replace", state.whatif.replacement);
+  }
   if (state.view === "head") {
     p.set("heads", [...state.overlay].sort((a, b) => a - b).map((h) => h + 1).join(","));
     p.set("top", $("topk").value); p.set("min", $("threshold").value);
@@ -915,7 +1203,11 @@ function readUrl(hash) {
   const p = new URLSearchParams(hash.replace(/^#/, ""));
   const number = (name) => Math.max(0, (parseInt(p.get(name), 10) || 1) - 1);
   if (p.has("text")) $("sentence").value = p.get("text");
+  setupModels(p.get("model2"));
   if (p.has("compare")) $("sentence2").value = p.get("compare");
+  else if (window.ATTNLAB_EMBED) $("sentence2").value = "";  // a saved page holds no other sentence
+  state.whatif.position = number("word");
+  state.whatif.replacement = p.get("replace") || null;
   state.view = VIEWS.includes(p.get("view")) ? p.get("view") : "head";
   state.scale = SCALES.includes(p.get("scale")) ? p.get("scale") : "row";
   $("scale").value = state.scale;
@@ -976,12 +1268,21 @@ function wire() {
   if (dark) dark.addEventListener("change", () => { if (storedTheme() === "auto") setTheme("auto", false); });
   $("export-png").addEventListener("click", exportPng);
   $("export-json").addEventListener("click", exportJson);
+  activateOnSpace($("export-png")); activateOnSpace($("export-json"));
+  $("model2").addEventListener("change", () => render());
+  for (const side of ["a", "b", "diff"]) {
+    $(`heatmap-${side}`).addEventListener("mousemove", readCompare);
+    $(`heatmap-${side}`).addEventListener("mouseleave", () => { $("compare-readout").textContent = ""; });
+  }
   window.addEventListener("hashchange", () => { if (readUrl(location.hash)) submit(); });
 }
 
 async function start() {
   setTheme(storedTheme(), false);
+  // views in their own files (whatif.js) load after this one: wait for them
+  if (document.readyState === "loading") await new Promise((done) => document.addEventListener("DOMContentLoaded", done));
   wire();
+  reportHeight();
   await loadHealth();
   const embed = window.ATTNLAB_EMBED;
   if (readUrl(location.hash || (embed ? embed.hash : ""))) await submit();
