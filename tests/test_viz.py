@@ -369,3 +369,19 @@ def test_show_takes_a_model_directory_and_refuses_what_it_cannot_show(tmp_path):
         show(3, "I saw")
     none = show(str(tiny_tagger_dir(steps=0, encoder="none")), "I saw")
     assert "which has no attention" in _embedded(none.html)["sentences"]["I saw"]["attention"]["no_attention"]
+
+
+def test_the_pages_scripts_declare_each_top_level_name_once():
+    """The explorer's scripts share one global scope (plain <script> elements, inlined in a saved
+    page): a name two of them declare stops the later one with a SyntaxError."""
+    from collections import Counter
+
+    from attnlab.viz.notebook import STATIC
+
+    declared = Counter()
+    for script in sorted(STATIC.glob("*.js")):
+        for name in re.findall(r"^(?:async\s+)?(?:const|let|var|function|class)\s+([A-Za-z_$][\w$]*)",
+                               script.read_text(encoding="utf-8"), re.M):
+            declared[name] += 1
+    assert len(declared) > 50
+    assert [name for name, count in declared.items() if count > 1] == []

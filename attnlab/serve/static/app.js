@@ -53,6 +53,14 @@ function colour(t) {
 
 function headColour(h) { return HEAD_COLOURS[h % HEAD_COLOURS.length]; }
 
+// A signed value t in [-1, 1] on a scale symmetric around 0: blue below, white at 0, red above.
+function diverging(t) {
+  const a = Math.min(Math.abs(t), 1);
+  const [r, g, b] = t < 0 ? [33, 102, 172] : [178, 24, 43];
+  const mix = (c) => Math.round(255 + a * (c - 255));
+  return `rgb(${mix(r)}, ${mix(g)}, ${mix(b)})`;
+}
+
 // The colour scale of a view: t(i, j) in [0, 1] and the legend's words.
 function colourScale(w, mode) {
   if (mode === "row") {

@@ -77,7 +77,7 @@ function readWhatif(event) {
 
 const WHATIF_ROWS = 20;  // rows shown before "show all"
 
-function signed(x) { return `${x > 0 ? "+" : x < 0 ? "−" : "±"}${Math.abs(x).toFixed(3)}`; }
+function signedChange(x) { return `${x > 0 ? "+" : x < 0 ? "−" : "±"}${Math.abs(x).toFixed(3)}`; }
 
 // Every (word, tag layer): the best value before and after with their probabilities, the change of
 // the probability of the value chosen before, and the value whose probability moved most.
@@ -108,10 +108,10 @@ function whatifTable(a) {
     cell(`${r.before} ${r.p_before.toFixed(3)}`, "p");
     const after = cell(`${r.after} ${r.p_after.toFixed(3)}`, "p" + (r.after !== r.before ? " flip" : ""));
     if (r.after !== r.before) after.title = "the best value changed";
-    const change = cell(signed(r.change), "p change");
+    const change = cell(signedChange(r.change), "p change");
     change.dataset.value = String(r.change);
     change.style.background = diverging(0.6 * r.change / top);
-    cell(`${r.largest.tag} ${signed(r.largest.change)}`, "p largest").dataset.value = String(r.largest.change);
+    cell(`${r.largest.tag} ${signedChange(r.largest.change)}`, "p largest").dataset.value = String(r.largest.change);
   }
 }
 
