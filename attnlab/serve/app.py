@@ -38,6 +38,14 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           steps of that head: "q", "k", "v" ([n][d], row i = token i), "alpha"
                           and "alpha_prime" ([n][n]), "b" ([n][d]), "d", "normalizer" (one
                           number per query i) and "normalizer_formula"
+    POST /api/why         {"text" or "tokens", "word": t (from 0), "layer": "UPOS" (or XPOS, FEATS,
+                          LEMMA as the model predicts them; default UPOS)} -> why word t got its
+                          tag (``attnlab.viz.why``): "tag", "probability", the logit at the input
+                          and at the baseline ("score", "baseline_score", "difference"),
+                          "attributions" and "share" ([n], integrated gradients), "rollout"
+                          ([n], row t of attention rollout; null without attention), "sum",
+                          "gap" and "relative_gap" (the completeness check), "steps", "rule",
+                          "baseline"; 422 for a model without tags
     GET  /                the explorer page; its script and styles are under /static/
 
 Limits (``Limits``, listed by ``/api/health``): a body over ``max_body_bytes``, a sentence over
@@ -319,6 +327,24 @@ def layer_and_head(obj: dict, model) -> tuple[int, int]:
     return found[0], found[1]
 
 
+def word_and_layer(obj: dict, model, n: int) -> tuple[int, str]:
+    """``obj["word"]`` (from 0, of a sentence of ``n`` words) and ``obj["layer"]`` (a tag layer
+    the model predicts, default UPOS) for ``/api/why``; 422 otherwise."""
+    from ..viz.why import layer_names
+
+    if getattr(model, "no_tags", None):
+        raise ApiError(422, model.no_tags)
+    word = obj.get("word")
+    if isinstance(word, bool) or not isinstance(word, int):
+        raise ApiError(422, f'"word" must be a whole number from 0 to {n - 1}, got {json.dumps(word)[:40]}')
+    if not 0 <= word < n:
+        raise ApiError(422, f'"word" {word} does not exist: the sentence has {n} words (numbered from 0 to {n - 1})')
+    layer, names = obj.get("layer", "UPOS"), layer_names(model)
+    if not isinstance(layer, str) or layer.upper() not in names:
+        raise ApiError(422, f'"layer" must be one of {", ".join(names)}, got {json.dumps(layer)[:40]}')
+    return word, layer.upper()
+
+
 def _json_type(x) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(x), "number" if isinstance(x, (int, float)) else type(x).__name__
@@ -461,6 +487,14 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         layer, head = layer_and_head(obj, model)
         return JSONResponse(await answer(steps_body, model, tokens, layer, head))
 
+    async def why(request):
+        from ..viz.why import why_body
+
+        obj = await request_json(request)
+        tokens = sentence_tokens(obj, limits, extra=("word", "layer"), split=split)
+        word, layer = word_and_layer(obj, model, len(tokens))
+        return JSONResponse(await answer(why_body, model, tokens, word, layer))
+
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -473,6 +507,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         Route("/api/tag", tag, methods=["POST"]),
         Route("/api/attention", attention, methods=["POST"]),
         Route("/api/steps", steps, methods=["POST"]),
+        Route("/api/why", why, methods=["POST"]),
         Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

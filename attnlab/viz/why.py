@@ -43,8 +43,7 @@ FIRST = 0.5  # share of the adaptive rule's points spent on equal panels, before
 ROUND = 4  # each round of the adaptive rule splits at most 1 / ROUND of the panels
 DEFAULT_STEPS = 256
 MAX_STEPS = 1024
-BASELINE = ("zeros: the padding embedding of the word and shape parts and a character vector on which "
-            "no filter fires, at every position")
+BASELINE = "zeros at every position (the padding embedding of the word and shape parts; no character filter firing)"
 SCORE = "logit"  # what is attributed: the predicted class's score before the softmax
 TOKENS_PER_PASS = 8192  # path points x words of one forward pass
 
@@ -360,8 +359,8 @@ def render_why(w: Why) -> str:
     width = max(4, *(len(tok) for tok in w.tokens))
     lines = [f'Why is word {t + 1} "{w.tokens[t]}" tagged {w.layer} {w.tag} (P = {w.probability:.4f})?',
              f"  integrated gradients (Sundararajan et al. 2017) of its {SCORE} over each word's input vector,",
-             f"  baseline {BASELINE};",
-             f"  {w.steps} {w.rule} steps. Rollout: attention rollout (Abnar & Zuidema 2020), row {t + 1}.",
+             f"  {w.steps} gradient evaluations ({w.rule}); baseline: {BASELINE}.",
+             f"  Rollout: attention rollout (Abnar & Zuidema 2020), row {t + 1}.",
              ""]
     if w.note:
         lines[-1:-1] = [f"  note: {w.note}"]
