@@ -14,8 +14,10 @@ import re
 from pathlib import Path
 from urllib.parse import urlencode
 
+from .why import DEFAULT_STEPS as DEFAULT_WHY_STEPS, check_steps
+
 STATIC = Path(__file__).resolve().parent.parent / "serve" / "static"
-VIEWS = ("head", "model", "steps", "compare")
+VIEWS = ("head", "model", "steps", "compare", "why")
 
 
 def _as_model(model_or_dir):
@@ -35,16 +37,24 @@ def _as_model(model_or_dir):
                     f"shipped model's name or a model directory, got {type(model_or_dir).__name__}")
 
 
-def _answers(model, text: str) -> dict:
-    """What the page would ask the server about ``text``: its attention, and the steps of every head."""
+def _answers(model, text: str, why_steps: int = 0) -> dict:
+    """What the page would ask the server about ``text``: its attention, the steps of every head
+    and, with ``why_steps`` > 0, the Why view's answer for every word and tag layer (``"t,LAYER"``,
+    integrated gradients with that many gradient evaluations)."""
     from .payload import attention_body, steps_body
+    from .why import explain_word, layer_names, to_json
 
     tokens = model.split(text)
     if not tokens:
         raise ValueError(f"the sentence {text!r} has no words")
     steps = {f"{l},{h}": steps_body(model, tokens, l, h)
              for l in range(model.layers) for h in range(model.heads)}
-    return {"attention": attention_body(model, tokens), "steps": steps}
+    answers = {"attention": attention_body(model, tokens), "steps": steps}
+    if why_steps > 0 and not getattr(model, "no_tags", None):
+        layers = layer_names(model)
+        answers["why"] = {f"{t},{w.layer}": to_json(w) for t in range(len(tokens))
+                          for w in explain_word(model, tokens, t, layers, steps=why_steps)}
+    return answers
 
 
 def _script_data(obj) -> str:
@@ -52,12 +62,16 @@ def _script_data(obj) -> str:
     return json.dumps(obj, ensure_ascii=False).replace("</", "<\\/").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
-def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1) -> str:
-    """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1."""
+def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1,
+         why_steps: int = DEFAULT_WHY_STEPS) -> str:
+    """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1;
+    ``why_steps``: gradient evaluations of the Why view's answers for ``text`` (0: none)."""
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
     model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
-    sentences = {text.strip(): _answers(model, text)}
+    if why_steps:
+        check_steps(why_steps)
+    sentences = {text.strip(): _answers(model, text, why_steps)}
     if compare is not None:
         sentences[compare.strip()] = _answers(model, compare)
     state = {"text": text.strip(), "view": view, "layer": layer, "head": head}
@@ -94,10 +108,13 @@ class Explorer:
 
 
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
-         head: int = 1, height: int = 760) -> Explorer:
+         head: int = 1, height: int = 760, why_steps: int = DEFAULT_WHY_STEPS) -> Explorer:
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
     a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
     tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
-    model, steps or compare; ``layer``, ``head`` from 1."""
+    model, steps, compare or why; ``layer``, ``head`` from 1; ``why_steps``: gradient evaluations
+    behind the Why view of ``text`` (every word and tag layer is computed and saved in the page:
+    time grows with words^2 x layers x steps; 0 leaves the view empty)."""
     model = _as_model(model_or_dir)
-    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head), height)
+    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head, why_steps=why_steps),
+                    height)

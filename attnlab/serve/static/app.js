@@ -9,7 +9,7 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
-const VIEWS = ["head", "model", "steps", "compare"];
+const VIEWS = ["head", "model", "steps", "compare", "why"];
 const SCALES = ["row", "matrix", "fixed"];
 
 const state = {
@@ -18,6 +18,7 @@ const state = {
   other: null,         // ... for the second sentence (compare view)
   steps: new Map(),    // "layer,head" -> the answer of /api/steps
   layer: 0, head: 0, query: 0, view: "head", scale: "row",
+  word: 0, tagLayer: "UPOS",  // the Why view (why.js): the word whose tag it explains, and the tag layer
   overlay: new Set([0]),  // heads drawn in the line view
   focus: null,            // {side: "query" | "key", index} under the pointer
 };
@@ -228,6 +229,7 @@ async function render() {
   if (!state.data || state.data.no_attention) return;
   document.querySelectorAll("#view-tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === state.view));
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== state.view;
+  for (const id of ["controls", "legend-text"]) $(id).hidden = state.view === "why";  // heatmap settings
   const legend = colourScale(headWeights(state.data, state.layer, state.head), state.scale).text;
   $("legend-text").textContent = state.view === "model" && state.scale === "matrix"
     ? "colour: α′ from 0 to the largest α′ of each head (one scale per thumbnail)" : legend;
@@ -235,6 +237,7 @@ async function render() {
     if (state.view === "head") renderHead();
     else if (state.view === "model") renderModel();
     else if (state.view === "steps") await renderSteps();
+    else if (state.view === "why") { if (window.renderWhy) await window.renderWhy(); }  // why.js, loaded after this file
     else await renderCompare();
   } catch (err) {
     showError(err.message);
@@ -730,6 +733,7 @@ function writeUrl() {
   p.set("scale", state.scale);
   if (state.view === "steps") p.set("query", state.query + 1);
   if (state.view === "compare") p.set("compare", $("sentence2").value.trim());
+  if (state.view === "why") { p.set("word", state.word + 1); p.set("tag", state.tagLayer); }
   if (state.view === "head") p.set("heads", [...state.overlay].sort((a, b) => a - b).map((h) => h + 1).join(","));
   try { history.replaceState(null, "", `#${p.toString()}`); } catch (err) { /* a page without a URL of its own */ }
 }
@@ -743,6 +747,7 @@ function readUrl(hash) {
   state.scale = SCALES.includes(p.get("scale")) ? p.get("scale") : "row";
   $("scale").value = state.scale;
   state.layer = number("layer"); state.head = number("head"); state.query = number("query");
+  state.word = number("word"); state.tagLayer = (p.get("tag") || "UPOS").toUpperCase();
   const heads = (p.get("heads") || "").split(",").map((h) => parseInt(h, 10) - 1).filter((h) => h >= 0);
   state.overlay = new Set(heads.length ? heads : [state.head]);
   return p.has("text");
