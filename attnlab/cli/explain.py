@@ -63,14 +63,14 @@ def run(args) -> int:
     from ..viz.figure import require_viz
     from ..output import check_output
     from ..data.conllu import check_encodable, check_sentence_length
-    from ..viz.heatmap import image_format, plot_attention_grid
+    from ..viz.heatmap import image_format, label_pixels, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
 
     out = args.out if args.out is not None else (None if args.steps or args.why else DEFAULT_OUT)
     if out is not None:
         require_viz()  # the image needs matplotlib: say so before the model is loaded
-        image_format(out)  # a bad --out fails before the model is loaded
+        fmt = image_format(out)  # a bad --out fails before the model is loaded
         check_output(out, inputs=[_model_directory(args.model)])
     text = " ".join(args.sentence)
     if not text.strip():
@@ -117,4 +117,7 @@ def run(args) -> int:
                             title=f'{model.name}: attention on "{" ".join(tokens)}"')
         grid = f"{1 if layer is not None else model.layers} x {1 if head is not None else model.heads}"
         print(f"wrote {out} (layers x heads = {grid}; rows: query i, columns: key j)")
+        shown = label_pixels(len(tokens), 1 if layer is not None else model.layers, 1 if head is not None else model.heads)
+        if fmt == "png" and shown < 10:
+            print(f"  the word labels are {shown:.0f} px high in it; --layer and --head draw one heatmap large enough to read")
     return 0
