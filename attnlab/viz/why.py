@@ -9,9 +9,13 @@ layer (UPOS, XPOS, FEATS or LEMMA, whichever heads the model has):
 
       IG_i = sum_d (x^i_d - x'^i_d) * integral_0^1 dz_c(x' + a (x - x')) / dx^i_d da
 
-  and the integral is a quadrature over ``steps`` points (Gauss-Legendre by default, or the
-  midpoint Riemann sum). Completeness: sum_i IG_i = z_c(x) - z_c(x') up to the quadrature's
-  error, which is reported (``gap``, and ``relative_gap`` = |gap| / |z_c(x) - z_c(x')|).
+  and the integral is a quadrature over at most ``steps`` points: Gauss-Legendre panels split
+  where completeness fails most (``adaptive_panels``, the default), fixed Gauss-Legendre
+  points, or the midpoint Riemann sum. Completeness: sum_i IG_i = z_c(x) - z_c(x') up to the
+  quadrature's error, which is reported (``gap``, and ``relative_gap`` = |gap| / |z_c(x) -
+  z_c(x')|). The encoder's ReLUs make the gradient jump along the path, so the gap falls only
+  about like 1/steps (on the tests' tiny tagger, 256 points: a median of 1e-3 of the
+  difference); with a smooth activation it falls below 1e-5.
 
   The baseline is the zero vector for every word. That is what the model itself uses for
   "nothing here": the padding rows of the word and shape embeddings are zero (``padding_idx``)
