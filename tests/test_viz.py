@@ -310,6 +310,9 @@ def test_show_returns_a_self_contained_page_with_the_models_numbers(model):
     import html
     from html.parser import HTMLParser
 
+    from pathlib import Path
+
+    import attnlab.viz.notebook
     from attnlab.viz import show
     from attnlab.viz.payload import attention_body, steps_body
 

@@ -20,7 +20,9 @@ def add_parser(sub) -> None:
             "axes. --steps prints, for one head, q^i, k^i, v^i, the scaled scores alpha_(i,j) and the "
             "weights alpha'_(i,j) of every token, in the notation of `attnlab steps`. --model may also be a "
             "Hugging Face checkpoint directory (BERT, RoBERTa, DistilBERT, XLM-RoBERTa, ELECTRA: config.json, "
-            "model.safetensors, tokenizer.json): its word pieces are on the axes, without tags."
+            "model.safetensors, tokenizer.json): its word pieces are on the axes, without tags. --why N prints why "
+            "the N-th word got its tag: integrated gradients of the tag's logit over every word's input vector "
+            "(with the completeness check) beside attention rollout."
         ),
     )
     p.add_argument("--model", required=True, help="a shipped model's name (e.g. en), a model directory (from `attnlab train` or `attnlab demo`), or a Hugging Face checkpoint directory")
@@ -31,6 +33,16 @@ def add_parser(sub) -> None:
     p.add_argument("--head", type=positive_int, default=None, help="only this head (from 1; default all)")
     p.add_argument("--steps", action="store_true",
                    help="print q, k, v, alpha and alpha' of one head (--layer and --head, default 1 and 1)")
+    p.add_argument("--why", type=positive_int, default=None, metavar="N",
+                   help="print why word N (from 1) got its tag: each word's integrated-gradients attribution, its share "
+                        "and the attention rollout weight, with the completeness gap")
+    p.add_argument("--layer-name", default="UPOS",
+                   help="the tag layer --why explains: UPOS, XPOS, FEATS or LEMMA, as the model predicts them (default UPOS)")
+    p.add_argument("--ig-steps", type=positive_int, default=None,
+                   help="gradient evaluations along the path for --why (default 256)")
+    p.add_argument("--ig-rule", choices=("adaptive", "gauss-legendre", "riemann"), default="adaptive",
+                   help="how --why integrates along the path: Gauss-Legendre panels split where completeness fails "
+                        "(adaptive, default), fixed Gauss-Legendre points, or the midpoint Riemann sum")
     p.add_argument("--tokenize", choices=("simple", "whitespace"), default="simple",
                    help="how to split the sentence into words: simple (the model's segmenter, as `attnlab tag` reads raw "
                         "text; a model without one: a rule-based tokenizer) or whitespace (at spaces only)")
@@ -51,25 +63,36 @@ def run(args) -> int:
     from ..viz.figure import require_viz
     from ..output import check_output
     from ..data.conllu import check_encodable, check_sentence_length
-    from ..viz.heatmap import image_format, plot_attention_grid
+    from ..viz.heatmap import image_format, label_pixels, plot_attention_grid
     from ..viz.model import load_explainable
     from ..viz.steps import render_steps
 
-    out = args.out if args.out is not None else (None if args.steps else DEFAULT_OUT)
+    out = args.out if args.out is not None else (None if args.steps or args.why else DEFAULT_OUT)
     if out is not None:
         require_viz()  # the image needs matplotlib: say so before the model is loaded
-        image_format(out)  # a bad --out fails before the model is loaded
+        fmt = image_format(out)  # a bad --out fails before the model is loaded
         check_output(out, inputs=[_model_directory(args.model)])
     text = " ".join(args.sentence)
     if not text.strip():
         raise ValueError("the sentence has no words")
     check_encodable(text, "the sentence")  # bytes that are not UTF-8 on the command line
     model = load_explainable(args.model)
-    model.require_attention()
+    if args.why is None or out is not None:
+        model.require_attention()
     tokens = model.split(text, args.tokenize)  # words, or a checkpoint's word pieces
     if not tokens:
         raise ValueError("the sentence has no words")
     check_sentence_length(len(tokens), "the sentence")
+    if args.why is not None:
+        from ..viz.why import DEFAULT_STEPS, check_word_layer, explain_word, render_why
+
+        check_word_layer(model, tokens, args.why - 1, args.layer_name)
+        why = explain_word(model, tokens, args.why - 1, args.layer_name, steps=args.ig_steps or DEFAULT_STEPS,
+                           rule=args.ig_rule)
+        print(render_why(why))
+        if out is None:
+            return 0
+        print()
     layer = args.layer - 1 if args.layer is not None else None
     head = args.head - 1 if args.head is not None else None
     model.check_layer_head(layer, head)
@@ -94,4 +117,7 @@ def run(args) -> int:
                             title=f'{model.name}: attention on "{" ".join(tokens)}"')
         grid = f"{1 if layer is not None else model.layers} x {1 if head is not None else model.heads}"
         print(f"wrote {out} (layers x heads = {grid}; rows: query i, columns: key j)")
+        shown = label_pixels(len(tokens), 1 if layer is not None else model.layers, 1 if head is not None else model.heads)
+        if fmt == "png" and shown < 10:
+            print(f"  the word labels are {shown:.0f} px high in it; --layer and --head draw one heatmap large enough to read")
     return 0

@@ -56,6 +56,14 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           change of any value's probability ("changes"), and head h of layer
                           l's attention "before", "after" and "difference" (after - before,
                           [n][n]); ``attnlab.viz.whatif``
+    POST /api/why         {"text" or "tokens", "word": t (from 0), "layer": "UPOS" (or XPOS, FEATS,
+                          LEMMA as the model predicts them; default UPOS)} -> why word t got its
+                          tag (``attnlab.viz.why``): "tag", "probability", the logit at the input
+                          and at the baseline ("score", "baseline_score", "difference"),
+                          "attributions" and "share" ([n], integrated gradients), "rollout"
+                          ([n], row t of attention rollout; null without attention), "sum",
+                          "gap" and "relative_gap" (the completeness check), "steps", "rule",
+                          "baseline"; 422 for a model without tags
     GET  /                the explorer page; its script and styles are under /static/
 
 Several models (``create_app([a, b])``, ``attnlab serve --model A --model B``): every POST may
@@ -386,6 +394,24 @@ def model_names(models) -> list[str]:
     return names
 
 
+def word_and_layer(obj: dict, model, n: int) -> tuple[int, str]:
+    """``obj["word"]`` (from 0, of a sentence of ``n`` words) and ``obj["layer"]`` (a tag layer
+    the model predicts, default UPOS) for ``/api/why``; 422 otherwise."""
+    from ..viz.why import layer_names
+
+    if getattr(model, "no_tags", None):
+        raise ApiError(422, model.no_tags)
+    word = obj.get("word")
+    if isinstance(word, bool) or not isinstance(word, int):
+        raise ApiError(422, f'"word" must be a whole number from 0 to {n - 1}, got {json.dumps(word)[:40]}')
+    if not 0 <= word < n:
+        raise ApiError(422, f'"word" {word} does not exist: the sentence has {n} words (numbered from 0 to {n - 1})')
+    layer, names = obj.get("layer", "UPOS"), layer_names(model)
+    if not isinstance(layer, str) or layer.upper() not in names:
+        raise ApiError(422, f'"layer" must be one of {", ".join(names)}, got {json.dumps(layer)[:40]}')
+    return word, layer.upper()
+
+
 def _json_type(x) -> str:
     return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
         type(x), "number" if isinstance(x, (int, float)) else type(x).__name__
@@ -565,6 +591,14 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
     async def head_report(request):
         return JSONResponse({"report": heads} if heads is not None else {"report": None, "reason": NO_HEADS})
 
+    async def why(request):
+        from ..viz.why import why_body
+
+        _, m, obj = chosen(await request_json(request))
+        tokens = sentence_tokens(obj, limits, extra=("word", "layer"), split=getattr(m, "split", None))
+        word, layer = word_and_layer(obj, m, len(tokens))
+        return JSONResponse(await answer(why_body, m, tokens, word, layer))
+
     async def index(request):
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
@@ -579,6 +613,7 @@ def create_app(model, *, limits: Limits = Limits(), allowed_hosts=LOOPBACK, max_
         Route("/api/steps", steps, methods=["POST"]),
         Route("/api/heads", head_report, methods=["GET"]),
         Route("/api/whatif", whatif, methods=["POST"]),
+        Route("/api/why", why, methods=["POST"]),
         Route("/static", no_page),  # the assets' folder is not a page: 404, not a redirect to /static/
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]

@@ -6,13 +6,16 @@ in layer l: how much query token i (a row) attends to key token j (a column).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 FORMATS = ("png", "svg", "pdf")
-MAX_PIXELS = 8000  # longest side of a PNG
+MAX_PIXELS = 4000  # longest side of an image, in pixels
+MAX_WIDTH = 27.0  # inches: a wider grid wraps each layer's heads over several rows
+COLOURBAR_LABEL = r"attention weight $\alpha'_{ij}$"
 
 
 def _labels(tokens: Sequence[str], tags: Sequence[str] | None) -> list[str]:
@@ -60,7 +63,8 @@ def plot_attention_grid(
 ) -> np.ndarray:
     """Draw ``weights`` (L, H, n, n) as a grid of heatmaps and write it to ``path`` atomically.
 
-    ``layer`` / ``head`` (numbered from 0) keep one row / one column of the grid. Tokens label
+    ``layer`` / ``head`` (numbered from 0) keep one row / one column of the grid; a layer with
+    many heads of a long sentence wraps its heads over several rows (``grid_layout``). Tokens label
     both axes (with their predicted tag when ``tags`` is given). The format follows the
     suffix of ``path`` (png, svg or pdf). Returns the arrays drawn, (L', H', n, n), read back
     from the figure's images.
@@ -75,22 +79,50 @@ def plot_attention_grid(
     rows, cols = _pick(w.shape[0], layer, "layer"), _pick(w.shape[1], head, "head")
     vmax = max(1.0, float(w.max())) if w.size else 1.0  # softmax weights lie in [0, 1]; relu's may exceed 1
 
-    panel = min(max(2.6, 0.28 * n + 1.2), 9.0)  # inches per heatmap: room for the labels
-    size = (panel * len(cols) + 1.2, panel * len(rows) + 0.9)
-    dpi = min(dpi, int(MAX_PIXELS / max(size)))  # big grids: smaller dots rather than a giant file
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=size, squeeze=False, constrained_layout=True)
+    size, per_row, dpi, font = grid_layout(n, len(rows), len(cols), dpi)
+    wraps = -(-len(cols) // per_row)  # grid rows per layer
+    fig, axes = plt.subplots(len(rows) * wraps, per_row, figsize=size, squeeze=False, constrained_layout=True)
     drawn = np.empty((len(rows), len(cols), n, n))
     image = None
     for r, l in enumerate(rows):
         for c, h in enumerate(cols):
-            image = _heatmap(axes[r, c], w[l, h], labels, vmax, title=f"layer {l + 1}, head {h + 1}",
-                             bottom=r == len(rows) - 1, left=c == 0)
+            row, col = r * wraps + c // per_row, c % per_row
+            last = r == len(rows) - 1 and c + per_row >= len(cols)  # nothing below it in its column
+            image = _heatmap(axes[row, col], w[l, h], labels, vmax, title=f"layer {l + 1}, head {h + 1}",
+                             bottom=last, left=col == 0, font=font)
             drawn[r, c] = np.asarray(image.get_array())
+    for ax in axes.flat:  # the slots a wrapped layer leaves empty
+        if not ax.images:
+            ax.set_visible(False)
     if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="alpha'_(i,j)")
+        fig.colorbar(image, ax=[ax for ax in axes.flat if ax.get_visible()], shrink=0.6).set_label(
+            COLOURBAR_LABEL, fontsize=max(font, 8))
     fig.suptitle(title or ('attention on "' + " ".join(tokens) + '"'), fontsize=10)
     save_figure(fig, path, fmt=fmt, dpi=dpi)
     return drawn
+
+
+def grid_layout(n: int, rows: int, cols: int, dpi: int) -> tuple[tuple[float, float], int, int, float]:
+    """How to draw ``rows`` x ``cols`` heatmaps of n tokens: (figure size in inches, heatmaps per
+    grid row, dots per inch, label size in points). A token gets 0.28 inch (short sentences) down
+    to 0.13 inch (long ones), which keeps its 7-8 pt label readable; a grid wider than
+    ``MAX_WIDTH`` wraps each layer's heads over several rows (a grid too large for that anyway is
+    laid out about square); the longest side stays within ``MAX_PIXELS`` (past that the dots get
+    smaller: choose a layer and a head to read the labels, ``label_pixels`` says how small)."""
+    cell = min(max(3.4 / n, 0.13), 0.28)  # inches per token
+    panel = max(2.6, cell * n + 1.2)  # inches per heatmap, with room for its title and ticks
+    font = min(8.0, max(7.0, 0.75 * cell * 72))
+    fits = int((MAX_WIDTH - 1.2) // panel)  # heatmaps side by side within MAX_WIDTH
+    per_row = max(1, min(cols, max(fits, math.ceil(math.sqrt(rows * cols)))))  # else about square
+    wraps = -(-cols // per_row)
+    size = (panel * per_row + 1.2, panel * rows * wraps + 0.9)
+    return size, per_row, min(dpi, int(MAX_PIXELS / max(size))), font
+
+
+def label_pixels(n: int, rows: int, cols: int, dpi: int = 110) -> float:
+    """The height in pixels of the token labels ``plot_attention_grid`` writes for such a grid."""
+    _, _, dots, font = grid_layout(n, rows, cols, dpi)
+    return font * dots / 72
 
 
 def _as_weights(weights, n: int) -> np.ndarray:
@@ -101,13 +133,14 @@ def _as_weights(weights, n: int) -> np.ndarray:
     return w
 
 
-def _heatmap(ax, weights: np.ndarray, labels: Sequence[str], vmax: float, *, title: str, bottom: bool, left: bool):
+def _heatmap(ax, weights: np.ndarray, labels: Sequence[str], vmax: float, *, title: str, bottom: bool, left: bool,
+             font: float):
     """One (n, n) heatmap: queries i down, keys j across; axis names only on the grid's edges."""
     n = len(labels)
-    small = 8 if n <= 20 else 6
+    small = font
     image = ax.imshow(weights, vmin=0.0, vmax=vmax, cmap="viridis", interpolation="nearest")
     ax.set_title(title, fontsize=9)
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=small)
+    ax.set_xticks(range(n), labels if bottom else [""] * n, rotation=90, fontsize=small)
     ax.set_yticks(range(n), labels if left else [""] * n, fontsize=small)
     if bottom:
         ax.set_xlabel("key j (attended to)", fontsize=8)

@@ -23,8 +23,11 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlencode
 
+from .why import check_steps
+
 STATIC = Path(__file__).resolve().parent.parent / "serve" / "static"
-VIEWS = ("head", "model", "steps", "compare", "whatif")
+VIEWS = ("head", "model", "steps", "compare", "whatif", "why")
+AUTO_WHY_STEPS, AUTO_WHY_WORDS = 64, 12  # the saved Why view of a short sentence, in seconds
 
 
 def _as_model(model_or_dir):
@@ -44,13 +47,16 @@ def _as_model(model_or_dir):
                     f"shipped model's name or a model directory, got {type(model_or_dir).__name__}")
 
 
-def _answers(model, text: str, at: tuple[int, int], whatif: bool = True) -> dict:
+def _answers(model, text: str, at: tuple[int, int], whatif: bool = True, why_steps: int = 0) -> dict:
     """What the page would ask the server about ``text``: its attention, the steps of every head,
     with the projection matrices W of head ``at`` (layer, head from 0) only, as the page opens on
-    it (every head's would make the page megabytes, hundreds of them for BERT-base), and, with
-    ``whatif``, each word masked at that layer and head ("whatif", by position)."""
+    it (every head's would make the page megabytes, hundreds of them for BERT-base); with
+    ``whatif``, each word masked at that layer and head ("whatif", by position); with
+    ``why_steps`` > 0, the Why view's answer for every word and tag layer (``"t,LAYER"``,
+    integrated gradients with that many gradient evaluations)."""
     from .payload import attention_body, steps_body
     from .whatif import whatif_body
+    from .why import explain_word, layer_names, to_json
 
     tokens = model.split(text)
     if not tokens:
@@ -60,6 +66,10 @@ def _answers(model, text: str, at: tuple[int, int], whatif: bool = True) -> dict
     answers = {"attention": attention_body(model, tokens), "steps": steps}
     if whatif:
         answers["whatif"] = {str(i): whatif_body(model, tokens, i, None, *at) for i in range(len(tokens))}
+    if why_steps > 0 and not getattr(model, "no_tags", None):
+        layers = layer_names(model)
+        answers["why"] = {f"{t},{w.layer}": to_json(w) for t in range(len(tokens))
+                          for w in explain_word(model, tokens, t, layers, steps=why_steps)}
     return answers
 
 
@@ -69,14 +79,21 @@ def _script_data(obj) -> str:
 
 
 def page(model, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1, head: int = 1,
-         heads: dict | str | Path | None = None) -> str:
+         heads: dict | str | Path | None = None, why_steps: int | None = None) -> str:
     """The explorer's page for ``text`` (and ``compare``), self-contained: layers and heads from 1.
-    ``heads``: a head report (``attnlab.viz.headstats``, or the path of one) for the model view."""
+    ``heads``: a head report (``attnlab.viz.headstats``, or the path of one) for the model view;
+    ``why_steps``: gradient evaluations of the Why view's answers for ``text`` (0: none; None:
+    ``AUTO_WHY_STEPS`` for a sentence of at most ``AUTO_WHY_WORDS`` words, else none, as every
+    word and layer is computed: the time grows with words^2 x layers x steps)."""
     if view not in VIEWS:
         raise ValueError(f"view {view!r} is unknown; choose one of {', '.join(VIEWS)}")
     model.check_layer_head(layer - 1 if model.layers else None, head - 1 if model.heads else None)
+    if why_steps is None:
+        why_steps = AUTO_WHY_STEPS if len(model.split(text)) <= AUTO_WHY_WORDS else 0
+    if why_steps:
+        check_steps(why_steps)
     at = (layer - 1 if model.layers else 0, head - 1 if model.heads else 0)
-    sentences = {text.strip(): _answers(model, text, at)}
+    sentences = {text.strip(): _answers(model, text, at, why_steps=why_steps)}
     if compare is not None:
         sentences[compare.strip()] = _answers(model, compare, at, whatif=False)
     state = {"text": text.strip(), "view": view, "layer": layer, "head": head}
@@ -135,13 +152,18 @@ class Explorer:
 
 
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
-         head: int = 1, height: int = 760, heads: dict | str | Path | None = None) -> Explorer:
+         head: int = 1, height: int = 760, heads: dict | str | Path | None = None,
+         why_steps: int | None = None) -> Explorer:
     """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
     a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
     tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
-    model, steps, compare or whatif; ``layer``, ``head`` from 1 (the What-if view holds each
+    model, steps, compare, whatif or why; ``layer``, ``head`` from 1 (the What-if view holds each
     word masked at that layer and head); ``heads``: a head report (``attnlab heads --json``, or
     its dict) whose numbers the model view shows beside every head; ``height``: the frame's
-    pixels until its page reports its own height."""
+    pixels until its page reports its own height; ``why_steps``: gradient evaluations behind the
+    Why view of ``text`` (every word and tag layer is computed and saved in the page: time grows
+    with words^2 x layers x steps; 0 leaves the view empty; by default 64 for a sentence of at
+    most 12 words, else 0)."""
     model = _as_model(model_or_dir)
-    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head, heads=heads), height)
+    return Explorer(page(model, text, compare=compare, view=view, layer=layer, head=head, heads=heads,
+                         why_steps=why_steps), height)

@@ -10,7 +10,7 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
-const VIEWS = ["head", "model", "steps", "compare", "whatif"];
+const VIEWS = ["head", "model", "steps", "compare", "whatif", "why"];
 const SCALES = ["row", "matrix", "fixed"];
 
 const state = {
@@ -21,6 +21,7 @@ const state = {
   whatif: { position: 0, replacement: null, answer: null, all: false },  // replacement null: mask the word
   steps: new Map(),    // "layer,head" -> the answer of /api/steps
   layer: 0, head: 0, query: 0, view: "head", scale: "row",
+  word: 0, tagLayer: "UPOS",  // the Why view (why.js): the word whose tag it explains, and the tag layer
   overlay: new Set([0]),  // heads drawn in the line view
   hover: null,            // {side: "query" | "key", index}: the token under the pointer or the keyboard focus
   pin: null,              // ... the token clicked (or Enter): it stays until Escape or a second click
@@ -423,6 +424,7 @@ async function render() {
   document.querySelectorAll("#view-tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === state.view));
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== state.view;
   $("scale").parentElement.hidden = state.view === "whatif";  // differences have a scale of their own
+  for (const id of ["controls", "legend-text"]) $(id).hidden = state.view === "why";  // heatmap settings
   const legend = colourScale(headWeights(state.data, state.layer, state.head), state.scale).text;
   $("legend-text").textContent = state.view === "model" && state.scale === "matrix"
     ? "colour: α′ from 0 to the largest α′ of each head (one scale per thumbnail)" : legend;
@@ -431,6 +433,7 @@ async function render() {
     else if (state.view === "model") renderModel();
     else if (state.view === "steps") await renderSteps();
     else if (state.view === "whatif") await renderWhatif();
+    else if (state.view === "why") { if (window.renderWhy) await window.renderWhy(); }  // why.js, loaded after this file
     else await renderCompare();
   } catch (err) {
     showError(err.message);
@@ -1199,6 +1202,7 @@ function writeUrl() {
     p.set("word", state.whatif.position + 1);
     if (state.whatif.replacement !== null) p.set("replace", state.whatif.replacement);
   }
+  if (state.view === "why") { p.set("word", state.word + 1); p.set("tag", state.tagLayer); }
   if (state.view === "head") {
     p.set("heads", [...state.overlay].sort((a, b) => a - b).map((h) => h + 1).join(","));
     p.set("top", $("topk").value); p.set("min", $("threshold").value);
@@ -1220,6 +1224,7 @@ function readUrl(hash) {
   state.scale = SCALES.includes(p.get("scale")) ? p.get("scale") : "row";
   $("scale").value = state.scale;
   state.layer = number("layer"); state.head = number("head"); state.query = number("query");
+  state.word = number("word"); state.tagLayer = (p.get("tag") || "UPOS").toUpperCase();
   const heads = (p.get("heads") || "").split(",").map((h) => parseInt(h, 10) - 1).filter((h) => h >= 0);
   state.overlay = new Set(heads.length ? heads : [state.head]);
   if ([...$("topk").options].some((o) => o.value === p.get("top"))) $("topk").value = p.get("top");
