@@ -121,9 +121,10 @@ def test_explain_steps_of_a_checkpoint_head(checkpoint, expected, capsys):
 def test_show_embeds_a_checkpoints_pieces_and_steps(checkpoint, expected):
     from attnlab.viz.notebook import _answers
 
-    answers = _answers(load_explainable(checkpoint), SENTENCE)
+    answers = _answers(load_explainable(checkpoint), SENTENCE, (2, 3))
     assert answers["attention"]["tokens"] == PIECES and answers["attention"]["no_tags"]
     assert len(answers["steps"]) == LAYERS * HEADS
+    assert [k for k, s in answers["steps"].items() if s["W"] is not None] == ["2,3"]  # the head shown first
     np.testing.assert_allclose(np.array(answers["steps"]["2,3"]["alpha_prime"]), expected[2, 3], atol=1e-6)
 
 
