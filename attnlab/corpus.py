@@ -16,13 +16,16 @@ of the whole input; character offsets (``TokenRange``), line numbers in errors a
 numbers (``# sent_id``) count from the start of the input.
 
 The block size (``block_chars``, ``attnlab tag --block-chars``) changes memory and how soon
-output appears, not the output. Raw text with no paragraph break in ``MAX_BLOCK_CHARS``
-characters (4 Mi, or twice the block size if that is more) is cut where a
-sentence most likely ends: after the first run of white space that follows ``.``, ``!``, ``?``
-(or their full-width and other sentence-final forms) past ``BLOCK_CHARS``, else the first line
-break, else the first white space, else (no white space at all) at ``MAX_BLOCK_CHARS``; the
-next block goes on with the same paragraph. So no length of paragraph is refused or truncated,
-and memory stays bounded.
+output appears, not the output, except in one case: a paragraph of raw text longer than the
+block with no paragraph break in the next ``MAX_BLOCK_CHARS`` characters (4 Mi, or twice the
+block size if that is more), or before the input ends, is cut where a sentence most likely
+ends (where the block has a paragraph break, it ends at its last one instead): at the first line break that follows
+``.``, ``!``, ``?`` (or their full-width and other sentence-final forms) within twice
+``BLOCK_CHARS`` (a file with a sentence per line), else after the first run of white space that
+follows one of them past ``BLOCK_CHARS``, else the first line break, else the first white
+space, else (no white space at all) at ``MAX_BLOCK_CHARS``; the next block goes on with the
+same paragraph, and the cut ends a sentence. So no length of paragraph is refused or
+truncated, and memory stays bounded whatever the input.
 
 **Output.** ``tag_stream`` writes each block's sentences as soon as the blocks before it are
 written. To a regular file, the output grows in ``OUT.part`` and is renamed to ``OUT`` when
@@ -65,12 +68,13 @@ from .errors import UserError
 BLOCK_CHARS = 1 << 17  # a block ends at the first paragraph / sentence / line end past this many characters
 MAX_BLOCK_CHARS = 1 << 22  # raw text without a paragraph break in this many characters is cut (module docstring)
 READ_BYTES = 1 << 20  # bytes read at once
-STATE_VERSION = 1
+STATE_VERSION = 2
 KINDS = ("text", "presegmented", "pretokenized", "conllu")
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # as the segmenter's: a blank line and the white space after it
 _LINE_END = re.compile(r"\n")
 _SENTENCE_END = re.compile(r"\n\r?\n")  # CoNLL-U: a blank line after a sentence (CRLF files too)
+_AFTER_LINE_STOP = re.compile(r"[.!?\u0589\u061f\u06d4\u0964\u0965\u3002\uff01\uff1f\uff0e][\"'\u2019\u201d)\]]*[^\S\n]*\n\s*")
 _AFTER_FULL_STOP = re.compile(r"[.!?\u0589\u061f\u06d4\u0964\u0965\u3002\uff01\uff1f\uff0e][\"'\u2019\u201d)\]]*\s+")
 _AFTER_LINE = re.compile(r"\n\s*")
 _AFTER_SPACE = re.compile(r"\s+")
@@ -208,20 +212,33 @@ class BlockReader:
             if eof or m.end() + (self.context if kind in ("text", "presegmented") else 0) < len(buf):
                 return m.end()
             return None
-        if eof:
+        if eof and kind != "text":
             return len(buf)
-        if len(buf) < most + self.context:
+        if not eof and len(buf) < most + self.context:
             return None
         if kind != "text":
             line = self.state.line + buf.count("\n", 0, block)
             what = "a sentence" if kind != "conllu" else "a CoNLL-U sentence"
             raise UserError(f"{self.name}:{line}: {what} of more than {most:,} characters, the most attnlab "
                             f"reads as one; is the input really {kind}? (--input text reads raw text of any length)")
-        self._paragraph_ended = False
-        for forced in (_AFTER_FULL_STOP, _AFTER_LINE, _AFTER_SPACE):
-            found = forced.search(buf, block, most)
-            if found and found.end() < most:
+        # raw text with no paragraph break in the next MAX_BLOCK_CHARS characters (or before the
+        # input ends, which may be sooner): the block ends at its last paragraph break, else (one
+        # paragraph longer than the block) where a sentence most likely ends
+        end = min(most, len(buf))
+        last = None
+        for last in _PARAGRAPH.finditer(buf, 0, block):
+            pass
+        if last is not None and last.start() > 0:
+            return last.end()
+        for forced, until in ((_AFTER_LINE_STOP, min(2 * block, end)), (_AFTER_FULL_STOP, end), (_AFTER_LINE, end),
+                              (_AFTER_SPACE, end)):
+            found = forced.search(buf, block, until)
+            if found and found.end() < until:
+                self._paragraph_ended = False
                 return found.end()
+        if eof and len(buf) <= most:
+            return len(buf)
+        self._paragraph_ended = False
         return most
 
     def _fill(self) -> None:

@@ -109,9 +109,24 @@ def test_a_paragraph_without_end_is_cut_where_a_sentence_ends(tagger, tmp_path, 
     sentences = parse_conllu(_stream(tagger, path, block_chars=500))
     assert rebuild_text(sentences) == text
     assert sum("# newpar" in s.lines for s in sentences) == 1
-    nothing = "x" * 10000  # no white space: cut at MAX_BLOCK_CHARS, between characters (the rest at the end)
+    nothing = "x" * 10000  # no white space: cut at MAX_BLOCK_CHARS, between characters, to the end
     cut = list(corpus.BlockReader(__import__("io").BytesIO(nothing.encode()), "x", block_chars=500))
-    assert [len(b.text) for b in cut] == [2000, 2000, 6000]
+    assert [len(b.text) for b in cut] == [2000] * 5
+
+
+def test_a_sentence_per_line_without_blank_lines_is_read_in_blocks_of_about_the_block_size(monkeypatch):
+    """A common corpus file: no paragraph break at all. Its blocks end at line ends after a full
+    stop, near the block size, to the input's end (not one block of all that follows the last
+    cut: memory stays bounded)."""
+    import io
+
+    lines = [f"Sentence number {i} is here{'.' if i % 3 else ''}\n" for i in range(3000)]
+    text = "".join(lines)
+    blocks = list(corpus.BlockReader(io.BytesIO(text.encode()), "x", kind="text", block_chars=1000))
+    assert "".join(b.text for b in blocks) == text
+    sizes = [len(b.text) for b in blocks]
+    assert len(blocks) > 60 and max(sizes) < 1100 and min(sizes[:-1]) > 1000
+    assert all(b.text.endswith(".\n") for b in blocks[:-1])
 
 
 def test_a_stopped_run_resumes_to_the_same_bytes(tagger, tmp_path, monkeypatch):

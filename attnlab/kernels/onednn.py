@@ -4,7 +4,8 @@
 [residual +] dropout(act(x W^T + b)): float32 matrix products through oneDNN
 (``torch.ops.mkldnn._linear_pointwise``, the operator PyTorch's own compiler uses), with
 bias, relu and the residual add done inside the product when there is no dropout, and
-the native dropout kernels when there is; backward through oneDNN as well. On CPUs where
+the native dropout kernels when there is; backward through oneDNN as well. Training only:
+inference (no gradient wanted) takes ``torch.nn.functional.linear`` (see ``_product``). On CPUs where
 PyTorch's default float32 GEMM (MKL) does not use the widest vector units, this is much
 faster. Falls back to ``torch.nn.functional.linear`` when the operator is missing, the
 dtype is not float32, inside ``attnlab.kernels.disabled()``, or with ``ATTNLAB_ONEDNN=0``.
@@ -107,7 +108,11 @@ class _Linear(torch.autograd.Function):
 def _product(x, weight, bias, relu, residual):
     """[relu](x W^T + b) [+ residual] (relu and residual exclude each other)."""
     tensors = [t for t in (x, weight, bias, residual) if t is not None]
-    if x.dim() != 2 or onednn_unsupported_reason(*tensors) is not None:
+    training = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    # Inference takes the plain product: oneDNN makes a primitive for every new row count, and
+    # the process's memory grows with each (tagging a corpus, whose batches all differ, grew by
+    # ~25 MB per block and never came back), while the plain product was as fast there.
+    if x.dim() != 2 or not training or onednn_unsupported_reason(*tensors) is not None:
         y = F.linear(x, weight, bias)
         if relu:
             return y.relu_()
@@ -116,9 +121,7 @@ def _product(x, weight, bias, relu, residual):
     x = x.contiguous()
     if residual is not None:
         residual = residual.contiguous()
-    if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
-        return _Linear.apply(x, weight, bias, residual, relu)
-    return _onednn(x, weight, bias, relu, residual)
+    return _Linear.apply(x, weight, bias, residual, relu)
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
