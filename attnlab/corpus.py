@@ -15,7 +15,8 @@ it (``CONTEXT_CHARS``), which the segmenter reads as context, so its scores are 
 of the whole input; character offsets (``TokenRange``), line numbers in errors and sentence
 numbers (``# sent_id``) count from the start of the input.
 
-The block size (``block_chars``, ``attnlab tag --block-chars``) changes memory and how soon
+The block size (``block_chars``, ``attnlab tag --block-chars``; CoNLL-U blocks are
+``CONLLU_BLOCK_FACTOR`` times longer, as its words take that many more characters) changes memory and how soon
 output appears, not the output, except in one case: a paragraph of raw text longer than the
 block with no paragraph break in the next ``MAX_BLOCK_CHARS`` characters (4 Mi, or twice the
 block size if that is more), or before the input ends, is cut where a sentence most likely
@@ -65,10 +66,11 @@ from typing import Any, BinaryIO, Callable, Generator, Iterable, Iterator, Proto
 from .data.conllu import MAX_LINE_BYTES, ConlluError, SentenceTooLong, _check_lines
 from .errors import UserError
 
-BLOCK_CHARS = 1 << 17  # a block ends at the first paragraph / sentence / line end past this many characters
+BLOCK_CHARS = 1 << 15  # a block ends at the first paragraph / sentence / line end past this many characters
+CONLLU_BLOCK_FACTOR = 8  # CoNLL-U takes about 8 times the characters of raw text per word: its blocks are this much longer
 MAX_BLOCK_CHARS = 1 << 22  # raw text without a paragraph break in this many characters is cut (module docstring)
 READ_BYTES = 1 << 20  # bytes read at once
-STATE_VERSION = 2
+STATE_VERSION = 3
 KINDS = ("text", "presegmented", "pretokenized", "conllu")
 
 _PARAGRAPH = re.compile(r"\n[^\S\n]*\n\s*")  # as the segmenter's: a blank line and the white space after it
@@ -205,6 +207,8 @@ class BlockReader:
 
             kind = detect_input(buf[:block + self.context], self.name) if not eof else detect_input(buf, self.name)
             self.state.kind = kind
+        if kind == "conllu":
+            block = min(block * CONLLU_BLOCK_FACTOR, most)
         if len(buf) <= block:
             return len(buf) if eof else None
         pattern = {"text": _PARAGRAPH, "conllu": _SENTENCE_END}.get(kind, _LINE_END)

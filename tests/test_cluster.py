@@ -28,6 +28,7 @@ from tiny_models import tiny_pipeline_dir, toy_raw_conllu  # noqa: E402
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 BLOCK = 3000  # characters a block (--block-chars): the inputs below are several blocks each
+CONLLU_BLOCK = BLOCK // corpus.CONLLU_BLOCK_FACTOR  # the same blocks of CoNLL-U (its blocks are longer)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def raw_text(n: int, seed: int) -> str:
 
 def blocks_of(path: Path) -> int:
     with open(path, "rb") as f:
-        return sum(1 for _ in corpus.BlockReader(f, str(path), block_chars=BLOCK))
+        return sum(1 for _ in corpus.BlockReader(f, str(path), block_chars=CONLLU_BLOCK if path.suffix == ".conllu" else BLOCK))
 
 
 def one_process(model, source, out, *options) -> bytes:
@@ -108,7 +109,7 @@ def test_conllu_and_json_lines_are_tagged_into_the_bytes_of_one_process(address,
     src.write_text(toy_raw_conllu(150, seed=4), encoding="utf-8")
     assert blocks_of(src) >= 4
     expected = one_process(model, src, tmp_path / "one.conllu")
-    tag_on_cluster(model, src, tmp_path / "cluster.conllu", scheduler=address, block_chars=BLOCK)
+    tag_on_cluster(model, src, tmp_path / "cluster.conllu", scheduler=address, block_chars=CONLLU_BLOCK)
     assert (tmp_path / "cluster.conllu").read_bytes() == expected
     text = tmp_path / "in.txt"
     text.write_text(raw_text(300, seed=5), encoding="utf-8")
@@ -189,9 +190,9 @@ def test_an_error_in_the_input_reads_as_in_one_process_and_is_not_retried(addres
     ref = model_ref(model)
     workers = ClusterWorkers(client, ref, task=counting(log))
     with pytest.raises(Exception) as caught:
-        corpus.tag_stream(ref, str(src), tmp_path / "again.conllu", workers=workers, block_chars=BLOCK)
+        corpus.tag_stream(ref, str(src), tmp_path / "again.conllu", workers=workers, block_chars=CONLLU_BLOCK)
     assert f"{src}:{bad_line + 1}: " in str(caught.value)
-    bad_block = next(b.index for b in corpus.BlockReader(open(src, "rb"), str(src), block_chars=BLOCK)
+    bad_block = next(b.index for b in corpus.BlockReader(open(src, "rb"), str(src), block_chars=CONLLU_BLOCK)
                      if b.first_line <= bad_line + 1 < b.first_line + b.text.count("\n"))
     assert log.read_text().split().count(str(bad_block)) == 1  # tagged once: not retried
 

@@ -71,9 +71,9 @@ def add_parser(subparsers) -> None:
                         "loading the model once. The output is the same as one process's; a block whose worker "
                         "dies is tagged again by another")
     p.add_argument("--block-chars", type=positive_int, default=BLOCK_CHARS,
-                   help=f"characters read and tagged at once (default {BLOCK_CHARS:,}; a block ends at the first "
+                   help=f"characters read and tagged at once (default {BLOCK_CHARS:,}, 8 times that for CoNLL-U; a block ends at the first "
                         "paragraph, sentence or line end past this): memory and how soon output appears depend on "
-                        "it, the output does not (but for where a paragraph of over 4 Mi characters is cut)")
+                        "it, the output does not (but where a paragraph longer than a block is cut)")
     p.add_argument("--stats", action="store_true", help="print words, sentences, seconds and words/s to stderr at the end")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress bar (it is shown only when stderr is a terminal)")
