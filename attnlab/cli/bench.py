@@ -336,6 +336,8 @@ def _add_explorer(bsub) -> None:
     p.add_argument("--rounds", type=positive_int, default=3, help="page loads per length and width (default 3)")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads of the server (default 1)")
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
+    p.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                   help="instead of timing, save the README's pictures of the page to DIR (docs/explorer)")
     p.set_defaults(func=_run_explorer)
 
 
@@ -349,12 +351,15 @@ def explorer_config(args):
 
 def _run_explorer(args) -> int:
     from ..api import resolve_model
-    from ..bench.explorer import format_report, missing_browser, run
+    from ..bench.explorer import format_report, missing_browser, run, screenshots
 
     missing = missing_browser()
     if missing:
         raise UserError(f"bench explorer needs a browser: {missing}")
     resolve_model(args.model)
+    if args.screenshots:
+        screenshots(args.screenshots, args.model)
+        return 0
     cfg = explorer_config(args)
     print(f"attnlab bench explorer: {', '.join(map(str, cfg.words))} words at {', '.join(map(str, cfg.widths))} px ...", flush=True)
     report = run(cfg, log=lambda s: print(s, flush=True))
