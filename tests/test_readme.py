@@ -90,6 +90,6 @@ def test_every_file_the_readme_names_exists_and_ships_in_the_sdist():
 
 def test_the_screenshot_table_names_files_in_docs_explorer():
     shots = re.findall(r"^\| `([\w-]+\.png)` \|", README, re.MULTILINE)
-    assert len(shots) == 6
+    assert len(shots) == 8
     assert [s for s in shots if not (ROOT / "docs" / "explorer" / s).is_file()] == []
     assert in_sdist("docs/explorer/head.png")

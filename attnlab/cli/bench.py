@@ -1,4 +1,4 @@
-"""`attnlab bench <benchmark>`: attention, encoder, hf, serve, treebanks and tag.
+"""`attnlab bench <benchmark>`: attention, encoder, hf, serve, treebanks, tag and explorer.
 
 Parses the options into the benchmark's config, runs it (``attnlab.bench``), prints its report
 and writes the JSON if asked. The benchmarks import torch when they run, not here.
@@ -24,6 +24,7 @@ def add_parser(sub) -> None:
     _add_serve(bsub)
     _add_treebanks(bsub)
     _add_tag(bsub)
+    _add_explorer(bsub)
 
 
 def _show(text: str, report: dict, json_path) -> None:
@@ -309,5 +310,58 @@ def _run_tag(args) -> int:
                                     spacy_steps=args.spacy_steps))
     except RuntimeError as exc:  # a timed command or spaCy's training failed
         raise UserError(str(exc)) from None
+    _show(format_report(report), report, args.json)
+    return 0
+
+
+# -- explorer --------------------------------------------------------------------------------
+
+def _add_explorer(bsub) -> None:
+    p = bsub.add_parser(
+        "explorer",
+        help="the explorer in headless Chromium: seconds to draw each view, scroll and text size",
+        description=(
+            "Serve the explorer for MODEL on loopback and open it in Debian's headless chromium (selenium and "
+            "/usr/bin/chromedriver): for each sentence length and window width, each round loads the page and "
+            "switches to every view (head, model, steps, compare, whatif, why), timing the click to the frame "
+            "after the view is drawn; prints medians against the target (<= 1.5 s at 128 words), whether the "
+            "page scrolls sideways and its smallest text."
+        ),
+    )
+    p.add_argument("--model", default="en", help="a shipped model's name or a model directory (default en)")
+    p.add_argument("--words", type=int_range(2, 128), nargs="+", default=[5, 40, 128], metavar="N",
+                   help="sentence lengths in words (default 5 40 128)")
+    p.add_argument("--widths", type=int_range(320, 4000), nargs="+", default=[1280, 420], metavar="PX",
+                   help="window widths in px (default 1280 420)")
+    p.add_argument("--rounds", type=positive_int, default=3, help="page loads per length and width (default 3)")
+    p.add_argument("--threads", type=positive_int, default=1, help="torch threads of the server (default 1)")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
+    p.add_argument("--screenshots", type=Path, default=None, metavar="DIR",
+                   help="instead of timing, save the README's pictures of the page to DIR (docs/explorer)")
+    p.set_defaults(func=_run_explorer)
+
+
+def explorer_config(args):
+    """The ``ExplorerBenchConfig`` of `attnlab bench explorer` with these options."""
+    from ..bench.explorer import ExplorerBenchConfig
+
+    return ExplorerBenchConfig(model=args.model, words=tuple(dict.fromkeys(args.words)),
+                               widths=tuple(dict.fromkeys(args.widths)), rounds=args.rounds, threads=args.threads)
+
+
+def _run_explorer(args) -> int:
+    from ..api import resolve_model
+    from ..bench.explorer import format_report, missing_browser, run, screenshots
+
+    missing = missing_browser()
+    if missing:
+        raise UserError(f"bench explorer needs a browser: {missing}")
+    resolve_model(args.model)
+    if args.screenshots:
+        screenshots(args.screenshots, args.model)
+        return 0
+    cfg = explorer_config(args)
+    print(f"attnlab bench explorer: {', '.join(map(str, cfg.words))} words at {', '.join(map(str, cfg.widths))} px ...", flush=True)
+    report = run(cfg, log=lambda s: print(s, flush=True))
     _show(format_report(report), report, args.json)
     return 0

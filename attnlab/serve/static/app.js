@@ -421,6 +421,7 @@ function headWeights(data, layer, head) { return data.weights[layer][head]; }  /
 async function render() {
   writeUrl();
   if (!state.data || state.data.no_attention) return;
+  document.body.dataset.drawn = "";  // the view's name once it is drawn (a signal for timing and tests)
   document.querySelectorAll("#view-tabs button").forEach((b) => b.classList.toggle("active", b.dataset.view === state.view));
   for (const v of VIEWS) $(`view-${v}`).hidden = v !== state.view;
   $("scale").parentElement.hidden = state.view === "whatif";  // differences have a scale of their own
@@ -438,6 +439,7 @@ async function render() {
   } catch (err) {
     showError(err.message);
   }
+  document.body.dataset.drawn = state.view;
 }
 
 function renderHead() {
