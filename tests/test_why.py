@@ -251,3 +251,13 @@ def test_the_image_of_40_words_is_sized_to_read_and_its_colour_bar_says_what_it_
     assert len(shown) >= n and min(shown) >= 10  # word labels at least 10 px high
     assert kept["bar"].startswith("attention weight") and "_(" not in kept["bar"]
     assert r"$\alpha'_{ij}$" in kept["bar"]  # drawn as α′ with i j set below
+
+
+def test_the_pages_answer_spends_fewer_points_on_a_long_sentence(model):
+    from attnlab.viz.why import DEFAULT_STEPS, page_steps, why_body
+
+    assert [page_steps(n) for n in (5, 32, 64, 128, 1000)] == [DEFAULT_STEPS, DEFAULT_STEPS, 128, 64, 32]
+    tokens = ("I saw a saw with my old saw . " * 8).split()  # 72 words
+    body = why_body(model, tokens, 3, "UPOS")
+    assert body["steps"] <= page_steps(len(tokens)) == 112
+    assert abs(body["sum"] - body["difference"]) == pytest.approx(abs(body["gap"]), abs=1e-5)

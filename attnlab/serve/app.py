@@ -62,7 +62,8 @@ Endpoints (all JSON; every error is ``{"error": "<one line>"}`` with a 4xx/5xx s
                           and at the baseline ("score", "baseline_score", "difference"),
                           "attributions" and "share" ([n], integrated gradients), "rollout"
                           ([n], row t of attention rollout; null without attention), "sum",
-                          "gap" and "relative_gap" (the completeness check), "steps", "rule",
+                          "gap" and "relative_gap" (the completeness check), "steps" (256 up to
+                          32 words, then fewer: ``attnlab.viz.why.page_steps``), "rule",
                           "baseline"; 422 for a model without tags
     GET  /                the explorer page; its script and styles are under /static/
 

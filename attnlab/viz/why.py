@@ -339,9 +339,22 @@ def explain_word(
     return out[0] if single else out
 
 
-def why_body(model, tokens: list[str], word: int, layer: str, *, steps: int = DEFAULT_STEPS,
+PAGE_WORDS = 32  # up to this many words the page's answers take DEFAULT_STEPS gradient evaluations
+
+
+def page_steps(n: int) -> int:
+    """Gradient evaluations of the page's answer for a sentence of ``n`` words: DEFAULT_STEPS up
+    to PAGE_WORDS words, then fewer (their cost grows with n), at least 32: 64 at 128 words,
+    which the page then shows in about a second; the completeness gap it shows says what the
+    fewer points cost."""
+    return DEFAULT_STEPS if n <= PAGE_WORDS else max(32, DEFAULT_STEPS * PAGE_WORDS // n // 4 * 4)
+
+
+def why_body(model, tokens: list[str], word: int, layer: str, *, steps: int | None = None,
              rule: str = "adaptive") -> dict:
-    """The answer of ``/api/why``: ``explain_word`` as JSON-ready numbers (6 decimals)."""
+    """The answer of ``/api/why``: ``explain_word`` as JSON-ready numbers (6 decimals), with
+    ``page_steps`` gradient evaluations unless ``steps`` is given."""
+    steps = page_steps(len(tokens)) if steps is None else steps
     return to_json(explain_word(model, tokens, word, layer, steps=steps, rule=rule))
 
 
