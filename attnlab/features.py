@@ -26,7 +26,7 @@ from __future__ import annotations
 import unicodedata
 import threading
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, cast
 
 import torch
 import torch.nn as nn
@@ -320,7 +320,7 @@ class CharCNN(nn.Module):
             h = table[:, 0][padded[:, :n]]  # (U, n, F)
             for k in range(1, w):
                 h += table[:, k][padded[:, k:k + n]]
-            h += conv.bias
+            h += cast(torch.Tensor, conv.bias)
             valid = torch.arange(n, device=h.device) < (lengths + w - 1).unsqueeze(1)  # (U, n)
             h.masked_fill_(~valid.unsqueeze(-1), float("-inf"))
             pooled.append(torch.relu(h.amax(dim=1)))  # (U, F)

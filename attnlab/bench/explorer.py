@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import quote
 
 VIEWS = ("head", "model", "steps", "compare", "whatif", "why")
@@ -170,8 +171,8 @@ def run(cfg: ExplorerBenchConfig, log=print) -> dict:
             browser = driver.capabilities.get("browserVersion", "?")
             try:
                 for n in cfg.words:
-                    times = {v: [] for v in cfg.views}
-                    page = {v: None for v in cfg.views}
+                    times: dict[str, list[float]] = {v: [] for v in cfg.views}
+                    page: dict[str, Any] = {v: None for v in cfg.views}
                     for r in range(cfg.rounds):
                         _open(driver, page_url(base, sentence(n)), cfg.timeout_s)
                         for view in (v for v in SWITCH_ORDER if v in cfg.views):

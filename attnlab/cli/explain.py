@@ -4,6 +4,7 @@ heatmaps or step by step."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from ..options import positive_int
 
@@ -84,11 +85,11 @@ def run(args) -> int:
         raise ValueError("the sentence has no words")
     check_sentence_length(len(tokens), "the sentence")
     if args.why is not None:
-        from ..viz.why import DEFAULT_STEPS, check_word_layer, explain_word, render_why
+        from ..viz.why import DEFAULT_STEPS, Why, check_word_layer, explain_word, render_why
 
         check_word_layer(model, tokens, args.why - 1, args.layer_name)
-        why = explain_word(model, tokens, args.why - 1, args.layer_name, steps=args.ig_steps or DEFAULT_STEPS,
-                           rule=args.ig_rule)
+        why = cast(Why, explain_word(model, tokens, args.why - 1, args.layer_name, steps=args.ig_steps or DEFAULT_STEPS,
+                                     rule=args.ig_rule))
         print(render_why(why))
         if out is None:
             return 0

@@ -21,6 +21,7 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlencode
 
 from .why import check_steps
@@ -69,7 +70,7 @@ def _answers(model, text: str, at: tuple[int, int], whatif: bool = True, why_ste
     if why_steps > 0 and not getattr(model, "no_tags", None):
         layers = layer_names(model)
         answers["why"] = {f"{t},{w.layer}": to_json(w) for t in range(len(tokens))
-                          for w in explain_word(model, tokens, t, layers, steps=why_steps)}
+                          for w in cast(list, explain_word(model, tokens, t, layers, steps=why_steps))}
     return answers
 
 

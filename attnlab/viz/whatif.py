@@ -19,7 +19,7 @@ Masking a word gives the model its *unknown-word input* at that position:
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -111,7 +111,7 @@ def tag_changes(model, tokens: Sequence[str], changed: Sequence[str], before: di
         change = q[n, best_p] - p[n, best_p]
         delta = q - p
         moved = np.abs(delta).argmax(axis=1)
-        layer = {"name": name.upper(),
+        layer: dict[str, Any] = {"name": name.upper(),
                  "before": {"tags": [label[i](int(k)) for i, k in enumerate(best_p)], "probabilities": [rounded(x) for x in p[n, best_p]]},
                  "after": {"tags": [label_after[i](int(k)) for i, k in enumerate(best_q)], "probabilities": [rounded(x) for x in q[n, best_q]]},
                  "after_of_before": [rounded(x) for x in q[n, best_p]], "change": [rounded(x) for x in change],
@@ -138,7 +138,7 @@ def whatif_body(model, tokens: list[str], position: int, replacement: str | None
     if model.no_attention is None:
         model.check_layer_head(layer, head)
     masked = replacement is None
-    shown, what = mask_input(model) if masked else (replacement, None)
+    shown, what = mask_input(model) if replacement is None else (replacement, None)
     changed = [*tokens[:position], shown, *tokens[position + 1:]]
     before, w_before = probe(model, tokens)
     after, w_after = probe(model, tokens if masked else changed, position if masked else None)

@@ -36,7 +36,7 @@ Words are numbered from 0 here (from 1 on the command line and the page).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -214,7 +214,7 @@ def adaptive_panels(contributions, values, steps: int, difference: np.ndarray) -
             del found[panel]
         found.update(zip(halves, integrate(halves)))
         used += len(halves) * PANEL_POINTS
-    return sum(found.values()), used
+    return cast(np.ndarray, sum(found.values())), used
 
 
 def rollout(weights) -> np.ndarray:
@@ -355,7 +355,7 @@ def why_body(model, tokens: list[str], word: int, layer: str, *, steps: int | No
     """The answer of ``/api/why``: ``explain_word`` as JSON-ready numbers (6 decimals), with
     ``page_steps`` gradient evaluations unless ``steps`` is given."""
     steps = page_steps(len(tokens)) if steps is None else steps
-    return to_json(explain_word(model, tokens, word, layer, steps=steps, rule=rule))
+    return to_json(cast(Why, explain_word(model, tokens, word, layer, steps=steps, rule=rule)))
 
 
 def to_json(w: Why) -> dict:
