@@ -225,8 +225,10 @@ class FeatureEncoder:
                 new = distinct
             for i in range(0, len(new), chunk):
                 store.add(new[i:i + chunk], cnn(self.char_ids(new[i:i + chunk]).to(cnn.embed.weight.device)))
-            rows = [store.rows[f] for f in distinct]
-            table = store.table()[torch.tensor(rows, dtype=torch.long, device=store.table().device)]
+            if not distinct:
+                return {}, cnn.embed.weight.new_zeros(0, cnn.out_dim)
+            kept = store.table()
+            table = kept[torch.tensor([store.rows[f] for f in distinct], dtype=torch.long, device=kept.device)]
         return {f: r for r, f in enumerate(distinct)}, table
 
 
@@ -265,7 +267,9 @@ class CharVectors:
         self.rows.update((f, n + i) for i, f in enumerate(forms))
 
     def table(self) -> torch.Tensor:
-        return self._table[:len(self.rows)] if self._table is not None else torch.zeros(0)
+        """(forms kept, F); call with at least one form kept."""
+        assert self._table is not None
+        return self._table[:len(self.rows)]
 
 
 class CharCNN(nn.Module):

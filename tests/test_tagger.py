@@ -288,3 +288,10 @@ def test_scores_reject_mismatched_lengths():
         score_tags([["A", "B"]], [["A"]])
     with pytest.raises(ValueError, match="2 sentences but predictions have 1"):
         score_tags([["A"], ["B"]], [["A"]])
+
+
+def test_no_forms_give_an_empty_character_table_of_the_right_width():
+    model, vocabs, _ = _toy_tagger()
+    model.eval()
+    rows, table = FeatureEncoder(vocabs.features, 8).char_table(model.features, [])
+    assert rows == {} and table.shape == (0, model.features.char_cnn.out_dim)
