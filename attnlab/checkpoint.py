@@ -63,6 +63,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from .atomic import atomic_write_bytes  # noqa: F401  (attnlab.atomic; named here too)
@@ -538,6 +541,29 @@ def save_task_model(directory: str | os.PathLike, task: str, model: torch.nn.Mod
     return save_model_dir(directory, model.state_dict(), record, vocab, extra_json)
 
 
+class _NoInit(torch.overrides.TorchFunctionMode):
+    """Skips the in-place initialisers (``normal_``, ``uniform_``, ``zero_``...) on meta
+    tensors: on "meta" torch runs them through its Python reference ops, whose first use
+    imports its compiler stack (about 1.5 s)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", "")
+        if name.endswith("_") and not name.startswith("_") and name != "requires_grad_":
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            if isinstance(first, torch.Tensor) and first.is_meta:
+                return first
+        return func(*args, **kwargs)
+
+
+@contextmanager
+def meta_skeleton() -> Iterator[None]:
+    """Modules built in this block live on torch's "meta" device: names, shapes and dtypes,
+    no memory and no random numbers drawn."""
+    with torch.device("meta"), _NoInit():
+        yield
+
+
 def load_task_model(directory: str | os.PathLike, task: str, what: str, config_from_json, vocab_from_json, build,
                     *, allow_nonfinite: bool = False):
     """Read a directory written by ``save_task_model`` for ``task``: ``build(config, vocab)`` makes
@@ -560,7 +586,7 @@ def load_task_model(directory: str | os.PathLike, task: str, what: str, config_f
         config = config_from_json(description)
         vocab = vocab_from_json(files.vocab)
         _check_field_types(config, source)
-        with torch.device("meta"):
+        with meta_skeleton():
             skeleton = build(config, vocab)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, CheckpointError):

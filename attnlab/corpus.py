@@ -321,7 +321,7 @@ def segment_block(tagger, block: Block) -> list:
                         "--input pretokenized (words separated by spaces, a sentence per line) or CoNLL-U")
     model, vocab = tagger.segmenter
     paragraphs = segment(model, vocab, block.text, lines=block.kind == "presegmented", before=block.before,
-                         after=block.after, offset=block.offset)
+                         after=block.after, offset=block.offset, precision=tagger.precision)
     return conllu_sentences(block.text, paragraphs, offset=block.offset, new_document=block.index == 0,
                             new_paragraph=block.new_paragraph or block.kind == "presegmented")
 
@@ -358,7 +358,9 @@ _WORKER_TAGGER = None
 
 
 def _start_worker(tagger) -> None:
-    """A worker process: one torch thread, and the tagger (unpickled: loaded from its model)."""
+    """A worker process: one torch thread, and the tagger (unpickled: loaded from its model),
+    or an ``attnlab.distributed.ModelRef`` that the first block loads (so a damaged model
+    is said by that block's error, not by a broken pool)."""
     import torch
 
     global _WORKER_TAGGER
@@ -367,12 +369,25 @@ def _start_worker(tagger) -> None:
     _WORKER_TAGGER = tagger
 
 
+def _worker_tagger():
+    global _WORKER_TAGGER
+    from .distributed import ModelRef
+
+    if isinstance(_WORKER_TAGGER, ModelRef):
+        from .api import load
+
+        ref = _WORKER_TAGGER
+        _WORKER_TAGGER = load(ref.source, batch_tokens=ref.batch_tokens, device=ref.device, threads=1,
+                              precision=ref.precision)
+    return _WORKER_TAGGER
+
+
 def _worker_tag(block: Block, fmt: str) -> BlockResult:
-    return tag_block(_WORKER_TAGGER, block, fmt)
+    return tag_block(_worker_tagger(), block, fmt)
 
 
 def _worker_call(method: str, args: tuple, kwargs: dict):
-    return getattr(_WORKER_TAGGER, method)(*args, **kwargs)
+    return getattr(_worker_tagger(), method)(*args, **kwargs)
 
 
 def _done(function: Callable, *args) -> Future:
@@ -387,8 +402,9 @@ def _done(function: Callable, *args) -> Future:
 
 class Workers:
     """``n`` processes, each with its own copy of ``tagger`` (pickled by its model: see
-    ``attnlab.api.Tagger.__reduce__``) and one torch thread; ``n`` = 1 runs in this process.
-    A ``BlockMapper``: at most two blocks ahead per process."""
+    ``attnlab.api.Tagger.__reduce__``; or a ``ModelRef``, which spares this process loading a
+    model it does not run) and one torch thread; ``n`` = 1 runs in this process (a loaded
+    tagger only). A ``BlockMapper``: at most two blocks ahead per process."""
 
     def __init__(self, tagger, n: int = 1):
         self.tagger, self.n = tagger, n

@@ -75,19 +75,25 @@ class ModelRef:
     name: str
     batch_tokens: int = BATCH_TOKENS
     device: str = "cpu"
+    precision: str = "auto"
 
 
-def model_ref(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKENS, device: str = "cpu") -> ModelRef:
+def model_ref(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKENS, device: str = "cpu",
+              precision: str = "auto") -> ModelRef:
     """The ``ModelRef`` of a shipped model's name or a model directory, as ``attnlab.load``
     names it (FileNotFoundError naming the shipped models when it is neither, as ``load``)."""
     from .api import resolve_model, shipped_models
     from .options import positive_int
 
+    from .precision import PRECISIONS
+
     positive_int.check(batch_tokens, "batch_tokens")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is unknown; choose one of {', '.join(PRECISIONS)}")
     directory = resolve_model(name_or_dir)
     shipped = isinstance(name_or_dir, str) and shipped_models().get(name_or_dir) == directory
     source = name_or_dir if shipped else str(directory.resolve())
-    return ModelRef(str(source), os.fspath(name_or_dir), batch_tokens, device)
+    return ModelRef(str(source), os.fspath(name_or_dir), batch_tokens, device, precision)
 
 
 # -- on a worker -------------------------------------------------------------------------------
@@ -106,7 +112,8 @@ def worker_tagger(ref: ModelRef):
 
             if not _TAGGERS:
                 _malloc_for_tensors()
-            tagger = load(ref.source, batch_tokens=ref.batch_tokens, device=ref.device, threads=_worker_threads())
+            tagger = load(ref.source, batch_tokens=ref.batch_tokens, device=ref.device, threads=_worker_threads(),
+                          precision=ref.precision)
             while len(_TAGGERS) >= CACHED_MODELS:
                 del _TAGGERS[next(iter(_TAGGERS))]
             _TAGGERS[ref] = tagger
@@ -331,21 +338,22 @@ def cluster_workers(scheduler, model: ModelRef, **options) -> Iterator[ClusterWo
 
 def tag_on_cluster(model, source, out, *, scheduler, fmt: str = "conllu", kind: str = "auto", resume: bool = False,
                    progress: bool = False, batch_tokens: int = BATCH_TOKENS, block_chars: int = BLOCK_CHARS,
-                   report=print) -> Totals:
+                   precision: str = "auto", report=print) -> Totals:
     """Tag ``source`` on a Dask cluster into ``out``, as ``attnlab tag SOURCE -o OUT`` does in
     one process (the same bytes): a file (or "-", stdin) into a file (or "-", stdout), or a
     directory or glob into the directory ``out``, mirroring the tree (``tag_files``; ``report``
     gets a line per file that fails). ``model``: a shipped model's name or a model directory
     that every worker sees at the same path. ``scheduler``: ``tcp://HOST:PORT``, ``local:N``
     or a ``distributed.Client``. ``block_chars``: the block size (``attnlab tag --block-chars``;
-    blocks are cut here, so it is this process's setting). The totals are those of
-    ``tag_stream`` / ``tag_files``."""
+    blocks are cut here, so it is this process's setting). ``precision``: as ``attnlab.load``
+    (resolved on each worker, for its CPU). The totals are those of ``tag_stream`` /
+    ``tag_files``."""
     from .api import resolve_model
 
     require_extra("cluster", ["distributed"])
     if isinstance(scheduler, str):
         parse_scheduler(scheduler)
-    ref = model_ref(model, batch_tokens=batch_tokens)
+    ref = model_ref(model, batch_tokens=batch_tokens, precision=precision)
     source = os.fspath(source)
     many = source != "-" and not Path(source).is_file() and (Path(source).is_dir() or not Path(source).exists())
     if many:

@@ -42,12 +42,13 @@ def _check_positions_tensor(positions: torch.Tensor, rows: int, max_len: int | N
 
 
 def sinusoidal_table(max_len: int, d_model: int, *, base: float = 10000.0) -> torch.Tensor:
-    """(max_len, D): PE[p, 2i] = sin(p / base^(2i/D)), PE[p, 2i + 1] = cos(p / base^(2i/D))."""
+    """(max_len, D): PE[p, 2i] = sin(p / base^(2i/D)), PE[p, 2i + 1] = cos(p / base^(2i/D)),
+    made on the CPU (as ``RotaryPositions.inv_freq``)."""
     if d_model % 2:
         raise ValueError(f"sinusoidal positions need an even d_model, got {d_model}")
-    p = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
-    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64) / d_model)  # (D/2,)
-    table = torch.empty(max_len, d_model, dtype=torch.float64)
+    p = torch.arange(max_len, dtype=torch.float64, device="cpu")[:, None]  # (max_len, 1)
+    inv = base ** (-torch.arange(0, d_model, 2, dtype=torch.float64, device="cpu") / d_model)  # (D/2,)
+    table = torch.empty(max_len, d_model, dtype=torch.float64, device="cpu")
     table[:, 0::2] = torch.sin(p * inv)
     table[:, 1::2] = torch.cos(p * inv)
     return table.float()
@@ -97,7 +98,9 @@ class RotaryPositions(nn.Module):
         if d_head % 2:
             raise ValueError(f"rotary positions need an even head width, got d = {d_head}")
         self.d_head, self.base = d_head, base
-        inv = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64) / d_head)  # (d/2,) theta_i
+        # made on the CPU (module.to moves it): computed on "meta", these few numbers would cost
+        # the first use of torch's reference ops, about 1.5 s
+        inv = base ** (-torch.arange(0, d_head, 2, dtype=torch.float64, device="cpu") / d_head)  # (d/2,) theta_i
         self.register_buffer("inv_freq", inv, persistent=False)
         self._table: torch.Tensor | None = None  # e^{i p theta} for p < len(table), grown on demand
 

@@ -288,7 +288,7 @@ def test_tag_gives_probabilities(model, capsys, monkeypatch):
 
     _stdin(monkeypatch, "I saw a saw.\n\nthey book a book\n")
     capsys.readouterr()
-    assert main(["tag", "--model", str(model), "--format", "json"]) == 0
+    assert main(["tag", "--model", str(model), "--format", "json", "--precision", "fp32"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["words"] for r in rows] == [["I", "saw", "a", "saw", "."], ["they", "book", "a", "book"]]
     loaded = load_tagger(model)

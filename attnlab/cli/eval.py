@@ -90,7 +90,7 @@ def _score_from_text(args) -> int:
     from ..tasks.run import use_threads
 
     use_threads(args.threads)
-    tagger = load(args.model, batch_tokens=args.batch_size)
+    tagger = load(args.model, batch_tokens=args.batch_size, precision=args.precision)
     if not tagger.can_segment:
         raise UserError(f"model {args.model} has no segmenter, so --from-text cannot cut the raw text; score it on "
                         "gold tokenization (leave out --from-text)")

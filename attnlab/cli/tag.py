@@ -19,6 +19,7 @@ def add_parser(subparsers) -> None:
     from ..api import BATCH_TOKENS
     from ..corpus import BLOCK_CHARS
     from ..options import positive_int
+    from ..precision import PRECISIONS
     from ..tasks.tag_io import INPUTS, OUTPUTS
 
     p = subparsers.add_parser(
@@ -62,6 +63,10 @@ def add_parser(subparsers) -> None:
                         "is the same for any number (default: one per usable CPU core, or 1 for input under "
                         "4 MiB, where starting the processes, about 2 s each, costs more than they save)")
     p.add_argument("--threads", type=positive_int, help="torch threads with --workers 1 (default: torch's choice)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="number format of the matrix products: fp32, bf16 (about twice as fast on a CPU with AVX-512 BF16 "
+                        "or AMX; the accuracy cost per treebank is in RESULTS.md) or auto (bf16 where the CPU has "
+                        "it natively, else fp32; default auto)")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="tag on a Dask cluster (needs the 'cluster' extra): tcp://HOST:8786, the address of a running "
                         "'dask scheduler' whose workers ('dask worker tcp://HOST:8786 --nworkers N --nthreads 1') "
@@ -115,13 +120,17 @@ def cmd_tag(args) -> int:
     if args.scheduler is not None:
         from ..distributed import cluster_workers, model_ref
 
-        tagger: Any = model_ref(model, batch_tokens=args.batch_size)  # loaded by the workers, not here
+        tagger: Any = model_ref(model, batch_tokens=args.batch_size, precision=args.precision)  # loaded by the workers
         pool = cluster_workers(args.scheduler, tagger)
     else:
         workers, why = (int(args.workers), "--workers") if args.workers else default_workers(size)
         if workers == 1:
             use_threads(args.threads)
-        tagger = load(model, batch_tokens=args.batch_size)
+            tagger = load(model, batch_tokens=args.batch_size, precision=args.precision)
+        else:  # the workers load the model; this process only reads and writes
+            from ..distributed import model_ref
+
+            tagger = model_ref(model, batch_tokens=args.batch_size, precision=args.precision)
         if progress and workers > 1:
             print(f"attnlab tag: {workers} worker processes ({why})", file=sys.stderr)
         pool = Workers(tagger, workers)

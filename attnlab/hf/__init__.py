@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import meta_skeleton
 from .config import FAMILIES, HFConfig, parse_config, read_config
 from .model import EncoderOutput, Embeddings, HFEncoder
 from .tokenizer import Pieces, WordPieces, load_tokenizer
@@ -42,7 +43,7 @@ def load_encoder(directory: str | Path, *, dtype: torch.dtype = torch.float32,
     if dtype not in FLOATS:
         raise TypeError(f"dtype must be one of {', '.join(str(d) for d in FLOATS)}, got {dtype!r:.40}")
     config = read_config(directory)
-    with torch.device("meta"):  # the shapes and names the weights must have, without memory
+    with meta_skeleton():  # the shapes and names the weights must have, without memory
         expected = HFEncoder(config).state_dict()
     state = read_encoder_state(directory, config, expected, allow_nonfinite=allow_nonfinite)
     model = HFEncoder(config)

@@ -91,10 +91,10 @@ def new_model(make: Callable[[], Any]) -> Any:
     this machine has (``TRAINING_BYTES_PER_PARAMETER`` per parameter)."""
     import torch
 
-    from ..checkpoint import CheckpointError, check_model_description
+    from ..checkpoint import CheckpointError, check_model_description, meta_skeleton
     from ..errors import UserError
 
-    with torch.device("meta"):
+    with meta_skeleton():
         skeleton = make()
     try:
         check_model_description(skeleton.config.to_json(), "the model to train")

@@ -237,11 +237,13 @@ def _chunks(n: int, origin: int = 0) -> list[tuple[int, int, int, int]]:
 
 @torch.no_grad()
 def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *, batch_chars: int = 8192,
-                origin: int = 0) -> list[Scores]:
+                origin: int = 0, precision: str = "fp32") -> list[Scores]:
     """The segmenter's scores for every character of each text (paragraphs, say), read in
     overlapping chunks batched by length, about ``batch_chars`` characters a forward pass (two
     windows: a larger batch is no faster and holds ~2 KB of activations per character) (``_chunks``; ``origin``: where the texts start in a
-    longer input)."""
+    longer input; ``precision``: "fp32" or "bf16", as ``attnlab.precision``)."""
+    from ..precision import autocast
+
     model.eval()
     pieces: list[tuple[int, int, int, int, int]] = []  # (text index, read_start, read_end, keep_start, keep_end)
     encoded = [vocab.encode(t) for t in texts]
@@ -264,8 +266,9 @@ def score_texts(model: Segmenter, vocab: SegmenterVocab, texts: Sequence[str], *
             ids[row, : r1 - r0] = encoded[i][0][r0:r1]
             cats[row, : r1 - r0] = encoded[i][1][r0:r1]
         device = model.chars.weight.device
-        b, m = model(ids.to(device), cats.to(device), lengths.to(device))
-        b, m = b.log_softmax(-1).cpu(), m.softmax(-1)[..., 1].cpu()
+        with autocast(precision, device.type):
+            b, m = model(ids.to(device), cats.to(device), lengths.to(device))
+        b, m = b.float().log_softmax(-1).cpu(), m.float().softmax(-1)[..., 1].cpu()
         for row, (i, r0, _, k0, k1) in enumerate(group):
             boundary[i][k0:k1] = b[row, k0 - r0:k1 - r0]
             multiword[i][k0:k1] = m[row, k0 - r0:k1 - r0]
@@ -385,7 +388,7 @@ def _words(form: str, p_multiword: float, vocab: SegmenterVocab) -> list[str]:
 
 
 def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *, lines: bool = False,
-            before: str = "", after: str = "", offset: int = 0) -> list[list[list[SegmentedToken]]]:
+            before: str = "", after: str = "", offset: int = 0, precision: str = "fp32") -> list[list[list[SegmentedToken]]]:
     """Paragraphs of sentences of tokens of ``text``; offsets index ``text``. With ``lines``,
     every non-blank line is one sentence (and a paragraph of its own). The whole text is scored
     at once (in chunks), so that every paragraph is read with what follows it, and the text's end
@@ -394,14 +397,14 @@ def segment(model: Segmenter, vocab: SegmenterVocab, text: str, *, lines: bool =
     A block of a longer input (``attnlab.corpus``) starting at character ``offset`` gives the
     text ``before`` and ``after`` it (CONTEXT_CHARS of each are enough; an ``after`` shorter than
     that is the input's end): they are read in the windows the whole input would be read in, so
-    the scores are those of the whole input, but not segmented."""
+    the scores are those of the whole input, but not segmented. ``precision``: as ``score_texts``."""
     spans = line_spans(text) if lines else paragraph_spans(text)
     if not spans:
         return []
     before = before[len(before) - min(len(before), offset % CHUNK + CONTEXT):]
     needed = -(offset + len(text)) % CHUNK + CONTEXT
     tail = after[:needed] + ("\n" if len(after) < needed else "")
-    scores = score_texts(model, vocab, [before + text + tail], origin=offset - len(before))[0]
+    scores = score_texts(model, vocab, [before + text + tail], origin=offset - len(before), precision=precision)[0]
     a0 = len(before)
     found = [decode(text[a:b], Scores(scores.boundary[a0 + a:a0 + b], scores.multiword[a0 + a:a0 + b]), vocab, a)
              for a, b in spans]

@@ -57,7 +57,8 @@ def tag_sentences(loaded, sentences, *, batch_tokens: int = 8192, probabilities:
 
     filled = [i for i, s in enumerate(sentences) if s.tokens]
     found = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, [sentences[i].forms for i in filled],
-                         batch_tokens=batch_tokens, probabilities=probabilities, top_k=top_k)
+                         batch_tokens=batch_tokens, probabilities=probabilities, top_k=top_k,
+                         precision=loaded.precision)
 
     def spread(by_layer):  # back to one row per sentence, empty ones included
         if by_layer is None:

@@ -378,22 +378,25 @@ def _choices(scores: torch.Tensor, lengths: torch.Tensor, k: int, probabilities:
 @torch.inference_mode()
 def predict_tags(
     model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
-    *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0,
+    *, batch_tokens: int = 8192, probabilities: bool = False, top_k: int = 0, precision: str = "fp32",
 ) -> TagPredictions:
     """Tag lists of word forms (each with at least one word) in batches of similar length, on
-    every layer the model predicts; ``top_k`` > 0 also lists each word's ``top_k`` best values."""
+    every layer the model predicts; ``top_k`` > 0 also lists each word's ``top_k`` best values.
+    ``precision``: "fp32" or "bf16", the products' number format (``attnlab.precision``)."""
     was_training = model.training
     model.eval()
     try:
         with paused_gc():
-            return _predict_batches(model, encoder, vocabs, sentences, batch_tokens, probabilities, top_k)
+            return _predict_batches(model, encoder, vocabs, sentences, batch_tokens, probabilities, top_k, precision)
     finally:
         model.train(was_training)
 
 
 def _predict_batches(model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocabs, sentences: Sequence[Sequence[str]],
-                     batch_tokens: int, probabilities: bool, top_k: int) -> TagPredictions:
+                     batch_tokens: int, probabilities: bool, top_k: int, precision: str) -> TagPredictions:
     """``predict_tags`` on a model in eval mode."""
+    from ..precision import autocast
+
     allowed = feats_allowed(vocabs) if model.feats_head is not None else None
     tags: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
     probs: dict[str, list] = {name: [None] * len(sentences) for name in model.layers}
@@ -406,7 +409,9 @@ def _predict_batches(model: Tagger, encoder: FeatureEncoder, vocabs: TaggerVocab
         if device.type != "cpu":
             batch = batch.to(device)
         batch.char_vectors = table
-        for name, scores in masked_scores(model(batch), allowed).items():
+        with autocast(precision, device.type):
+            out = model(batch)
+        for name, scores in masked_scores(out, allowed).items():
             itos = vocabs.layer(name).itos
             k = max(top_k, 1)  # lemmas: a few more edit scripts, for forms the best one does not fit
             ids, values = _choices(scores, batch.lengths, k + 4 if name == "lemma" else k,
@@ -442,6 +447,7 @@ class LoadedTagger:
     vocabs: TaggerVocabs
     config: TaggerConfig
     record: dict  # the whole config.json (training settings, metrics, data)
+    precision: str = "fp32"  # the products' number format at inference ("fp32", "bf16": attnlab.precision)
 
     def encoder(self) -> FeatureEncoder:
         """The model's feature encoder, one per loaded model (it keeps the forms it has seen)."""
@@ -461,12 +467,14 @@ def load_tagger(directory: str | Path) -> LoadedTagger:
     return LoadedTagger(model, vocabs, config, files.config)
 
 
-def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192) -> dict:
+def evaluate_tagger(model_dir: str | Path, sentences: Sequence, *, source: str, batch_tokens: int = 8192,
+                    precision: str = "fp32") -> dict:
     """Tag gold ``sentences`` (read from ``source``) with a model directory and score them
-    (``score_tagger``)."""
+    (``score_tagger``); ``precision`` as ``predict_tags``."""
     loaded = load_tagger(model_dir)
     return score_tagger(
-        lambda forms: predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens).tags,
+        lambda forms: predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, forms, batch_tokens=batch_tokens,
+                                   precision=precision).tags,
         loaded.vocabs, model_dir, sentences, source,
     )
 

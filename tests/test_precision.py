@@ -1,0 +1,82 @@
+"""Inference in bfloat16 (``attnlab.precision``): which format runs, and that bf16 computes
+the fp32 model's function within bfloat16's rounding."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import pytest
+import torch
+
+import attnlab
+from attnlab import precision
+from attnlab.tasks.tagging import predict_tags
+from tiny_models import full_corpus, tiny_pipeline_dir, tiny_tagger_dir
+
+ZEN4 = "flags\t\t: fpu vme sse avx2 avx512f avx512_bf16 avx512_vnni\n"
+XEON_AMX = "flags\t\t: fpu avx512f amx_bf16 amx_tile amx_int8\n"
+OLD = "flags\t\t: fpu sse avx2 fma\n"
+
+
+@pytest.mark.parametrize("text, native, named", [(ZEN4, True, "AVX-512 BF16"), (XEON_AMX, True, "AMX-BF16"),
+                                                 (OLD, False, "neither"), ("", False, "neither")])
+def test_flags_tell_native_bf16(text, native, named):
+    found, why = precision.bf16_from_cpuinfo(text)
+    assert found is native and named in why
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_takes_bf16_only_where_native(monkeypatch, caplog, native):
+    monkeypatch.setattr(precision, "native_bf16", lambda: (native, "told by the test"))
+    assert precision.resolve("auto") == ("bf16" if native else "fp32")
+    assert precision.resolve("fp32") == "fp32"
+    with caplog.at_level(logging.WARNING, logger="attnlab.precision"):
+        assert precision.resolve("bf16") == "bf16"
+    assert ("slower than fp32" in caplog.text) is (not native)
+
+
+def test_unknown_precision_is_refused_before_loading():
+    with pytest.raises(ValueError, match="precision 'fp16' is unknown; choose one of fp32, bf16, auto"):
+        attnlab.load("/no/such/model", precision="fp16")
+
+
+def test_bf16_tags_as_fp32_within_rounding(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: (True, "told by the test"))
+    fp32 = attnlab.load(str(tiny_tagger_dir(full=True)), precision="fp32")
+    bf16 = attnlab.load(str(tiny_tagger_dir(full=True)))  # "auto", and this CPU is said to have bf16
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    forms = [s.forms for s in full_corpus(60, seed=7)]
+    loaded = fp32.loaded
+    a = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, forms, probabilities=True)
+    b = predict_tags(loaded.model, loaded.encoder(), loaded.vocabs, forms, probabilities=True, precision="bf16")
+    words = sum(map(len, forms))
+    for layer in a.tags:
+        pa = torch.tensor([p for row in a.probs[layer] for p in row])
+        pb = torch.tensor([p for row in b.probs[layer] for p in row])
+        same = sum(x == y for ra, rb in zip(a.tags[layer], b.tags[layer]) for x, y in zip(ra, rb))
+        assert same >= 0.97 * words, layer
+        assert (pa - pb).abs().max() < 0.05, layer
+        if layer == "upos":  # bf16 keeps 8 significant bits: the products did run in it
+            assert (pa - pb).abs().max() > 1e-4
+    # the Tagger passes its precision on: its probabilities are bf16's
+    got = [w.probs["upos"] for s in bf16.tag(forms[:5]) for w in s]
+    want = [p for row in b.probs["upos"][:5] for p in row]
+    assert got == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("asked", ["fp32", "bf16"])
+def test_precision_survives_pickling(monkeypatch, asked):
+    monkeypatch.setattr(precision, "native_bf16", lambda: (True, "told by the test"))
+    tagger = attnlab.load(str(tiny_tagger_dir()), precision=asked)
+    again = pickle.loads(pickle.dumps(tagger))
+    assert again.precision == asked
+
+
+def test_segmenter_in_bf16_reads_as_fp32(monkeypatch):
+    monkeypatch.setattr(precision, "native_bf16", lambda: (True, "told by the test"))
+    text = "I saw a saw. The saws cut wood.\n\nWe saw them."
+    fp32 = attnlab.load(str(tiny_pipeline_dir()), precision="fp32")(text)
+    bf16 = attnlab.load(str(tiny_pipeline_dir()), precision="bf16")(text)
+    spans = [(t.start, t.end) for s in fp32.sentences for t in s.tokens]
+    assert spans and [(t.start, t.end) for s in bf16.sentences for t in s.tokens] == spans
