@@ -90,6 +90,12 @@ def all_entries(head_dims: tuple[int, ...] = (64,), modes: tuple[str, ...] = MOD
     return [entry_key(m, n, d) for d in head_dims for m in modes for n in N_BOUNDS]
 
 
+def entry_order(entry: str) -> tuple:
+    """Sort key of entries: by mode, head width, then longest sequence."""
+    mode, nb, db = entry.split()
+    return MODES.index(mode), db.startswith("d>"), int(db[3:]), int(nb[3:])
+
+
 def fixed_path(mode: str, longest: int) -> str:
     """The rule used before (and without) calibration: native, except training on
     sequences longer than ``NATIVE_MAX_LEN``."""
@@ -156,11 +162,16 @@ def choose(times: Mapping[str, float], default: str, margin: float = MARGIN) -> 
 
 def measure(entry: str, dtype: torch.dtype = torch.float32, rounds: int | None = None) -> dict:
     """Time both paths on the entry's workload and choose: the entry's row of the table."""
+    return measure_batch(entry.split()[0], *workload(entry), dtype=dtype, rounds=rounds)
+
+
+def measure_batch(mode: str, lengths: list[int], heads: int, d: int, *, dtype: torch.dtype = torch.float32,
+                  rounds: int | None = None) -> dict:
+    """Both paths side by side on qkv (T, 3, H, d) of sequences of ``lengths``, in ``mode``:
+    their median ms, the ratio buckets / native, the choice and why."""
     from ..attention.varlen import VarlenPlan, varlen_attention_qkv
     from ..packing import cu_seqlens_from_lengths
 
-    mode = entry.split()[0]
-    lengths, heads, d = workload(entry)
     train = mode == "training"
     if rounds is None:
         rounds = 3 if max(lengths) > 4096 else 5
@@ -254,7 +265,7 @@ def save(parts: Mapping[str, str], entries: Mapping[str, dict]) -> Path:
     from ..atomic import atomic_write_bytes
 
     path = cache_path(parts)
-    data = {"version": VERSION, "key": dict(parts), "entries": dict(sorted(entries.items()))}
+    data = {"version": VERSION, "key": dict(parts), "entries": dict(sorted(entries.items(), key=lambda kv: entry_order(kv[0])))}
     atomic_write_bytes(path, (json.dumps(data, indent=1) + "\n").encode())
     return path
 
