@@ -124,12 +124,13 @@ def workload(entry: str) -> tuple[list[int], int, int]:
 # -- timing and choosing -------------------------------------------------------------------------
 
 def time_paths(calls: Mapping[str, Callable[[], object]], rounds: int = 5, *,
-               clock: Callable[[], float] = time.perf_counter, min_sample: float = 0.005) -> dict[str, float]:
-    """Median seconds per call of each callable, timed side by side.
+               clock: Callable[[], float] = time.perf_counter, min_sample: float = 0.005) -> dict[str, list[float]]:
+    """Seconds per call of each callable in every round, timed side by side.
 
     Each is called once to warm up (that call also sets how many calls make one sample of
     at least ``min_sample`` seconds), then ``rounds`` interleaved rounds run every callable
     once per round, the order reversed every other round so neither always goes first.
+    Sample r of every callable comes from round r, so they can be compared in pairs.
     """
     names = list(calls)
     reps = {}
@@ -144,20 +145,25 @@ def time_paths(calls: Mapping[str, Callable[[], object]], rounds: int = 5, *,
             for _ in range(reps[name]):
                 calls[name]()
             samples[name].append((clock() - start) / reps[name])
-    return {name: statistics.median(s) for name, s in samples.items()}
+    return samples
 
 
-def choose(times: Mapping[str, float], default: str, margin: float = MARGIN) -> tuple[str, str]:
-    """(path, why): the fastest of ``times`` if it beats ``default`` by more than ``margin``,
-    else ``default``."""
-    best = min(times, key=lambda name: times[name])
-    if best != default and times[best] * (1 + margin) < times[default]:
-        return best, f"{best} {times[default] / times[best]:.2f}x faster than {default}"
+def choose(samples: Mapping[str, list[float]], default: str, margin: float = MARGIN,
+           min_wins: float = 0.75) -> tuple[str, str]:
+    """(path, why): the path of least median time if its median beats ``default``'s by more
+    than ``margin`` and it was faster in at least ``min_wins`` of the rounds (so a burst of
+    load on the machine during a few rounds does not decide), else ``default``."""
+    times = {name: statistics.median(s) for name, s in samples.items()}
     other = min((o for o in times if o != default), key=lambda o: times[o], default=default)
     gap = times[default] / times[other]  # > 1: the best other path is faster
+    wins = sum(a < b for a, b in zip(samples[other], samples[default])) / max(1, len(samples[default]))
+    if gap > 1 + margin and wins >= min_wins:
+        return other, f"{other} {gap:.2f}x faster than {default} (in {wins:.0%} of the rounds)"
     if gap <= 1.0:
         return default, f"{default} kept ({other} {1 / gap:.2f}x slower)"
-    return default, f"{default} kept ({other} only {gap:.2f}x faster, within the {margin:.0%} margin)"
+    if gap <= 1 + margin:
+        return default, f"{default} kept ({other} only {gap:.2f}x faster, within the {margin:.0%} margin)"
+    return default, f"{default} kept ({other} {gap:.2f}x faster but only in {wins:.0%} of the rounds: noisy)"
 
 
 def measure(entry: str, dtype: torch.dtype = torch.float32, rounds: int | None = None) -> dict:
@@ -194,13 +200,15 @@ def measure_batch(mode: str, lengths: list[int], heads: int, d: int, *, dtype: t
                         qkv.grad = None
             return run
 
-        times = time_paths({p: call(p) for p in PATHS}, rounds)
-    path, why = choose(times, fixed_path(mode, max(lengths)))
+        samples = time_paths({p: call(p) for p in PATHS}, rounds)
+    times = {name: statistics.median(s) for name, s in samples.items()}
+    path, why = choose(samples, fixed_path(mode, max(lengths)))
     shape = f"{len(lengths)} x {min(lengths)}-{max(lengths)}" if len(lengths) > 1 else f"1 x {lengths[0]}"
     return {
         "native_ms": round(times["native"] * 1e3, 4), "buckets_ms": round(times["buckets"] * 1e3, 4),
         "ratio": round(times["buckets"] / times["native"], 3),  # > 1: native faster
         "choice": path, "why": why, "shape": f"{shape} tokens, H={heads}, d={d}", "rounds": rounds,
+        "spread": {name: round(max(s) / min(s), 2) for name, s in samples.items()},  # slowest / fastest round
         "seconds": round(time.perf_counter() - began, 2),  # what measuring this entry cost
     }
 
