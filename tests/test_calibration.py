@@ -213,3 +213,12 @@ def test_bench_calibrate_show_prints_the_kept_table_without_measuring(cache, cap
     assert f"| {entry} | fake | 1.000 | 2.000 | 2.00 | buckets | buckets 1.50x faster than native |" in text
     assert json.loads(out_json.read_text())["entries"][entry]["choice"] == "buckets"
     assert cache == []  # nothing measured
+
+
+@needs_kernels
+def test_measuring_runs_both_paths_unseen_by_record_and_inside_inference_mode():
+    with kernels.record() as ran, torch.inference_mode():
+        row = calibrate.measure_batch("training", [5, 9, 3], 2, 8, rounds=1)
+    assert ran == set()  # the timing runs are not the caller's work
+    assert row["native_ms"] > 0 and row["buckets_ms"] > 0 and row["choice"] in calibrate.PATHS
+    assert row["ratio"] == pytest.approx(row["buckets_ms"] / row["native_ms"], rel=1e-2)

@@ -33,6 +33,7 @@ injects a table in a block, whatever the variable says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -62,6 +63,7 @@ VERSION = 1  # of the cache file's layout
 
 _lock = threading.RLock()
 _tables: dict[str, dict[str, dict]] = {}  # cache file name -> entries, as loaded or measured
+_names: dict[tuple, str] = {}  # (dtype, threads, torch version) -> cache file name
 _injected: list[Mapping[str, str]] = []  # tables given to use(), innermost last
 
 
@@ -215,6 +217,7 @@ def measure_batch(mode: str, lengths: list[int], heads: int, d: int, *, dtype: t
 
 # -- the cache -----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo ("" when not found)."""
     try:
@@ -280,12 +283,15 @@ def save(parts: Mapping[str, str], entries: Mapping[str, dict]) -> Path:
 
 def table(dtype: torch.dtype = torch.float32) -> dict[str, dict]:
     """The entries known for this machine and dtype (loaded once per process and key)."""
-    parts = key_parts(dtype)
-    name = cache_path(parts).name
-    with _lock:
-        if name not in _tables:
-            _tables[name] = load(parts)
-        return _tables[name]
+    memo = (dtype, torch.get_num_threads(), torch.__version__)  # the parts that can change in a process
+    name = _names.get(memo)
+    if name is None or name not in _tables:
+        with _lock:
+            parts = key_parts(dtype)
+            name = _names[memo] = cache_path(parts).name
+            if name not in _tables:
+                _tables[name] = load(parts)
+    return _tables[name]
 
 
 def calibrate(entries: list[str], dtype: torch.dtype = torch.float32, *,
@@ -363,4 +369,6 @@ def clear() -> None:
     """Forget the tables loaded in this process (the next ``choice()`` reads the files again)."""
     with _lock:
         _tables.clear()
+        _names.clear()
         _build_keys.clear()
+        cpu_model.cache_clear()
