@@ -10,6 +10,7 @@ from fake_clock import FakeClock
 
 from attnlab import kernels, varlen_attention
 from attnlab.attention.functional import scaled_dot_product_attention
+from attnlab.attention.varlen import timed_attention
 from attnlab.kernels import calibrate
 from attnlab.packing import cu_seqlens_from_lengths
 
@@ -24,7 +25,7 @@ def cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTNLAB_CALIBRATE", "1")
     measured = []
 
-    def fake_measure(entry, dtype=torch.float32, rounds=None):
+    def fake_measure(entry, dtype=torch.float32, rounds=None, *, attention):
         measured.append((entry, dtype))
         return {**ROW, "choice": "buckets", "why": "fake: buckets faster"}
 
@@ -54,19 +55,19 @@ def test_the_key_changes_with_each_part(cache, monkeypatch):
 
 
 def test_a_table_is_measured_once_kept_and_measured_again_when_the_key_changes(cache, monkeypatch):
-    assert calibrate.choice("inference", 30, 64, torch.float32)[0] == "buckets"
+    assert calibrate.choice("inference", 30, 64, torch.float32, timed_attention)[0] == "buckets"
     assert cache == [("inference n<=64 d<=64", torch.float32)]
-    calibrate.choice("inference", 40, 64, torch.float32)  # same entry: from memory
+    calibrate.choice("inference", 40, 64, torch.float32, timed_attention)  # same entry: from memory
     calibrate.clear()
-    path, why = calibrate.choice("inference", 50, 64, torch.float32)  # from the file
+    path, why = calibrate.choice("inference", 50, 64, torch.float32, timed_attention)  # from the file
     assert path == "buckets" and "calibrated" in why and len(cache) == 1
     written = json.loads(calibrate.cache_path(calibrate.key_parts()).read_text())
     assert written["key"] == calibrate.key_parts() and "inference n<=64 d<=64" in written["entries"]
 
     monkeypatch.setattr(torch, "__version__", "0.0.1")  # another PyTorch: the old table is not reused
-    calibrate.choice("inference", 50, 64, torch.float32)
+    calibrate.choice("inference", 50, 64, torch.float32, timed_attention)
     assert len(cache) == 2
-    calibrate.choice("inference", 50, 64, torch.float64)  # another dtype: its own table
+    calibrate.choice("inference", 50, 64, torch.float64, timed_attention)  # another dtype: its own table
     assert len(cache) == 3
 
 
@@ -80,7 +81,7 @@ def test_a_corrupt_or_foreign_file_is_ignored_with_a_warning_and_measured_again(
         calibrate.clear()
         cache.clear()
         with caplog.at_level(logging.WARNING, logger="attnlab.kernels"):
-            assert calibrate.choice("training", 10, 64, torch.float32)[0] == "buckets"
+            assert calibrate.choice("training", 10, 64, torch.float32, timed_attention)[0] == "buckets"
         assert "ignoring the calibration file" in caplog.text and len(cache) == 1
         assert json.loads(path.read_text())["entries"]["training n<=64 d<=64"]["choice"] == "buckets"  # rewritten
         caplog.clear()
@@ -88,10 +89,10 @@ def test_a_corrupt_or_foreign_file_is_ignored_with_a_warning_and_measured_again(
 
 def test_off_and_cached_settings_never_measure(cache, monkeypatch):
     monkeypatch.setenv("ATTNLAB_CALIBRATE", "0")
-    assert calibrate.choice("training", 300, 64, torch.float32) == ("buckets", "fixed rule (ATTNLAB_CALIBRATE=0)")
-    assert calibrate.choice("training", 200, 64, torch.float32)[0] == "native"
+    assert calibrate.choice("training", 300, 64, torch.float32, timed_attention) == ("buckets", "fixed rule (ATTNLAB_CALIBRATE=0)")
+    assert calibrate.choice("training", 200, 64, torch.float32, timed_attention)[0] == "native"
     monkeypatch.setenv("ATTNLAB_CALIBRATE", "cached")
-    assert calibrate.choice("inference", 5000, 64, torch.float32)[0] == "native"  # not calibrated: fixed rule
+    assert calibrate.choice("inference", 5000, 64, torch.float32, timed_attention)[0] == "native"  # not calibrated: fixed rule
     assert cache == []
 
 
@@ -218,7 +219,7 @@ def test_bench_calibrate_show_prints_the_kept_table_without_measuring(cache, cap
 @needs_kernels
 def test_measuring_runs_both_paths_unseen_by_record_and_inside_inference_mode():
     with kernels.record() as ran, torch.inference_mode():
-        row = calibrate.measure_batch("training", [5, 9, 3], 2, 8, rounds=1)
+        row = calibrate.measure_batch("training", [5, 9, 3], 2, 8, rounds=1, attention=timed_attention)
     assert ran == set()  # the timing runs are not the caller's work
     assert row["native_ms"] > 0 and row["buckets_ms"] > 0 and row["choice"] in calibrate.PATHS
     assert row["ratio"] == pytest.approx(row["buckets_ms"] / row["native_ms"], rel=1e-2)

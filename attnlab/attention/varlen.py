@@ -425,8 +425,17 @@ def _native_unsupported_reason(tensors, normalize, plan, impl) -> str | None:
     if reason or impl == "native":
         return reason
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    path, why = calibrate.choice("training" if grad else "inference", plan.longest, tensors[0].shape[-1], tensors[0].dtype)
+    path, why = calibrate.choice(
+        "training" if grad else "inference", plan.longest, tensors[0].shape[-1], tensors[0].dtype, timed_attention
+    )
     return None if path == "native" else why
+
+
+def timed_attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor):
+    """For ``attnlab.kernels.calibrate``: a function of ``impl`` that runs stacked qkv
+    (T, 3, H, d) through that path, the plan made once (as an encoder's layers share it)."""
+    plan = VarlenPlan(cu_seqlens, qkv.shape[0], width=qkv.shape[2] * qkv.shape[3])
+    return lambda impl: varlen_attention_qkv(qkv, cu_seqlens, plan=plan, impl=impl)
 
 
 def _per_sequence(q, k, v, plan, causal, window, normalize, scale, dropout):

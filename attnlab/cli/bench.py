@@ -396,6 +396,7 @@ def _add_calibrate(bsub) -> None:
 def _run_calibrate(args) -> int:
     import torch
 
+    from ..attention.varlen import timed_attention
     from ..kernels import calibrate, native
 
     if args.threads:
@@ -413,12 +414,13 @@ def _run_calibrate(args) -> int:
             raise UserError(f"the native kernels are unavailable ({native.unavailable_reason()}): nothing to calibrate")
         print(f"attnlab bench calibrate: {', '.join(f'{k} {v}' for k, v in parts.items())} ...", flush=True)
         entries = calibrate.all_entries(tuple(args.head_dim), tuple(args.modes))
-        report["entries"] = calibrate.calibrate(entries, dtype, log_row=lambda e, row: print(_row(e, row), flush=True))
+        report["entries"] = calibrate.calibrate(entries, dtype, attention=timed_attention,
+                                                log_row=lambda e, row: print(_row(e, row), flush=True))
         for n in args.sizes:
             for mode in args.modes:
                 for d in args.head_dim:
                     name = f"{mode} single N={n} d={d}"
-                    row = calibrate.measure_batch(mode, [n], 1, d, dtype=dtype)
+                    row = calibrate.measure_batch(mode, [n], 1, d, dtype=dtype, attention=timed_attention)
                     row["table"] = calibrate.table(dtype).get(calibrate.entry_key(mode, n, d), {}).get("choice")
                     report["sizes"][name] = row
                     print(_row(name, row), flush=True)

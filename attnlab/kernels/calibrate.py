@@ -168,16 +168,21 @@ def choose(samples: Mapping[str, list[float]], default: str, margin: float = MAR
     return default, f"{default} kept ({other} {gap:.2f}x faster but only in {wins:.0%} of the rounds: noisy)"
 
 
-def measure(entry: str, dtype: torch.dtype = torch.float32, rounds: int | None = None) -> dict:
+# (qkv (T, 3, H, d), cu_seqlens (B + 1,)) -> a function of impl ("native" | "buckets") that
+# returns out (T, H, d): attnlab.attention.varlen.timed_attention (passed in: varlen imports us)
+Attention = Callable[[torch.Tensor, torch.Tensor], Callable[[str], torch.Tensor]]
+
+
+def measure(entry: str, dtype: torch.dtype = torch.float32, rounds: int | None = None, *,
+            attention: Attention) -> dict:
     """Time both paths on the entry's workload and choose: the entry's row of the table."""
-    return measure_batch(entry.split()[0], *workload(entry), dtype=dtype, rounds=rounds)
+    return measure_batch(entry.split()[0], *workload(entry), dtype=dtype, rounds=rounds, attention=attention)
 
 
 def measure_batch(mode: str, lengths: list[int], heads: int, d: int, *, dtype: torch.dtype = torch.float32,
-                  rounds: int | None = None) -> dict:
+                  rounds: int | None = None, attention: Attention) -> dict:
     """Both paths side by side on qkv (T, 3, H, d) of sequences of ``lengths``, in ``mode``:
     their median ms, the ratio buckets / native, the choice and why."""
-    from ..attention.varlen import VarlenPlan, varlen_attention_qkv
     from ..packing import cu_seqlens_from_lengths
 
     train = mode == "training"
@@ -191,12 +196,12 @@ def measure_batch(mode: str, lengths: list[int], heads: int, d: int, *, dtype: t
         qkv = torch.randn(sum(lengths), 3, heads, d, generator=g).to(dtype).requires_grad_(train)
         grad = torch.randn(sum(lengths), heads, d, generator=g).to(dtype)
         cu = cu_seqlens_from_lengths(lengths)
-        plan = VarlenPlan(cu, qkv.shape[0], width=heads * d)  # shared by every layer of an encoder
+        attend = attention(qkv, cu)
 
         def call(impl: str) -> Callable[[], None]:
             def run() -> None:
                 with torch.set_grad_enabled(train):
-                    out = varlen_attention_qkv(qkv, cu, plan=plan, impl=impl)
+                    out = attend(impl)
                     if train:
                         out.backward(grad)
                         qkv.grad = None
@@ -294,14 +299,14 @@ def table(dtype: torch.dtype = torch.float32) -> dict[str, dict]:
     return _tables[name]
 
 
-def calibrate(entries: list[str], dtype: torch.dtype = torch.float32, *,
+def calibrate(entries: list[str], dtype: torch.dtype = torch.float32, *, attention: Attention,
               log_row: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
     """Measure ``entries`` (again), store them in the table and write it; the new rows."""
     rows = {}
     with _lock:
         known = table(dtype)
         for entry in entries:
-            rows[entry] = known[entry] = measure(entry, dtype)
+            rows[entry] = known[entry] = measure(entry, dtype, attention=attention)
             if log_row:
                 log_row(entry, rows[entry])
         _write(dtype, known)
@@ -341,8 +346,9 @@ def setting() -> str:
     return "cached" if value == "cached" else "measure"
 
 
-def choice(mode: str, longest: int, d: int, dtype: torch.dtype) -> tuple[str, str]:
-    """(path, why) for a call the native kernel can serve: "native" or "buckets"."""
+def choice(mode: str, longest: int, d: int, dtype: torch.dtype, attention: Attention) -> tuple[str, str]:
+    """(path, why) for a call the native kernel can serve: "native" or "buckets"; a missing
+    entry is measured with ``attention`` when ``ATTNLAB_CALIBRATE`` allows."""
     entry = entry_key(mode, longest, d)
     fixed = fixed_path(mode, longest)
     if _injected:
@@ -358,7 +364,7 @@ def choice(mode: str, longest: int, d: int, dtype: torch.dtype) -> tuple[str, st
             row = known.get(entry)
             if row is None:
                 log.info("calibrating packed attention for %s %s (once per machine)", entry, dtype)
-                row = known[entry] = measure(entry, dtype)
+                row = known[entry] = measure(entry, dtype, attention=attention)
                 _write(dtype, known)
     if row is None:
         return fixed, f"fixed rule ({entry} not calibrated)"
