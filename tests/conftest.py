@@ -12,8 +12,14 @@ settings.register_profile(
 settings.load_profile("attnlab")
 
 
+import os
+
 import pytest
 import torch
+
+# impl="auto" takes the fixed rule in tests: no timing runs inside them, the same choice on
+# every machine (tests of the calibration inject their tables, attnlab.kernels.calibrate.use)
+os.environ.setdefault("ATTNLAB_CALIBRATE", "0")
 
 
 @pytest.fixture

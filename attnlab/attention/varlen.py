@@ -15,9 +15,12 @@ How it is computed (an implementation detail; the encoder around it never pads):
   works even on one sequence with one head, and keys are taken in chunks that stay in
   cache, each row's softmax carried across chunks by its running maximum and sum (the
   flash-attention order), so memory stays linear in N. ``impl="auto"`` takes it for softmax when
-  the kernels are available and either no gradient is needed or every sequence is at
-  most ``NATIVE_MAX_LEN`` long (its backward works one (sequence, head) pair per core,
-  so for long sequences PyTorch's flash kernel trains faster);
+  the kernels are available and the table calibrated on this CPU says it is the faster path
+  for the call's mode (inference or training), longest sequence and head width
+  (``attnlab.kernels.calibrate``: both paths timed side by side, once per machine). Without
+  a calibration the fixed rule holds: native when no gradient is needed or every sequence is
+  at most ``NATIVE_MAX_LEN`` long (its backward works one (sequence, head) pair per core,
+  so for long sequences PyTorch's flash kernel often trains faster);
 * ``impl="buckets"`` (pure PyTorch): sequences are sorted by length and cut into a
   few **length buckets**, chosen by a
   small dynamic programme that trades the cost of one more kernel call against the
@@ -49,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import kernels
+from ..kernels import calibrate
 from ..packing import check_cu_seqlens
 from .functional import all_finite, check_dtypes, check_normalize, scaled_dot_product_attention
 from .masks import causal as causal_mask
@@ -62,8 +66,9 @@ log = logging.getLogger("attnlab.attention")
 _CALL_SECONDS = 25e-6
 _PAIR_FLOPS = 60e9
 
-# Longest sequence the native kernel takes under impl="auto" when gradients are needed.
-NATIVE_MAX_LEN = 256
+# Longest sequence the native kernel takes under impl="auto" when gradients are needed and
+# no calibration was made (ATTNLAB_CALIBRATE=0, or the entry is missing from a cached table).
+NATIVE_MAX_LEN = calibrate.NATIVE_MAX_LEN
 IMPLS = ("auto", "native", "buckets")
 
 
@@ -416,10 +421,21 @@ def _native_unsupported_reason(tensors, normalize, plan, impl) -> str | None:
         return "impl='buckets'"
     if normalize != "softmax":
         return f"normalize={normalize!r} (the native kernel only does softmax)"
+    reason = kernels.native_unsupported_reason(*tensors)
+    if reason or impl == "native":
+        return reason
     grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    if impl == "auto" and grad and plan.longest > NATIVE_MAX_LEN:
-        return f"gradients for a sequence of {plan.longest} tokens (> {NATIVE_MAX_LEN}: the flash kernel trains faster)"
-    return kernels.native_unsupported_reason(*tensors)
+    path, why = calibrate.choice(
+        "training" if grad else "inference", plan.longest, tensors[0].shape[-1], tensors[0].dtype, timed_attention
+    )
+    return None if path == "native" else why
+
+
+def timed_attention(qkv: torch.Tensor, cu_seqlens: torch.Tensor):
+    """For ``attnlab.kernels.calibrate``: a function of ``impl`` that runs stacked qkv
+    (T, 3, H, d) through that path, the plan made once (as an encoder's layers share it)."""
+    plan = VarlenPlan(cu_seqlens, qkv.shape[0], width=qkv.shape[2] * qkv.shape[3])
+    return lambda impl: varlen_attention_qkv(qkv, cu_seqlens, plan=plan, impl=impl)
 
 
 def _per_sequence(q, k, v, plan, causal, window, normalize, scale, dropout):

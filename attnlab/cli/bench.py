@@ -1,4 +1,4 @@
-"""`attnlab bench <benchmark>`: attention, encoder, hf, serve, treebanks, tag and explorer.
+"""`attnlab bench <benchmark>`: attention, encoder, hf, serve, treebanks, tag, explorer and calibrate.
 
 Parses the options into the benchmark's config, runs it (``attnlab.bench``), prints its report
 and writes the JSON if asked. The benchmarks import torch when they run, not here.
@@ -25,6 +25,7 @@ def add_parser(sub) -> None:
     _add_treebanks(bsub)
     _add_tag(bsub)
     _add_explorer(bsub)
+    _add_calibrate(bsub)
 
 
 def _show(text: str, report: dict, json_path) -> None:
@@ -365,3 +366,78 @@ def _run_explorer(args) -> int:
     report = run(cfg, log=lambda s: print(s, flush=True))
     _show(format_report(report), report, args.json)
     return 0
+
+
+# -- calibrate -------------------------------------------------------------------------------
+
+def _add_calibrate(bsub) -> None:
+    p = bsub.add_parser(
+        "calibrate",
+        help="time the native attention kernel against the bucketed SDPA path; keep the faster per bucket",
+        description=(
+            "For every (mode, longest-sequence bucket, head width) entry, run packed attention through the native "
+            "kernel and through the bucketed path over torch SDPA on a representative batch, interleaved, medians; "
+            "choose the faster (the fixed rule unless the other is 5%% faster) and keep the table beside the kernel "
+            "build in $ATTNLAB_CACHE, where impl='auto' reads it. Prints each entry's times, ratio, choice and why."
+        ),
+    )
+    p.add_argument("--show", action="store_true", help="print the cached table of this machine without measuring")
+    p.add_argument("--head-dim", type=positive_int, nargs="+", default=[64], metavar="d", help="head widths d (default 64)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="dtype (default float32)")
+    p.add_argument("--modes", choices=("inference", "training"), nargs="+", default=["inference", "training"],
+                   help="inference, training (forward + backward) or both (the default)")
+    p.add_argument("--sizes", type=positive_int, nargs="+", default=[], metavar="N",
+                   help="also time one sequence of each length N the same way (printed, not kept)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch threads (default: torch's; part of the table's key)")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the table as JSON")
+    p.set_defaults(func=_run_calibrate)
+
+
+def _run_calibrate(args) -> int:
+    import torch
+
+    from ..attention.varlen import timed_attention
+    from ..kernels import calibrate, native
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    parts = calibrate.key_parts(dtype)
+    report: dict = {"key": parts, "file": str(calibrate.cache_path(parts)), "entries": {}, "sizes": {}}
+    if args.show:
+        report["entries"] = dict(sorted(calibrate.table(dtype).items(), key=lambda kv: calibrate.entry_order(kv[0])))
+        if not report["entries"]:
+            print(f"no calibration kept for this machine and key ({report['file']}): run `attnlab bench calibrate`")
+            return 0
+    else:
+        if not native.available():
+            raise UserError(f"the native kernels are unavailable ({native.unavailable_reason()}): nothing to calibrate")
+        print(f"attnlab bench calibrate: {', '.join(f'{k} {v}' for k, v in parts.items())} ...", flush=True)
+        entries = calibrate.all_entries(tuple(args.head_dim), tuple(args.modes))
+        report["entries"] = calibrate.calibrate(entries, dtype, attention=timed_attention,
+                                                log_row=lambda e, row: print(_row(e, row), flush=True))
+        for n in args.sizes:
+            for mode in args.modes:
+                for d in args.head_dim:
+                    name = f"{mode} single N={n} d={d}"
+                    row = calibrate.measure_batch(mode, [n], 1, d, dtype=dtype, attention=timed_attention)
+                    row["table"] = calibrate.table(dtype).get(calibrate.entry_key(mode, n, d), {}).get("choice")
+                    report["sizes"][name] = row
+                    print(_row(name, row), flush=True)
+    lines = [f"key: {', '.join(f'{k} {v}' for k, v in parts.items())}", f"file: {report['file']}", "",
+             "| entry | batch | native ms | buckets ms | buckets / native | chosen | why |", "|---|---|---:|---:|---:|---|---|"]
+    lines += [_row(e, row, table=True) for e, row in report["entries"].items()]
+    if report["sizes"]:
+        lines += ["", "single sequences (not kept; 'chosen' is what the table above picks for them):", "",
+                  "| case | batch | native ms | buckets ms | buckets / native | chosen | faster here |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        lines += [_row(name, {**row, "why": row["choice"], "choice": row["table"]}, table=True)
+                  for name, row in report["sizes"].items()]
+    _show("\n".join(lines), report, args.json)
+    return 0
+
+
+def _row(entry: str, row: dict, table: bool = False) -> str:
+    cells = [entry, row["shape"], f"{row['native_ms']:.3f}", f"{row['buckets_ms']:.3f}", f"{row['ratio']:.2f}",
+             str(row["choice"]), row["why"]]
+    return "| " + " | ".join(cells) + " |" if table else "  " + ", ".join(cells)

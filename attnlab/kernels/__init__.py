@@ -10,6 +10,8 @@ first use, and linear layers through oneDNN. One module per concern:
   ``activation_dropout`` that choose between them and PyTorch;
 * ``onednn``: ``linear(x, weight, bias, activation=..., dropout=..., residual=...)``
   through oneDNN; ``onednn_unsupported_reason(*tensors)``;
+* ``calibrate``: which of the native kernel and the bucketed SDPA path packed attention
+  takes under ``impl="auto"``, from a table timed on this CPU and cached beside the build;
 * ``paths``: ``disabled()`` turns the fast paths off in a block, ``record()`` collects
   the names of those that ran.
 
@@ -26,9 +28,10 @@ from .dropout import ACTIVATIONS, activation_dropout, dropout_add, relu_dropout_
 from .onednn import linear, onednn_unsupported_reason
 from .native import available, cache_dir, load, native_unsupported_reason, transposed, unavailable_reason
 from .paths import disabled, record
+from . import calibrate
 
 __all__ = [
-    "ACTIVATIONS", "activation_dropout", "attention", "attention_qkv", "available", "cache_dir", "disabled",
+    "ACTIVATIONS", "activation_dropout", "attention", "attention_qkv", "available", "cache_dir", "calibrate", "disabled",
     "dropout_add", "linear", "load", "native_unsupported_reason", "onednn_unsupported_reason",
     "record", "relu_dropout_", "residual_dropout", "transposed", "unavailable_reason",
 ]

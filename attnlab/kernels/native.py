@@ -102,14 +102,25 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.restype = ctypes.c_int
 
 
+def compiler() -> str | None:
+    """The C++ compiler that builds the kernels: ``$CXX``, else ``c++`` or ``g++`` on the PATH."""
+    return os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+
+
+def current_build_key() -> str:
+    """The build key of the kernels this process loads (``"none"`` without a compiler)."""
+    cxx = compiler()
+    return build_key(SOURCE.read_bytes(), cxx) if cxx else "none"
+
+
 def _open() -> tuple[ctypes.CDLL | None, str | None]:
     if os.environ.get("ATTNLAB_KERNELS", "1") == "0":
         return None, "ATTNLAB_KERNELS=0"
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if not compiler:
+    compiler_ = compiler()
+    if not compiler_:
         return None, "no C++ compiler found (set CXX)"
     try:
-        lib = ctypes.CDLL(str(build(compiler)))
+        lib = ctypes.CDLL(str(build(compiler_)))
         _declare(lib)
     except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as exc:
         return None, f"could not build the native kernels: {exc}"

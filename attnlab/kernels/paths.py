@@ -48,6 +48,18 @@ def record() -> Iterator[set[str]]:
         _ran.remove(ran)
 
 
+@contextmanager
+def unrecorded() -> Iterator[None]:
+    """Inside the block nothing is noted by the open ``record()`` blocks (the timing runs of
+    ``attnlab.kernels.calibrate`` are not the caller's work)."""
+    saved = _ran[:]
+    _ran.clear()
+    try:
+        yield
+    finally:
+        _ran[:] = saved
+
+
 def ran(name: str) -> None:
     """Note that the fast path ``name`` ran (only while a ``record()`` block is open)."""
     for seen in _ran:
