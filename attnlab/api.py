@@ -294,13 +294,15 @@ class Tagger:
             docs.append(Document(self._tag(conllu_sentences(t, paragraphs), top_k), t))
         return docs
 
-    def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0) -> list[TaggedSentence]:
-        """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``."""
+    def tag(self, sentences: Sequence[Sequence[str]], *, top_k: int = 0,
+            probabilities: bool = True) -> list[TaggedSentence]:
+        """Tag pre-tokenized sentences, in batches: ``tagger.tag([["I", "saw", "a", "saw", "."]])``.
+        ``probabilities=False`` leaves each word's ``probs`` empty (a little faster)."""
         from .data.conllu import Sentence
 
         _check_top_k(top_k)
         _check_token_lists(sentences)
-        return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k)
+        return self._tag([Sentence.from_words(list(words)) for words in sentences], top_k, probabilities)
 
     def tag_conllu(self, source: str | os.PathLike[str], *, top_k: int = 0,
                    name: str | None = None) -> list[TaggedSentence]:
@@ -372,7 +374,9 @@ class Tagger:
                 out[i] = sentence
         return out
 
-    def _tag(self, sentences: list[ConlluSentence], top_k: int) -> list[TaggedSentence]:
+    def _tag(self, sentences: list[ConlluSentence], top_k: int, probabilities: bool = True) -> list[TaggedSentence]:
+        """``sentences`` tagged; without ``probabilities`` the words' ``probs`` stay empty (CoNLL-U
+        and TSV output do not show them: normalising every layer's scores costs ~5%)."""
         from .data.conllu import check_sentence_length
         from .tasks.tag_io import tag_sentences
         from .tasks.tagging import paused_gc
@@ -382,10 +386,27 @@ class Tagger:
             check_sentence_length(len(s.tokens), where, i)
         if not any(s.tokens for s in sentences):  # nothing for the model to do
             return [TaggedSentence([], s, self.layers) for s in sentences]
-        tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens, probabilities=True,
-                               top_k=top_k)
+        tagged = tag_sentences(self.loaded, sentences, batch_tokens=self.batch_tokens,
+                               probabilities=probabilities or top_k > 0, top_k=top_k)
         with paused_gc():  # one object per word: see paused_gc
             return self._sentences(sentences, tagged, top_k)
+
+    def _conllu(self, sentences: list[ConlluSentence]) -> tuple[str, int, int]:
+        """``sentences`` tagged, straight to CoNLL-U (the same text as ``_tag``'s sentences'
+        ``to_conllu``, without a Python object per word), with the number of words and of
+        sentences written (those without words are left out)."""
+        from .data.conllu import check_sentence_length, format_conllu
+        from .tasks.tag_io import tag_sentences
+
+        for i, s in enumerate(sentences):
+            where = f"{s.source}:{s.start_line}" if s.start_line else f"sentence {i + 1}"
+            check_sentence_length(len(s.tokens), where, i)
+        kept = [s for s in sentences if s.tokens]
+        if not kept:
+            return "", 0, 0
+        found = tag_sentences(self.loaded, kept, batch_tokens=self.batch_tokens).tags
+        return (format_conllu(kept, **{layer: found[layer] for layer in self.layers}),
+                sum(len(s.tokens) for s in kept), len(kept))
 
     def _sentences(self, sentences: list[ConlluSentence], tagged, top_k: int) -> list[TaggedSentence]:
         """``TaggedSentence`` objects of ``sentences`` from ``tag_sentences``' predictions."""
@@ -402,7 +423,7 @@ class Tagger:
                     id=word.id, form=word.form, upos=found["upos"][i][j],
                     xpos=found["xpos"][i][j] if "xpos" in found else None,
                     feats=parse_feats(feats), lemma=None if lemma == "_" else lemma,
-                    probs={layer: probs[layer][i][j] for layer in found},
+                    probs={layer: probs[layer][i][j] for layer in probs},
                     top={layer: tagged.top[layer][i][j] for layer in found} if top_k and tagged.top else {},
                 ))
             out.append(TaggedSentence(tokens, sentence, self.layers))

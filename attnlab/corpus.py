@@ -292,20 +292,24 @@ def tag_block(tagger, block: Block, fmt: str = "conllu") -> BlockResult:
     from .data.conllu import SentenceTooLong, Sentence, parse_conllu, split_lines
     from .tasks.tag_io import format_output
 
+    probabilities = fmt == "json"  # the only format that writes them
     if block.kind == "conllu":
         sentences = parse_conllu(block.text, block.name, require_sentences=False, first_line=block.first_line)
     elif block.kind == "pretokenized":
         numbered = [(n, line.split()) for n, line in enumerate(split_lines(block.text), block.first_line)
                     if line.strip()]
         try:
-            tagged = tagger.tag([words for _, words in numbered])
+            tagged = tagger.tag([words for _, words in numbered], probabilities=probabilities)
         except SentenceTooLong as exc:  # sentence i is the i-th non-blank line
             raise UserError(f"{block.name}:{numbered[exc.index][0]}: {exc.reason}") from None
         sentences = None
     else:
         sentences = segment_block(tagger, block)
+    if sentences is not None and fmt == "conllu":  # the fast way: no Python object per word
+        text, words, count = tagger._conllu(sentences)
+        return BlockResult(block.index, text, words, count, block.end_bytes)
     if sentences is not None:
-        tagged = tagger._tag(sentences, 0)
+        tagged = tagger._tag(sentences, 0, probabilities)
     kept = [s for s in tagged if len(s)]
     return BlockResult(block.index, format_output(tagged, tagger.layers, fmt), sum(len(s) for s in kept), len(kept),
                        block.end_bytes)

@@ -373,9 +373,13 @@ def _varlen(src, total, cu_seqlens, *, causal, window, normalize, scale, dropout
     reason = _native_unsupported_reason(tensors, normalize, plan, impl)
     if impl == "native" and reason:
         raise ValueError(f"impl='native' cannot serve this call: {reason}")
+    run = kernels.attention_qkv if stacked else kernels.attention
     if reason is None:  # the native kernel reads no key outside a query's range
-        run = kernels.attention_qkv if stacked else kernels.attention
         return run(*tensors, plan.cu_seqlens, scale=scale, causal=causal, window=window, dropout=dropout)
+    if _widen_for_native(tensors, plan, impl) and _native_unsupported_reason(
+            wide := tuple(t.float() for t in tensors), normalize, plan, impl) is None:
+        out = run(*wide, plan.cu_seqlens, scale=scale, causal=causal, window=window, dropout=dropout)
+        return out.to(q.dtype)
     if impl == "auto":
         log.debug("bucketed varlen attention: %s", reason)
     if not all_finite(*tensors):  # padded keys and flash's masking would let them through
@@ -413,6 +417,15 @@ def _bucketed(src, plan, causal, window, normalize, scale, dropout):
     # 4) back to the packed order (padding rows dropped)
     out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)
     return plan.scatter(out)
+
+
+def _widen_for_native(tensors, plan, impl) -> bool:
+    """Whether a half-precision call (bfloat16, float16: autocast at inference) of sentence
+    lengths runs the float32 native kernel on a widened copy instead of bucketed SDPA: the
+    copy costs one pass over q, k, v; the kernel is faster there than the bucketed path (no
+    padding, no gathers, no finiteness checks) and computes the softmax in float32 anyway."""
+    return (impl == "auto" and plan.longest <= NATIVE_MAX_LEN and not torch.is_grad_enabled()
+            and all(t.dtype in (torch.bfloat16, torch.float16) and t.device.type == "cpu" for t in tensors))
 
 
 def _native_unsupported_reason(tensors, normalize, plan, impl) -> str | None:

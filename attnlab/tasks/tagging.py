@@ -369,7 +369,10 @@ def _lemma_choices(forms: Sequence[str], upos: Sequence[str], ids: list[list[int
 def _choices(scores: torch.Tensor, lengths: torch.Tensor, k: int, probabilities: bool):
     """The ``k`` best ids per real token and their probabilities (B lists of N lists of k);
     without ``probabilities`` the second list holds raw scores (cheaper: no normalisation)."""
-    values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)  # (B, N, k)
+    if k == 1:  # max is several times cheaper than topk
+        values, ids = scores.max(dim=-1, keepdim=True)  # (B, N, 1)
+    else:
+        values, ids = scores.topk(min(k, scores.shape[-1]), dim=-1)  # (B, N, k)
     if probabilities:
         values = torch.exp(values - torch.logsumexp(scores, dim=-1, keepdim=True))  # (B, N, k)
     return _cut(ids.tolist(), lengths), _cut(values.tolist(), lengths)
