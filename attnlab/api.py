@@ -515,7 +515,8 @@ def load(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKEN
     ``device``: "cpu", or "cuda" / "cuda:N" where torch sees a GPU (ValueError otherwise).
     ``precision``: "auto" (bf16 where the CPU has it natively, fp32 elsewhere), "fp32" or
     "bf16" (matrix products in bfloat16: about twice as fast on a CPU with AVX-512 BF16 or
-    AMX; on six treebanks every layer's accuracy within 0.04 points of fp32, RESULTS.md);
+    AMX; on six treebanks every layer's accuracy on gold tokens within 0.04 points of fp32,
+    RESULTS.md);
     see ``attnlab.precision``."""
     from .options import positive_int
     from .precision import resolve

@@ -6,7 +6,9 @@ Every case is the command a user runs (``attnlab tag FILE -o /dev/null --stats -
 process, so Python, torch and the model's loading are counted), on one treebank's training file:
 as CoNLL-U (its words kept, all four layers predicted) and as raw text (``document_text``: the
 sentences' ``# text`` in paragraphs; segmenter, multiword tokens and all layers), with one
-process (1 and 2 torch threads) and with ``--workers 2``; the cases are interleaved within each
+process (1 and 2 torch threads) and with ``--workers 2``, in the default precision ("auto":
+bfloat16 where the CPU has it natively) and, with 2 workers, in fp32 beside it; the cases are
+interleaved within each
 round and the medians of words/s are compared. Optional cases run when their packages are
 installed, and say so when not: the Dask path (``--scheduler local:2``) and spaCy.
 
@@ -134,7 +136,13 @@ def _run(config: TagBenchConfig, work: Path) -> dict:
         "text, 1 process, 2 threads": [*base, str(text), "--workers", "1", "--threads", "2"],
         f"text, {w} workers": [*base, str(text), "--workers", w],
     }
-    notes = []
+    from ..precision import native_bf16, resolve
+
+    if resolve("auto") == "bf16":  # fp32 beside the default, where they differ
+        cases[f"conllu, {w} workers, fp32"] = [*base, str(conllu), "--workers", w, "--precision", "fp32"]
+        cases[f"text, {w} workers, fp32"] = [*base, str(text), "--workers", w, "--precision", "fp32"]
+    notes = [f"precision: the default (auto) is {resolve('auto')} here ({native_bf16()[1]}); rows marked fp32 "
+             "ask for it"]
     if _has("distributed"):
         cases[f"conllu, Dask local:{w}"] = [*base, str(conllu), "--scheduler", f"local:{w}"]
         cases[f"text, Dask local:{w}"] = [*base, str(text), "--scheduler", f"local:{w}"]
