@@ -21,6 +21,14 @@ those from before. ``train(..., resume_from=dir)`` continues from a checkpoint e
 the epoch number, the learning rate only on the step, and the RNG state is restored, so
 an interrupted and resumed run ends with the same weights as an uninterrupted one.
 
+A run may spend a time budget instead of a given number of epochs (``TrainConfig.plan_epochs``,
+``budget_minutes``): it times its first ``PLAN_AFTER`` epochs, plans the epochs that fit the
+rest of the budget (``plan_epochs``) and from then on runs as if that count had been given.
+The learning rate holds its peak through the timed epochs, so no step depends on a count not
+yet known, and the plan is recorded: ``epochs=K`` with the same seed repeats the run exactly.
+It ends at whichever comes first: no dev improvement for ``patience`` epochs (converged), the
+budget, the last planned epoch; ``"run"`` in the model's config.json says which.
+
 Several processes (``torchrun --nproc_per_node P -m attnlab train ...``): when the
 environment says WORLD_SIZE > 1, ``train`` joins the process group (gloo; NCCL only for
 models on a GPU) and wraps the model in DistributedDataParallel. Every process computes
@@ -237,7 +245,8 @@ class TrainResult:
     def summary(self) -> dict:
         """What stopped the run and how far it went, as config.json's ``"run"`` records it."""
         partial = bool(self.history) and bool(self.history[-1].get("partial_epoch"))
-        return {"stopped_by": self.status, "epochs_run": self.epoch, "partial_epoch": partial, "epochs": self.epochs, "patience": self.patience, "budget_minutes": self.budget_minutes,
+        return {"stopped_by": self.status, "epochs_run": self.epoch, "partial_epoch": partial,
+                "epochs": self.epochs, "patience": self.patience, "budget_minutes": self.budget_minutes,
                 "plan": self.plan, "steps": self.step, "minutes": round(self.elapsed / 60, 3),
                 "best_epoch": self.best_epoch, "best_dev": self.best_score}
 
@@ -683,7 +692,7 @@ class _Run:
                 stop = self.train_epoch(net, batches, meter)
                 stop = self.end_epoch(meter, stop, epoch_done=self.state.batch_in_epoch >= len(batches))
                 self.state.done = stop is not None and stop.completes_training
-                if self.state.done:
+                if stop is not None and self.state.done:
                     self.state.stopped_by = stop.value
                 self.checkpoint = self.save_checkpoint()
                 if stop is not None:
