@@ -175,15 +175,14 @@ def default_patience(epochs: int) -> int:
     return max(6, epochs // 4)
 
 
-PLAN_AFTER = 2  # a run that plans its epochs times this many first, the last of them alone
+PLAN_AFTER = 2  # a run that plans its epochs times this many first (the faster one counts)
 
 
 def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float, done: int, cap: int) -> int:
     """How many epochs a run fits in ``budget_seconds``: the ``done`` ones, which took
-    ``elapsed``, and as many more as fit the rest when each takes ``epoch_seconds`` (the last
-    one's time, its dev score and checkpoint included; the first epoch is no measure, it pays
-    for allocations and caches); at least ``done``, at most ``cap``. The budget still stops a
-    run whose later epochs turn out slower."""
+    ``elapsed``, and as many more as fit the rest when each takes ``epoch_seconds`` (a timed
+    epoch's, its dev score and checkpoint included); at least ``done``, at most ``cap``. The
+    budget still stops a run whose later epochs turn out slower."""
     more = int(max(budget_seconds - elapsed, 0.0) // max(epoch_seconds, 1e-9))
     return max(done, min(cap, done + more))
 
@@ -795,7 +794,10 @@ class _Run:
         config, elapsed = self.config, self.elapsed()
         assert config.budget_minutes is not None
         ends = [h["elapsed"] for h in self.state.history if not h["partial_epoch"]]
-        last = ends[-1] - ends[-2] if len(ends) >= 2 else elapsed / max(self.state.epoch, 1)
+        # the faster timed epoch: one slowed by start-up costs or a passing load does not shorten
+        # the plan (a run whose later epochs are slower meets the budget late in its schedule,
+        # where the learning rate is already low)
+        last = min(b - a for a, b in zip([0.0, *ends], ends)) if ends else elapsed / max(self.state.epoch, 1)
         epochs = plan_epochs(60 * config.budget_minutes, elapsed, last, done=self.state.epoch, cap=config.epochs)
         self.config = replace(config, epochs=epochs, plan_epochs=False)
         self.extra["train"] = self.config.to_json()
@@ -803,7 +805,7 @@ class _Run:
         self.state.plan = {"epochs": epochs, "epoch_seconds": round(last, 3), "after_seconds": round(elapsed, 3),
                            "budget_minutes": config.budget_minutes, "cap": config.epochs}
         self.log(f"planned {epochs} epochs (patience {self.config.stop_patience}): {self.state.epoch} took "
-                 f"{elapsed:.1f} s, the last {last:.1f} s, of a {config.budget_minutes:g}-minute budget (at most "
+                 f"{elapsed:.1f} s, the faster {last:.1f} s, of a {config.budget_minutes:g}-minute budget (at most "
                  f"{config.epochs}); --epochs {epochs} --seed {config.seed} repeats this run")
 
     def evaluate(self, meter: _EpochMeter, partial: bool) -> bool:

@@ -50,7 +50,7 @@ def batches_per_epoch(config: TrainConfig, epochs: int) -> list[int]:
     return [len(epoch_batches(task.lengths(), config, e)) for e in range(epochs)]
 
 
-def test_plan_epochs_fills_the_rest_of_the_budget_with_epochs_like_the_last():
+def test_plan_epochs_fills_the_rest_of_the_budget_with_epochs_like_the_timed_one():
     # 900 s budget, two epochs took 30 s, the second 10 s: 87 more fit
     assert plan_epochs(900, elapsed=30, epoch_seconds=10, done=2, cap=200) == 89
     assert plan_epochs(900, elapsed=30, epoch_seconds=10, done=2, cap=50) == 50
@@ -71,13 +71,14 @@ def test_a_planned_run_fits_the_budget_records_its_plan_and_repeats_exactly_with
     plan = TrainConfig(epochs=200, patience=0, budget_minutes=1.0, plan_epochs=True, **BASE)
     n = batches_per_epoch(plan, PLAN_AFTER + 1)
     assert n[0] > 3  # several steps an epoch, so the hold and the cosine both matter
-    # a budget for the two timed epochs and three more like the second, plus 5 s
-    budget = (STEP_SECONDS * (n[0] + n[1]) + 3 * STEP_SECONDS * n[1] + 5) / 60
+    fast = min(n[0], n[1])  # the faster timed epoch's steps
+    # a budget for the two timed epochs and three more like the faster, plus 5 s
+    budget = (STEP_SECONDS * (n[0] + n[1]) + 3 * STEP_SECONDS * fast + 5) / 60
     plan = TrainConfig(**{**plan.to_json(), "budget_minutes": budget})
     model, task = build()
     result = train(model, task, plan, tmp_path / "planned", **quiet(clock=StepClock(task)))
     assert (result.status, result.epoch, result.epochs) == ("finished", 5, 5)
-    assert result.plan == {"epochs": 5, "epoch_seconds": STEP_SECONDS * n[1],
+    assert result.plan == {"epochs": 5, "epoch_seconds": STEP_SECONDS * fast,
                            "after_seconds": STEP_SECONDS * (n[0] + n[1]), "budget_minutes": budget, "cap": 200}
     record = json.loads((tmp_path / "planned" / "config.json").read_text())
     assert record["run"]["stopped_by"] == "finished" and record["run"]["epochs_run"] == 5
@@ -113,7 +114,7 @@ def test_two_runs_with_the_same_seed_and_epochs_give_the_same_weights(tmp_path):
 def test_the_budget_stops_a_run_whose_epochs_get_slower_and_scores_the_partial_epoch(tmp_path):
     plan = TrainConfig(epochs=200, patience=0, budget_minutes=1.0, plan_epochs=True, **BASE)
     n = batches_per_epoch(plan, 3)
-    budget_s = STEP_SECONDS * (n[0] + n[1]) + 4 * STEP_SECONDS * n[1]  # plans 2 + 4 epochs
+    budget_s = STEP_SECONDS * (n[0] + n[1]) + 4 * STEP_SECONDS * min(n[0], n[1])  # plans 2 + 4 epochs
     plan = TrainConfig(**{**plan.to_json(), "budget_minutes": budget_s / 60})
     model, task = build()
     # after the two timed epochs every step takes three times as long
