@@ -22,6 +22,7 @@ class Tag:
     model_task = "tagging"
     model_tasks = ("tagging", "tagging-pretrained")  # with --pretrained DIR: attnlab.tasks.piece_tagging
     summary = "part of speech per token (N->N)"
+    max_epochs = MAX_EPOCHS
 
     def default_epochs(self, train) -> None:
         """None: a tagging run plans its epochs from its time budget (``attnlab.train.plan_epochs``,
@@ -29,8 +30,6 @@ class Tag:
         the budget on the machine that trains, so a small treebank trains as long as a large one
         may, and a large one still stops at the budget."""
         return None
-
-    max_epochs = MAX_EPOCHS
 
     def add_train_arguments(self, group) -> None:
         from ..options import non_negative_float
