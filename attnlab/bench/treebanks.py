@@ -166,15 +166,16 @@ def summarize(results: list[dict]) -> list[dict]:
 
 def _cell(ours: dict | None, anchor: float | None) -> str:
     """A percentage cell: the mean over seeds, bold when above ``anchor``, else marked a miss;
-    with several seeds followed by the spread (lowest-highest)."""
+    with several seeds the spread (lowest-highest) in the parentheses too."""
     if ours is None:
         return "–"
     text = f"{100 * ours['mean']:.2f}"
-    if anchor is not None:
-        text = f"**{text}**" if 100 * ours["mean"] > anchor else f"{text} (miss)"
-    if ours["n"] > 1:
-        text += f" ({100 * ours['min']:.2f}–{100 * ours['max']:.2f})"
-    return text
+    miss = anchor is not None and 100 * ours["mean"] <= anchor
+    if anchor is not None and not miss:
+        text = f"**{text}**"
+    notes = [f"{100 * ours['min']:.2f}–{100 * ours['max']:.2f}"] if ours["n"] > 1 else []
+    notes += ["miss"] if miss else []
+    return f"{text} ({'; '.join(notes)})" if notes else text
 
 
 def _number(cell: dict | None, fmt: str) -> str:
