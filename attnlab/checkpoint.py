@@ -341,6 +341,17 @@ def add_model_json(directory: str | os.PathLike, name: str, obj: dict) -> Path:
     return directory / name
 
 
+def update_model_config(directory: str | os.PathLike, entries: dict) -> Path:
+    """Add (or replace) top-level ``entries`` of an existing model directory's config.json
+    (the record of how it was trained), as one commit; the other files stay as they are."""
+    directory = Path(directory)
+    if {"format", "files"} & set(entries):
+        raise ValueError("update_model_config: 'format' and 'files' belong to the directory itself")
+    config = load_model_dir(directory).config  # checks the directory as it is
+    _commit_files(directory, {}, {**config, **entries})
+    return directory / CONFIG
+
+
 def remove_stale_temporaries(directory: str | os.PathLike) -> None:
     """Clean up after writes that were killed in ``directory``: finish the renames of a
     committed save (staged files that config.json names) and delete every other

@@ -21,6 +21,14 @@ those from before. ``train(..., resume_from=dir)`` continues from a checkpoint e
 the epoch number, the learning rate only on the step, and the RNG state is restored, so
 an interrupted and resumed run ends with the same weights as an uninterrupted one.
 
+A run may spend a time budget instead of a given number of epochs (``TrainConfig.plan_epochs``,
+``budget_minutes``): it times its first ``PLAN_AFTER`` epochs, plans the epochs that fit the
+rest of the budget (``plan_epochs``) and from then on runs as if that count had been given.
+The learning rate holds its peak through the timed epochs, so no step depends on a count not
+yet known, and the plan is recorded: ``epochs=K`` with the same seed repeats the run exactly.
+It ends at whichever comes first: no dev improvement for ``patience`` epochs (converged), the
+budget, the last planned epoch; ``"run"`` in the model's config.json says which.
+
 Several processes (``torchrun --nproc_per_node P -m attnlab train ...``): when the
 environment says WORLD_SIZE > 1, ``train`` joins the process group (gloo; NCCL only for
 models on a GPU) and wraps the model in DistributedDataParallel. Every process computes
@@ -49,7 +57,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, TypeVar
 
@@ -112,8 +120,15 @@ class TrainConfig(JsonConfig):
     batch_tokens      tokens per batch (sentences of similar length are batched together)
     warmup            steps of linear warm-up from 0 to ``lr``
     schedule          after warm-up: linear or cosine decay to 0 at the last step, or constant
-    patience          stop after this many dev evaluations without improvement (0 = never)
+    patience          stop after this many dev evaluations without improvement (0 = never; None: a
+                      quarter of the epochs, at least 6 -- ``default_patience``)
     checkpoint_every  also checkpoint every this many steps (0 = only at the end of epochs)
+    budget_minutes    stop the run (for good) once its training has taken this long, over all calls
+    plan_epochs       ``epochs`` is only a cap: after ``PLAN_AFTER`` epochs (timed, dev scores
+                      included) the run plans as many epochs as fit ``budget_minutes``
+                      (``plan_epochs``) and goes on as if that count had been given; the plan is
+                      recorded in the checkpoints and config.json, and ``epochs=K`` with the same
+                      seed repeats the run exactly
 
     Every number is finite: lr > 0, weight_decay and clip_norm >= 0 (0: no clipping), betas in [0, 1).
     """
@@ -126,9 +141,11 @@ class TrainConfig(JsonConfig):
     warmup: int = 200
     schedule: str = "linear"
     clip_norm: float = 1.0
-    patience: int = 5
+    patience: int | None = 5
     seed: int = 0
     checkpoint_every: int = 200
+    budget_minutes: float | None = None
+    plan_epochs: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -140,18 +157,49 @@ class TrainConfig(JsonConfig):
             fraction.check(beta, "betas")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule {self.schedule!r} is unknown; choose one of {', '.join(SCHEDULES)}")
-        if self.warmup < 0 or self.patience < 0 or self.checkpoint_every < 0:
+        if self.warmup < 0 or (self.patience or 0) < 0 or self.checkpoint_every < 0:
             raise ValueError("warmup, patience and checkpoint_every must be >= 0")
+        if self.budget_minutes is not None:
+            positive_float.check(self.budget_minutes, "budget_minutes")
+        if self.plan_epochs and self.budget_minutes is None:
+            raise ValueError("plan_epochs needs budget_minutes")
+
+    @property
+    def stop_patience(self) -> int:
+        """``patience``, or when it is None the default for ``epochs``."""
+        return default_patience(self.epochs) if self.patience is None else self.patience
 
 
-def learning_rate(config: TrainConfig, step: int, total_steps: int) -> float:
-    """The learning rate for optimizer step ``step`` (0-based)."""
+def default_patience(epochs: int) -> int:
+    """Epochs without dev improvement that stop a run: a quarter of them, at least 6."""
+    return max(6, epochs // 4)
+
+
+PLAN_AFTER = 2  # a run that plans its epochs times this many first (the faster one counts)
+
+
+def plan_epochs(budget_seconds: float, elapsed: float, epoch_seconds: float, done: int, cap: int) -> int:
+    """How many epochs a run fits in ``budget_seconds``: the ``done`` ones, which took
+    ``elapsed``, and as many more as fit the rest when each takes ``epoch_seconds`` (a timed
+    epoch's, its dev score and checkpoint included); at least ``done``, at most ``cap``. The
+    budget still stops a run whose later epochs turn out slower."""
+    more = int(max(budget_seconds - elapsed, 0.0) // max(epoch_seconds, 1e-9))
+    return max(done, min(cap, done + more))
+
+
+def learning_rate(config: TrainConfig, step: int, total_steps: int, decay_from: int = 0) -> float:
+    """The learning rate for optimizer step ``step`` (0-based): a linear warm-up over
+    ``config.warmup`` steps, the peak until step ``decay_from`` (the loop passes the steps of
+    the first ``PLAN_AFTER`` epochs), then the way down to 0 at ``total_steps``. Holding the
+    peak through those epochs keeps every step before their end independent of the epoch
+    count, which a run that plans its epochs only learns there."""
     if config.warmup and step < config.warmup:
         return config.lr * (step + 1) / config.warmup
     if config.schedule == "constant":
         return config.lr
-    span = max(total_steps - config.warmup, 1)
-    progress = min(max(step - config.warmup, 0) / span, 1.0)
+    start = max(config.warmup, decay_from)
+    span = max(total_steps - start, 1)
+    progress = min(max(step - start, 0) / span, 1.0)
     if config.schedule == "linear":
         return config.lr * (1.0 - progress)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -174,11 +222,13 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training over all runs
     done: bool = False
     history: list = field(default_factory=list)
+    stopped_by: str | None = None  # the StopReason value that ended the run for good
+    plan: dict | None = None  # a planned run: {"epochs", "epoch_seconds", "after_seconds", "budget_minutes", "cap"}
 
 
 @dataclass(frozen=True)
 class TrainResult:
-    status: str  # a StopReason value: finished | early-stopped | time-limit | interrupted | stopped
+    status: str  # a StopReason value: finished | early-stopped | budget | time-limit | interrupted | stopped
     step: int
     epoch: int
     best_score: float | None
@@ -186,6 +236,18 @@ class TrainResult:
     elapsed: float
     checkpoint: Path | None
     history: list
+    epochs: int = 0  # the epochs the schedule spans (given or planned)
+    patience: int = 0
+    budget_minutes: float | None = None
+    plan: dict | None = None
+
+    def summary(self) -> dict:
+        """What stopped the run and how far it went, as config.json's ``"run"`` records it."""
+        partial = bool(self.history) and bool(self.history[-1].get("partial_epoch"))
+        return {"stopped_by": self.status, "epochs_run": self.epoch, "partial_epoch": partial,
+                "epochs": self.epochs, "patience": self.patience, "budget_minutes": self.budget_minutes,
+                "plan": self.plan, "steps": self.step, "minutes": round(self.elapsed / 60, 3),
+                "best_epoch": self.best_epoch, "best_dev": self.best_score}
 
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -245,16 +307,17 @@ def rank_share(indices: list[int], rank: int, world: int) -> list[int]:
 class StopReason(enum.Enum):
     """Why a run ends; the value is ``TrainResult.status``."""
 
-    FINISHED = "finished"
-    EARLY_STOPPED = "early-stopped"
-    TIME_LIMIT = "time-limit"
+    FINISHED = "finished"  # every epoch of the schedule (given or planned) ran
+    EARLY_STOPPED = "early-stopped"  # converged: no dev improvement for ``patience`` epochs
+    BUDGET = "budget"  # the run's time budget (``budget_minutes``) ran out
+    TIME_LIMIT = "time-limit"  # this call's ``max_minutes``: --resume continues
     INTERRUPTED = "interrupted"
     STOPPED = "stopped"
 
     @property
     def completes_training(self) -> bool:
         """True when there is nothing left to train (a resume returns at once)."""
-        return self in (StopReason.FINISHED, StopReason.EARLY_STOPPED)
+        return self in (StopReason.FINISHED, StopReason.EARLY_STOPPED, StopReason.BUDGET)
 
 
 @dataclass(frozen=True)
@@ -470,6 +533,14 @@ def _restore(directory: Path, optimizer, record: dict) -> TrainState:
         raise CheckpointError(f"{directory / STATE_FILE}: malformed training state ({exc})") from None
 
 
+def record_run(out_dir: str | Path, entries: dict) -> None:
+    """Add ``entries`` (the final training settings and the run's summary) to the config.json
+    of the best model in ``out_dir``, as one commit (``attnlab.checkpoint``)."""
+    from .checkpoint import update_model_config
+
+    update_model_config(out_dir, entries)
+
+
 def remove_stale_files(out_dir: str | Path) -> None:
     """Remove the temporary files an interrupted save left in ``out_dir`` and its checkpoints
     (finishing a model save that was interrupted after it was committed)."""
@@ -517,17 +588,21 @@ def train(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     extra: dict | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> TrainResult:
     """Train ``model`` on ``task``; see the module docstring for the files written.
 
     ``max_minutes`` limits this call (the dev score is taken when the limit stops a run);
+    ``config.budget_minutes`` limits the whole run, over all calls, and ends it for good;
     ``stop_after_steps`` stops (with a checkpoint, as Ctrl-C would) once the global step
-    reaches that number. ``extra`` is stored in every config.json written.
+    reaches that number. ``extra`` is stored in every config.json written; a run that ends
+    for good also records ``TrainResult.summary()`` as ``"run"`` in the model's config.json.
+    ``clock`` (seconds) times the run, its plan and its limits.
     """
     comm = join_processes()
     try:
         run = _Run(model, task, config, Path(out_dir), comm, max_minutes=max_minutes,
-                   stop_after_steps=stop_after_steps, progress=progress, log=log, extra=extra)
+                   stop_after_steps=stop_after_steps, progress=progress, log=log, extra=extra, clock=clock)
         return run.resume(Path(resume_from)) if resume_from is not None else run.start()
     finally:
         comm.close()
@@ -557,7 +632,7 @@ class _Run:
     """One call of ``train``: the state of the run and its steps, epoch ends and checkpoints."""
 
     def __init__(self, model, task: TrainingTask, config: TrainConfig, out_dir: Path, comm: Communication, *,
-                 max_minutes, stop_after_steps, progress, log, extra):
+                 max_minutes, stop_after_steps, progress, log, extra, clock=time.monotonic):
         from tqdm import tqdm
 
         self.model, self.task, self.config, self.out_dir, self.comm = model, task, config, out_dir, comm
@@ -570,10 +645,12 @@ class _Run:
         self.lengths = task.lengths()
         if not self.lengths:
             raise ValueError("no training examples")
+        self.decay_from = sum(len(epoch_batches(self.lengths, config, e)) for e in range(PLAN_AFTER))
         self.total_steps = len(epoch_batches(self.lengths, config, 0)) * config.epochs
         self.state = TrainState()
         self.checkpoint: Path | None = None
-        self.started = time.monotonic()
+        self.clock = clock
+        self.started = clock()
         self.elapsed_before = 0.0
         self.stop_flag = _StopFlag(self.log)
 
@@ -590,19 +667,20 @@ class _Run:
         if self.comm.rank:  # the checkpoint holds rank 0's random state; the others draw their own
             torch.manual_seed(self.config.seed + self.comm.rank + 1_000_003 * self.state.step)
         if self.state.done:
-            return self.result(StopReason.FINISHED, directory)
+            return self.result(StopReason(self.state.stopped_by or "finished"), directory)
         self.comm.on_main(lambda: remove_stale_files(self.out_dir))
         self.elapsed_before = self.state.elapsed
         return self.loop()
 
     def result(self, reason: StopReason, checkpoint: Path | None) -> TrainResult:
-        s = self.state
-        return TrainResult(reason.value, s.step, s.epoch, s.best_score, s.best_epoch, s.elapsed, checkpoint, s.history)
+        s, c = self.state, self.config
+        return TrainResult(reason.value, s.step, s.epoch, s.best_score, s.best_epoch, s.elapsed, checkpoint, s.history,
+                           epochs=c.epochs, patience=c.stop_patience, budget_minutes=c.budget_minutes, plan=s.plan)
 
     # -- the loop
 
     def loop(self) -> TrainResult:
-        self.started = time.monotonic()
+        self.started = self.clock()
         net = self.comm.wrap(self.model)
         self.model.train()
         reason = StopReason.FINISHED
@@ -613,11 +691,16 @@ class _Run:
                 stop = self.train_epoch(net, batches, meter)
                 stop = self.end_epoch(meter, stop, epoch_done=self.state.batch_in_epoch >= len(batches))
                 self.state.done = stop is not None and stop.completes_training
+                if stop is not None and self.state.done:
+                    self.state.stopped_by = stop.value
                 self.checkpoint = self.save_checkpoint()
                 if stop is not None:
                     reason = stop
                     break
-        return self.result(reason, self.checkpoint)
+        result = self.result(reason, self.checkpoint)
+        if self.state.done and self.state.best_score is not None:
+            self.comm.on_main(lambda: record_run(self.out_dir, {"train": self.config.to_json(), "run": result.summary()}))
+        return result
 
     def train_epoch(self, net, batches: list[list[int]], meter: _EpochMeter) -> StopReason | None:
         """The remaining steps of this epoch, up to a stop; checkpoints every ``checkpoint_every`` steps."""
@@ -641,7 +724,7 @@ class _Run:
     def step(self, net, indices: list[int], meter: _EpochMeter) -> StopReason | None:
         """One optimizer step on the global batch ``indices``; the stop decision after it."""
         local = self.comm.local_batch(self.task, indices)
-        lr = learning_rate(self.config, self.state.step, self.total_steps)
+        lr = learning_rate(self.config, self.state.step, self.total_steps, decay_from=self.decay_from)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss = self.task.loss(net, local.batch)
@@ -680,7 +763,9 @@ class _Run:
             return StopReason.INTERRUPTED
         if self.stop_after_steps is not None and self.state.step >= self.stop_after_steps:
             return StopReason.STOPPED
-        if self.max_minutes is not None and time.monotonic() - self.started >= 60 * self.max_minutes:
+        if self.config.budget_minutes is not None and self.elapsed() >= 60 * self.config.budget_minutes:
+            return StopReason.BUDGET
+        if self.max_minutes is not None and self.clock() - self.started >= 60 * self.max_minutes:
             return StopReason.TIME_LIMIT
         return None
 
@@ -688,17 +773,40 @@ class _Run:
         """After a whole epoch (or a time limit in one): dev score, history, patience, the
         next epoch; returns the reason to stop, if any."""
         state = self.state
-        if epoch_done or stop is StopReason.TIME_LIMIT:
+        if epoch_done or stop in (StopReason.TIME_LIMIT, StopReason.BUDGET):
             best = self.evaluate(meter, partial=not epoch_done)
             if epoch_done:
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 state.bad_evals = 0 if best else state.bad_evals + 1
-                if stop is None and self.config.patience and state.bad_evals >= self.config.patience:
+                if self.config.plan_epochs and state.epoch == PLAN_AFTER:
+                    self.plan()
+                patience = self.config.stop_patience
+                if stop is None and patience and state.bad_evals >= patience:
                     stop = StopReason.EARLY_STOPPED
         if stop is None and state.epoch >= self.config.epochs:
             stop = StopReason.FINISHED
         return stop
+
+    def plan(self) -> None:
+        """After ``PLAN_AFTER`` epochs: the epochs that fit the budget, from now on the run's
+        ``epochs`` (recorded in every checkpoint and config.json written after this)."""
+        config, elapsed = self.config, self.elapsed()
+        assert config.budget_minutes is not None
+        ends = [h["elapsed"] for h in self.state.history if not h["partial_epoch"]]
+        # the faster timed epoch: one slowed by start-up costs or a passing load does not shorten
+        # the plan (a run whose later epochs are slower meets the budget late in its schedule,
+        # where the learning rate is already low)
+        last = min(b - a for a, b in zip([0.0, *ends], ends)) if ends else elapsed / max(self.state.epoch, 1)
+        epochs = plan_epochs(60 * config.budget_minutes, elapsed, last, done=self.state.epoch, cap=config.epochs)
+        self.config = replace(config, epochs=epochs, plan_epochs=False)
+        self.extra["train"] = self.config.to_json()
+        self.total_steps = len(epoch_batches(self.lengths, config, 0)) * epochs
+        self.state.plan = {"epochs": epochs, "epoch_seconds": round(last, 3), "after_seconds": round(elapsed, 3),
+                           "budget_minutes": config.budget_minutes, "cap": config.epochs}
+        self.log(f"planned {epochs} epochs (patience {self.config.stop_patience}): {self.state.epoch} took "
+                 f"{elapsed:.1f} s, the faster {last:.1f} s, of a {config.budget_minutes:g}-minute budget (at most "
+                 f"{config.epochs}); --epochs {epochs} --seed {config.seed} repeats this run")
 
     def evaluate(self, meter: _EpochMeter, partial: bool) -> bool:
         """Score on dev (on the main process), keep the model if it is the best so far, log
@@ -729,7 +837,7 @@ class _Run:
 
     def elapsed(self) -> float:
         """Seconds of training over all runs so far."""
-        return self.elapsed_before + time.monotonic() - self.started
+        return self.elapsed_before + self.clock() - self.started
 
     def save_checkpoint(self) -> Path:
         self.check_weights()
@@ -739,20 +847,30 @@ class _Run:
         return self.out_dir / CHECKPOINTS / f"step-{self.state.step:07d}"
 
 
-_DESCRIPTIONS = {
-    StopReason.FINISHED: "finished",
-    StopReason.EARLY_STOPPED: "stopped early (no dev improvement)",
-    StopReason.TIME_LIMIT: "stopped at the time limit",
-    StopReason.INTERRUPTED: "interrupted",
-    StopReason.STOPPED: "stopped",
-}
+def stop_description(result: TrainResult) -> str:
+    """Which rule ended the run, in words."""
+    reason = StopReason(result.status)
+    if reason is StopReason.FINISHED:
+        if not result.epochs:
+            return "finished"
+        if result.plan:
+            return f"finished the {result.epochs} planned epochs (they fit the {result.budget_minutes:g}-minute budget)"
+        return f"finished the {result.epochs} epochs"
+    if reason is StopReason.EARLY_STOPPED:
+        return f"converged (no dev improvement for {result.patience} epoch{'s' if result.patience != 1 else ''})"
+    if reason is StopReason.BUDGET:
+        return f"stopped by the {result.budget_minutes:g}-minute budget"
+    return {StopReason.TIME_LIMIT: "stopped at this call's time limit", StopReason.INTERRUPTED: "interrupted",
+            StopReason.STOPPED: "stopped"}[reason]
 
 
 def describe_result(result: TrainResult, out_dir: str | Path) -> str:
     """What a run did, in one line (two when it can be continued with --resume)."""
     reason = StopReason(result.status)
     best = f"best dev {100 * result.best_score:.2f}% (epoch {result.best_epoch})" if result.best_score is not None else "no dev evaluation yet"
-    msg = f"{_DESCRIPTIONS[reason]} after {result.step} steps, {result.elapsed / 60:.1f} min: {best}; model in {out_dir}"
+    of = f" of {result.epochs}" + (" planned" if result.plan else "") if result.epochs and reason is not StopReason.FINISHED else ""
+    msg = (f"{stop_description(result)}: {result.epoch}{of} epochs, {result.step} steps, {result.elapsed / 60:.1f} min; "
+           f"{best}; model in {out_dir}")
     if not reason.completes_training:
         msg += f"\ncontinue with: attnlab train --resume --out {out_dir}"
     return msg

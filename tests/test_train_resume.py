@@ -246,4 +246,4 @@ def test_a_time_limit_stops_after_one_step_with_a_partial_dev_score_and_resumes(
     # the partial epoch's dev score stays in the history, before the three whole epochs
     assert [h["partial_epoch"] for h in rest.history] == [True, False, False, False]
     done = TrainResult("finished", 30, 3, 0.875, 2, 90.0, None, [])
-    assert describe_result(done, "M") == "finished after 30 steps, 1.5 min: best dev 87.50% (epoch 2); model in M"
+    assert describe_result(done, "M") == "finished: 3 epochs, 30 steps, 1.5 min; best dev 87.50% (epoch 2); model in M"

@@ -12,6 +12,11 @@ text (segmenter, multiword tokens, tagger), scored by the CoNLL 2018 shared task
 A treebank already trained in ``--out`` is not trained again (the wall-clock minutes of its
 training, kept in ``training-time.json``, are reused).
 
+With several seeds (``--seeds 3``: seeds 1, 2, 3) each treebank is trained once per seed, into
+``--out/NAME/seed-S``, and every cell of the tables is the mean over the seeds with their
+spread, the lowest and the highest value (``summarize``): one training run says little about a
+difference of a few tenths of a point.
+
 The anchor is UDPipe 1.2 with gold tokenization, its UD 2.3 models (Straka & Straková 2017,
 "Tokenizing, POS Tagging, Lemmatizing and Parsing UD 2.0 with UDPipe"; figures from the UDPipe
 1 model documentation for UD 2.3). The treebank versions differ slightly from those here.
@@ -21,10 +26,12 @@ From raw text the anchor is UDPipe 1.2's raw-text figures of the same models (``
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from ..output import write_output
 
@@ -121,56 +128,121 @@ def run_treebank(directory: Path, out: Path, *, seed: int, threads: int, train_a
     }
 
 
-def _cell(ours: float | None, anchor: float | None) -> str:
+def spread(values: list[float]) -> dict:
+    """Mean, lowest, highest and (sample) standard deviation of one cell's values over seeds
+    (the deviation is 0.0 for a single value)."""
+    return {"mean": statistics.fmean(values), "min": min(values), "max": max(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+
+
+def _spread_of(rows: list[dict], get) -> dict | None:
+    values = [v for v in (get(r) for r in rows) if isinstance(v, (int, float))]
+    return spread(values) if values else None
+
+
+def summarize(results: list[dict]) -> list[dict]:
+    """One entry per treebank (in the order of ``results``) over its runs, one per seed:
+    ``spread`` of every metric (``scores``, ``raw``), of the training minutes and tagging speed,
+    and whether every run changed only the predicted columns."""
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(r["treebank"], []).append(r)
+    summary = []
+    for name, rows in groups.items():
+        raws = [r["raw"] for r in rows if r.get("raw") is not None]
+        summary.append({
+            "treebank": name,
+            "seeds": [r.get("seed") for r in rows],
+            "scores": {m: _spread_of(rows, lambda r, m=m: r.get("scores", {}).get(m)) for m in METRICS},
+            "raw": None if len(raws) < len(rows) else {
+                m: _spread_of(raws, lambda r, m=m: r.get(m)) for m in (*RAW_METRICS, "words_per_s")},
+            "train_minutes": _spread_of(rows, lambda r: r.get("train_minutes")),
+            "tokens_per_s": _spread_of(rows, lambda r: r.get("tokens_per_s")),
+            "only_predicted_columns_changed": all(r.get("only_predicted_columns_changed", True) for r in rows),
+            "changed_columns": sorted({c for r in rows for c in r.get("changed_columns", ())}),
+        })
+    return summary
+
+
+def _cell(ours: dict | None, anchor: float | None) -> str:
+    """A percentage cell: the mean over seeds, bold when above ``anchor``, else marked a miss;
+    with several seeds the spread (lowest-highest) in the parentheses too."""
     if ours is None:
         return "–"
-    text = f"{100 * ours:.2f}"
-    if anchor is None:
-        return text
-    return f"**{text}**" if 100 * ours > anchor else f"{text} (miss)"
+    text = f"{100 * ours['mean']:.2f}"
+    miss = anchor is not None and 100 * ours["mean"] <= anchor
+    if anchor is not None and not miss:
+        text = f"**{text}**"
+    notes = [f"{100 * ours['min']:.2f}–{100 * ours['max']:.2f}"] if ours["n"] > 1 else []
+    notes += ["miss"] if miss else []
+    return f"{text} ({'; '.join(notes)})" if notes else text
+
+
+def _number(cell: dict | None, fmt: str) -> str:
+    return "?" if cell is None else format(cell["mean"], fmt)
+
+
+def _seeds_note(summary: list[dict]) -> str:
+    most = max((len(s["seeds"]) for s in summary), default=1)
+    return "" if most <= 1 else (f"cells: the mean over seeds {', '.join(str(x) for x in summary[0]['seeds'])} "
+                                 "(lowest–highest); minutes and tokens/s: means\n\n")
 
 
 def table(results: list[dict]) -> str:
-    """Markdown: treebank x metric, attnlab (bold when above UDPipe 1.2) / UDPipe 1.2."""
+    """Markdown: treebank x metric, attnlab (bold when above UDPipe 1.2) / UDPipe 1.2; with
+    several seeds per treebank the mean and its range (``summarize``)."""
+    summary = summarize(results)
     head = "| treebank | " + " | ".join(METRICS) + " | training min | tagging tokens/s | only predicted columns changed |"
     lines = [head, "|---|" + "---:|" * len(METRICS) + "---:|---:|---|"]
-    for r in results:
+    for r in summary:
         anchor = UDPIPE.get(r["treebank"], (None,) * len(METRICS))
         cells = [f"{_cell(r['scores'][m], a)} / {a if a is not None else '–'}" for m, a in zip(METRICS, anchor)]
-        minutes = f"{r['train_minutes']:.1f}" if isinstance(r["train_minutes"], (int, float)) else "?"
-        speed = f"{r['tokens_per_s']:,.0f}" if r["tokens_per_s"] else "?"
-        lines.append(f"| {r['treebank']} | " + " | ".join(cells) + f" | {minutes} | {speed} | "
+        lines.append(f"| {r['treebank']} | " + " | ".join(cells) + f" | {_number(r['train_minutes'], '.1f')} | "
+                     f"{_number(r['tokens_per_s'], ',.0f')} | "
                      + ("yes" if r["only_predicted_columns_changed"] else f"NO: {r['changed_columns']}") + " |")
-    return "\n".join(lines)
+    return _seeds_note(summary) + "\n".join(lines)
 
 
 def raw_table(results: list[dict]) -> str:
     """Markdown: from raw text, treebank x metric, attnlab (bold when above UDPipe 1.2) / UDPipe 1.2."""
+    summary = summarize(results)
     head = "| treebank | " + " | ".join(RAW_METRICS) + " | raw text to CoNLL-U words/s |"
     lines = [head, "|---|" + "---:|" * (len(RAW_METRICS) + 1)]
-    for r in results:
-        raw = r.get("raw")
+    for r in summary:
+        raw = r["raw"]
         if raw is None:
             lines.append(f"| {r['treebank']} | " + " | ".join(["no segmenter"] * len(RAW_METRICS)) + " | – |")
             continue
         anchor = UDPIPE_RAW.get(r["treebank"], (None,) * len(RAW_METRICS))
         cells = [f"{_cell(raw.get(m), a)} / {a if a is not None else '–'}" for m, a in zip(RAW_METRICS, anchor)]
-        lines.append(f"| {r['treebank']} | " + " | ".join(cells) + f" | {raw['words_per_s']:,.0f} |")
-    return "\n".join(lines)
+        lines.append(f"| {r['treebank']} | " + " | ".join(cells) + f" | {_number(raw['words_per_s'], ',.0f')} |")
+    return _seeds_note(summary) + "\n".join(lines)
 
 
-def main(data: Path, out: Path, *, only: list[str] | None, seed: int, threads: int,
-         train_args: tuple[str, ...] = ()) -> list[dict]:
-    """Every treebank directory of ``data`` (those named in ``only``), one after another."""
+def run_directory(out: Path, name: str, seed: int, seeds: list[int]) -> Path:
+    """Where the run of treebank ``name`` with ``seed`` goes: ``out/NAME`` for a single seed
+    (as before seeds could be several), else ``out/NAME/seed-S``."""
+    return out / name if len(seeds) == 1 else out / name / f"seed-{seed}"
+
+
+def main(data: Path, out: Path, *, only: list[str] | None, seeds: list[int], threads: int,
+         train_args: tuple[str, ...] = (), run=None) -> list[dict]:
+    """Every treebank directory of ``data`` (those named in ``only``), one after another, each
+    with every seed in ``seeds``; ``run`` stands for ``run_treebank``."""
+    run = run or run_treebank
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds {seeds}: give one or more different seeds")
     names = sorted(p.name for p in data.iterdir() if p.is_dir() and list(p.glob("*train.conllu")))
     if only:
         missing = sorted(set(only) - set(names))
         if missing:
             raise ValueError(f"{data}: no treebank {', '.join(missing)} (found: {', '.join(names) or 'none'})")
         names = [n for n in names if n in only]
-    results = []
+    results: list[dict[str, Any]] = []
     for name in names:
-        print(f"{name} ...", file=sys.stderr, flush=True)
-        results.append(run_treebank(data / name, out / name, seed=seed, threads=threads, train_args=train_args))
-        print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
+        for seed in seeds:
+            print(f"{name}, seed {seed} ...", file=sys.stderr, flush=True)
+            results.append(run(data / name, run_directory(out, name, seed, seeds), seed=seed, threads=threads,
+                               train_args=train_args))
+            print(table(results[-1:]).splitlines()[-1], file=sys.stderr, flush=True)
     return results

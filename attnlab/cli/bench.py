@@ -228,7 +228,7 @@ def _add_treebanks(bsub) -> None:
         help="train, score and tag every treebank of a directory; table against UDPipe 1.2",
         description=(
             "For each treebank directory under --data (one *train/dev/test.conllu each): the default "
-            "`attnlab train` with --seed, `attnlab eval --json` on the test file (UPOS, XPOS, UFeats, AllTags, "
+            "`attnlab train` with each --seed, `attnlab eval --json` on the test file (UPOS, XPOS, UFeats, AllTags, "
             "Lemmas), `attnlab tag` on the test file checked to change only the predicted columns; prints a "
             "Markdown table against UDPipe 1.2's published gold-tokenization scores; then, for models with a "
             "segmenter, `attnlab eval --from-text --json` (the whole pipeline from the test file's raw text) and a "
@@ -238,9 +238,16 @@ def _add_treebanks(bsub) -> None:
     p.add_argument("--data", type=Path, default=None, help="directory of treebank directories (default: $ATTNLAB_DATA)")
     p.add_argument("--out", type=Path, required=True, help="one model directory per treebank goes here")
     p.add_argument("--only", nargs="+", metavar="NAME", help="just these treebanks (directory names)")
-    p.add_argument("--seed", type=seed, default=1, help="training seed (default 1)")
+    seeds = p.add_mutually_exclusive_group()
+    seeds.add_argument("--seed", type=seed, nargs="+", default=None, metavar="S",
+                       help="training seeds, one run per treebank and seed (default 1)")
+    seeds.add_argument("--seeds", type=positive_int, default=None, metavar="N",
+                       help="seeds 1 to N; with several seeds each run goes to --out/NAME/seed-S and every cell is "
+                            "the mean over the seeds followed by the lowest and highest value")
     p.add_argument("--threads", type=positive_int, default=2, help="torch threads for every step (default 2)")
-    p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the figures to this JSON file")
+    p.add_argument("--json", type=output_path, default=None, metavar="FILE",
+                   help="also write the figures to this JSON file (every run, and per treebank the mean, lowest, "
+                        "highest and standard deviation over seeds)")
     p.add_argument("--train-arg", action="append", default=[], metavar="ARG",
                    help="pass ARG to every `attnlab train` (repeat it; e.g. --train-arg=--max-minutes=8); the "
                         "default is the plain command")
@@ -250,18 +257,19 @@ def _add_treebanks(bsub) -> None:
 def _run_treebanks(args) -> int:
     import os
 
-    from ..bench.treebanks import main, raw_table, table
+    from ..bench.treebanks import main, raw_table, summarize, table
 
     data = args.data or (Path(os.environ["ATTNLAB_DATA"]) if os.environ.get("ATTNLAB_DATA") else None)
     if data is None or not data.is_dir():
         raise UserError(f"--data {data}: no such directory (give the directory that holds the treebank directories)")
+    seeds = list(range(1, args.seeds + 1)) if args.seeds else (args.seed or [1])
     try:
-        results = main(data, args.out, only=args.only, seed=args.seed, threads=args.threads,
+        results = main(data, args.out, only=args.only, seeds=seeds, threads=args.threads,
                        train_args=tuple(args.train_arg))
     except (RuntimeError, ValueError) as exc:
         raise UserError(str(exc)) from None
     _show(table(results) + "\n\nfrom raw text (CoNLL 2018 shared task F1):\n\n" + raw_table(results),
-          {"results": results}, args.json)
+          {"results": results, "summary": summarize(results)}, args.json)
     return 0 if all(r["only_predicted_columns_changed"] for r in results) else 1
 
 

@@ -38,7 +38,8 @@ def add_parser(subparsers) -> None:
                         "needs the 'hf' extra): its word pieces and encoder, each word by its first piece")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--max-minutes", type=positive_float,
-                   help="stop this run after this many minutes (checkpointed; --resume continues)")
+                   help="stop this call after this many minutes (checkpointed; --resume continues the run); "
+                        "see --budget-minutes for the whole run's time")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--segmenter-minutes", type=non_negative_float, default=None, metavar="MIN",
@@ -59,7 +60,15 @@ def _add_training_options(p) -> None:
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (the learning rate schedule spans them; default: 24, and for --task tag as many as "
-                        "needed to see about 2 million training words, 12 to 100, so small treebanks get more)")
+                        "fit --budget-minutes: the first two epochs, dev scores included, are timed and the run plans "
+                        "the epochs that fit, at most 200; the plan is printed and kept in config.json, and "
+                        "--epochs K --seed S repeats a planned run of K epochs exactly)")
+    t.add_argument("--budget-minutes", type=positive_float, default=None, metavar="MIN",
+                   help="the run's training time, over all --resume calls (the segmenter's is apart): it ends "
+                        "for good once its steps have taken this long, and a run without --epochs plans its "
+                        "epochs to fit it (default 15 for such a run; with --epochs, none unless given). A run "
+                        "ends at whichever comes first: dev converged (--patience), the budget, the last epoch; "
+                        "the summary line and config.json's \"run\" say which")
     t.add_argument("--seed", type=seed, default=1, help="random seed (default 1)")
     t.add_argument("--batch-tokens", type=positive_int, default=1000, help="tokens per batch (default 1000)")
     t.add_argument("--lr", type=positive_float, default=1.5e-3, help="peak learning rate (default 1.5e-3)")
@@ -69,8 +78,8 @@ def _add_training_options(p) -> None:
     t.add_argument("--weight-decay", type=non_negative_float, default=0.01,
                    help="AdamW weight decay of the weight matrices (default 0.01)")
     t.add_argument("--patience", type=non_negative_int, default=None,
-                   help="stop after this many epochs without dev improvement (0 = never; default: a quarter of the "
-                        "epochs, at least 6)")
+                   help="stop (converged) after this many epochs without dev improvement (0 = never; default: a "
+                        "quarter of the epochs, given or planned, at least 6)")
     t.add_argument("--checkpoint-every", type=non_negative_int, default=200,
                    help="steps between checkpoints, besides the one at the end of each epoch (default 200; 0: only those)")
     t.add_argument("--label-smoothing", type=fraction, default=0.0, help="label smoothing of the losses (default 0)")

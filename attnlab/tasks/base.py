@@ -14,6 +14,8 @@ run or --resume, the training loop, reading the gold file):
     training_task(loaded, args, train, dev)
                                     the object ``attnlab.train.train`` drives (lengths, make_batch,
                                     loss, evaluate, save_model)
+    default_epochs(train)           the epochs of a run without --epochs (None: planned from the time budget,
+                                    at most ``max_epochs``)
     describe(loaded, training, train)
                                     (what is trained, on how much) for the line `attnlab train` starts with
     evaluate(args, gold, source)    score a model directory (``args.model``) on gold sentences
@@ -39,7 +41,9 @@ DEFAULT_EPOCHS = 24
 class FixedEpochs:
     """``Task.default_epochs`` for tasks that train ``DEFAULT_EPOCHS`` whatever the data."""
 
-    def default_epochs(self, train: Sequence) -> int:
+    max_epochs = DEFAULT_EPOCHS
+
+    def default_epochs(self, train: Sequence) -> int | None:
         return DEFAULT_EPOCHS
 
 
@@ -62,7 +66,11 @@ class Task(Protocol):
 
     def describe(self, loaded: Any, training: Any, train: Sequence) -> tuple[str, str]: ...
 
-    def default_epochs(self, train: Sequence) -> int: ...
+    max_epochs: int  # the cap of a run that plans its epochs from a time budget
+
+    def default_epochs(self, train: Sequence) -> int | None:
+        """The epochs of a run without --epochs; None: as many as fit its time budget."""
+        ...
 
     def evaluate(self, args: argparse.Namespace, gold: Sequence, source: str) -> dict: ...
 

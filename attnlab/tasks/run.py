@@ -58,9 +58,16 @@ class TrainingRun:
 
         what, examples = self.task.describe(self.loaded, self.training, self.train_sentences)
         n_params = sum(p.numel() for p in self.loaded.model.parameters())
+        c = self.config
+        if c.plan_epochs:
+            epochs = (f"epochs planned after the first two to fit a {c.budget_minutes:g}-minute budget (at most {c.epochs}; "
+                      f"patience {'a quarter of them, at least 6' if c.patience is None else c.patience})")
+        else:
+            epochs = f"{c.epochs} epochs (patience {c.stop_patience})"
+            if c.budget_minutes is not None:
+                epochs += f", at most {c.budget_minutes:g} minutes"
         line = (f"training {what} ({n_params / 1e6:.2f}M parameters) on {self.train_path} ({examples}), "
-                f"dev {self.dev_path}, {self.config.epochs} epochs (patience {self.config.patience}), "
-                f"{torch.get_num_threads()} threads")
+                f"dev {self.dev_path}, {epochs}, {torch.get_num_threads()} threads")
         if self.segmenter_minutes:
             line += (f"; first a segmenter (sentences, tokens, multiword tokens from the raw text; at most "
                      f"{self.segmenter_minutes:g} minutes) into {self.out / 'segmenter'}")
@@ -98,6 +105,7 @@ class TrainingRun:
                      max_minutes=max_minutes, progress=progress, extra={"data": data})
 
 
+DEFAULT_BUDGET_MINUTES = 15.0  # a run that plans its epochs (--task tag without --epochs): its training time
 DEFAULT_SEGMENTER_MINUTES = 4.5  # a tagging run's segmenter, at most (the budget: 5 minutes on 2 cores)
 
 
@@ -124,10 +132,14 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
     train_path, dev_path = data_paths(args)
     train, dev = _read_data(task, train_path, dev_path)
     epochs = args.epochs if args.epochs is not None else task.default_epochs(train)
+    budget = getattr(args, "budget_minutes", None)
+    if epochs is None and budget is None:
+        budget = DEFAULT_BUDGET_MINUTES
     config = TrainConfig(
-        epochs=epochs, batch_tokens=args.batch_tokens, lr=args.lr, weight_decay=args.weight_decay,
-        warmup=args.warmup, schedule=args.schedule, seed=args.seed, checkpoint_every=args.checkpoint_every,
-        patience=args.patience if args.patience is not None else max(6, epochs // 4),
+        epochs=task.max_epochs if epochs is None else epochs, batch_tokens=args.batch_tokens, lr=args.lr,
+        weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule, seed=args.seed,
+        checkpoint_every=args.checkpoint_every, patience=args.patience,  # None: a quarter of the epochs, at least 6
+        budget_minutes=budget, plan_epochs=epochs is None,
     )
     torch.manual_seed(args.seed)
     loaded = task.build(args, train)

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from .base import new_model, token_model_configs
 
-WORDS_SEEN = 2_000_000
 # more character filters and more word dropout than a classifier: lemmas, features and unknown
 # words (27% of Turkish-IMST's test words) are read from characters
 TAGGER_FEATURES = {"char_filters": 128, "word_dropout": 0.25}
-MIN_EPOCHS = 12
-MAX_EPOCHS = 100
+MAX_EPOCHS = 200  # a planned run's cap (a tiny treebank would fit thousands of epochs in its budget)
 
 
 class Tag:
@@ -24,14 +22,14 @@ class Tag:
     model_task = "tagging"
     model_tasks = ("tagging", "tagging-pretrained")  # with --pretrained DIR: attnlab.tasks.piece_tagging
     summary = "part of speech per token (N->N)"
+    max_epochs = MAX_EPOCHS
 
-    def default_epochs(self, train) -> int:
-        """Enough epochs to see about ``WORDS_SEEN`` training words, at least ``MIN_EPOCHS``, at
-        most ``MAX_EPOCHS``: a small treebank (Turkish-IMST, 38k words: 54 epochs) gets about as
-        many updates as a large one (English-EWT, 205k words: 12 epochs), and every treebank
-        trains in about the same time (under 15 minutes on 2 cores of a Zen 4 class CPU)."""
-        words = max(sum(len(s.forms) for s in train), 1)
-        return min(MAX_EPOCHS, max(MIN_EPOCHS, -(-WORDS_SEEN // words)))
+    def default_epochs(self, train) -> None:
+        """None: a tagging run plans its epochs from its time budget (``attnlab.train.plan_epochs``,
+        at most ``MAX_EPOCHS``) rather than from the size of the treebank: the epochs that fit
+        the budget on the machine that trains, so a small treebank trains as long as a large one
+        may, and a large one still stops at the budget."""
+        return None
 
     def add_train_arguments(self, group) -> None:
         from ..options import non_negative_float
