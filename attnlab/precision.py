@@ -58,7 +58,8 @@ def resolve(precision: str, device: str = "cpu") -> str:
     return precision
 
 
-ROWS = 256  # bfloat16 linear layers on the CPU take their rows this many at a time
+ROWS = 256  # bfloat16 linear layers on the CPU: row counts rounded up to a multiple of this,
+PIECE = 2048  # and taken at most this many at a time
 
 
 @contextlib.contextmanager
@@ -79,12 +80,13 @@ def autocast(precision: str, device_type: str = "cpu"):
 
 
 def _rounded_rows():
-    """A torch function mode in which ``F.linear`` runs its input's rows (all dimensions but
-    the last, flattened) ``ROWS`` at a time in bfloat16, the last piece padded with zero rows,
-    so that every product has the same shape. oneDNN, which runs bfloat16 products on the
-    CPU, builds and keeps a kernel for every new shape: tagging EWT train, with a new row
-    count per batch, grew to 1.1 GB against 0.4 GB in fp32. Each row's result is the same
-    either way (rows of a product do not mix), and as fast as one product (measured)."""
+    """A torch function mode in which ``F.linear`` runs in bfloat16 on its input's rows (all
+    dimensions but the last, flattened) padded with zero rows to a multiple of ``ROWS``, at
+    most ``PIECE`` at a time, so that every product has one of PIECE / ROWS shapes. oneDNN,
+    which runs bfloat16 products on the CPU, builds and keeps a kernel for every new shape:
+    tagging EWT train, with a new row count per batch, grew to 1.1 GB against 0.4 GB in fp32.
+    Each row's result is the same either way (rows of a product do not mix), and as fast as
+    one product (measured)."""
     import torch
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
@@ -103,11 +105,11 @@ def _rounded_rows():
             wt = weight.to(torch.bfloat16).t()  # (K, N)
             bb = None if bias is None else bias.to(torch.bfloat16)  # (N,)
             out = x.new_empty(padded, weight.shape[0], dtype=torch.bfloat16)  # (P, N)
-            for i in range(0, padded, ROWS):
+            for i in range(0, padded, PIECE):
                 if bb is None:
-                    torch.mm(xb[i:i + ROWS], wt, out=out[i:i + ROWS])
+                    torch.mm(xb[i:i + PIECE], wt, out=out[i:i + PIECE])
                 else:
-                    torch.addmm(bb, xb[i:i + ROWS], wt, out=out[i:i + ROWS])
+                    torch.addmm(bb, xb[i:i + PIECE], wt, out=out[i:i + PIECE])
             return out[:rows].reshape(*x.shape[:-1], weight.shape[0])
 
     return _RoundedRows()
