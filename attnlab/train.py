@@ -129,6 +129,8 @@ class TrainConfig(JsonConfig):
                       (``plan_epochs``) and goes on as if that count had been given; the plan is
                       recorded in the checkpoints and config.json, and ``epochs=K`` with the same
                       seed repeats the run exactly
+    precision         "fp32", or "bf16": the forward pass under torch's bfloat16 autocast
+                      (weights, optimizer and gradients stay fp32; ``attnlab.precision``)
 
     Every number is finite: lr > 0, weight_decay and clip_norm >= 0 (0: no clipping), betas in [0, 1).
     """
@@ -146,6 +148,7 @@ class TrainConfig(JsonConfig):
     checkpoint_every: int = 200
     budget_minutes: float | None = None
     plan_epochs: bool = False
+    precision: str = "fp32"
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
@@ -163,6 +166,8 @@ class TrainConfig(JsonConfig):
             positive_float.check(self.budget_minutes, "budget_minutes")
         if self.plan_epochs and self.budget_minutes is None:
             raise ValueError("plan_epochs needs budget_minutes")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision {self.precision!r}: training runs in fp32 or bf16")
 
     @property
     def stop_patience(self) -> int:
@@ -727,7 +732,9 @@ class _Run:
         lr = learning_rate(self.config, self.state.step, self.total_steps, decay_from=self.decay_from)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss = self.task.loss(net, local.batch)
+        device_type = next(self.model.parameters()).device.type
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.config.precision == "bf16"):
+            loss = self.task.loss(net, local.batch)
         self.optimizer.zero_grad(set_to_none=True)
         (loss * local.weight).backward()
         # the norm of the gradient (averaged over processes: every process decides alike), clipped

@@ -80,3 +80,22 @@ def test_segmenter_in_bf16_reads_as_fp32(monkeypatch):
     bf16 = attnlab.load(str(tiny_pipeline_dir()), precision="bf16")(text)
     spans = [(t.start, t.end) for s in fp32.sentences for t in s.tokens]
     assert spans and [(t.start, t.end) for s in bf16.sentences for t in s.tokens] == spans
+
+
+def test_training_in_bf16_learns_as_fp32_does(tmp_path, one_thread):
+    from attnlab.train import TrainConfig, train
+    from test_train_resume import build, quiet
+
+    config = dict(epochs=3, batch_tokens=60, lr=5e-3, warmup=4, schedule="cosine", seed=7, checkpoint_every=0,
+                  patience=0)
+    results, weights = {}, {}
+    for p in ("fp32", "bf16"):
+        model, task = build()
+        results[p] = train(model, task, TrainConfig(**config, precision=p), tmp_path / p, **quiet())
+        weights[p] = {k: v.clone() for k, v in model.state_dict().items()}
+    # the same run to within bfloat16's rounding: it trained (weights moved apart a little, not far)
+    diff = max(float((weights["fp32"][k] - weights["bf16"][k]).abs().max()) for k in weights["fp32"])
+    assert 0 < diff < 0.25
+    assert abs(results["bf16"].best_score - results["fp32"].best_score) < 0.05
+    with pytest.raises(ValueError, match="precision 'fp16': training runs in fp32 or bf16"):
+        TrainConfig(precision="fp16")

@@ -121,6 +121,13 @@ def prepare_training(args: argparse.Namespace) -> TrainingRun:
     return run
 
 
+def _training_precision(args: argparse.Namespace) -> str:
+    """``--precision`` resolved for this machine ("auto": bf16 where the CPU has it natively)."""
+    from ..precision import resolve
+
+    return resolve(getattr(args, "precision", "fp32") or "fp32")
+
+
 def _new_run(args: argparse.Namespace) -> TrainingRun:
     import torch
 
@@ -139,7 +146,7 @@ def _new_run(args: argparse.Namespace) -> TrainingRun:
         epochs=task.max_epochs if epochs is None else epochs, batch_tokens=args.batch_tokens, lr=args.lr,
         weight_decay=args.weight_decay, warmup=args.warmup, schedule=args.schedule, seed=args.seed,
         checkpoint_every=args.checkpoint_every, patience=args.patience,  # None: a quarter of the epochs, at least 6
-        budget_minutes=budget, plan_epochs=epochs is None,
+        budget_minutes=budget, plan_epochs=epochs is None, precision=_training_precision(args),
     )
     torch.manual_seed(args.seed)
     loaded = task.build(args, train)
