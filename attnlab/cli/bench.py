@@ -385,7 +385,7 @@ def _add_calibrate(bsub) -> None:
         description=(
             "For every (mode, longest-sequence bucket, head width) entry, run packed attention through the native "
             "kernel and through the bucketed path over torch SDPA on a representative batch, interleaved, medians; "
-            "choose the faster (the fixed rule unless the other is 5%% faster) and keep the table beside the kernel "
+            "choose the faster (the fixed rule unless the other is 5% faster) and keep the table beside the kernel "
             "build in $ATTNLAB_CACHE, where impl='auto' reads it. Prints each entry's times, ratio, choice and why."
         ),
     )
