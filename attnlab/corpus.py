@@ -375,14 +375,8 @@ def _start_worker(tagger) -> None:
 
 def _worker_tagger():
     global _WORKER_TAGGER
-    from .distributed import ModelRef
-
-    if isinstance(_WORKER_TAGGER, ModelRef):
-        from .api import load
-
-        ref = _WORKER_TAGGER
-        _WORKER_TAGGER = load(ref.source, batch_tokens=ref.batch_tokens, device=ref.device, threads=1,
-                              precision=ref.precision)
+    if hasattr(_WORKER_TAGGER, "load_tagger"):  # a ModelRef (not imported here: it imports this module)
+        _WORKER_TAGGER = _WORKER_TAGGER.load_tagger(threads=1)
     return _WORKER_TAGGER
 
 

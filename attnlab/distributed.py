@@ -77,6 +77,13 @@ class ModelRef:
     device: str = "cpu"
     precision: str = "auto"
 
+    def load_tagger(self, threads: int | None = None):
+        """The ``attnlab.api.Tagger`` this stands for, loaded in this process."""
+        from .api import load
+
+        return load(self.source, batch_tokens=self.batch_tokens, device=self.device, threads=threads,
+                    precision=self.precision)
+
 
 def model_ref(name_or_dir: str | os.PathLike[str], *, batch_tokens: int = BATCH_TOKENS, device: str = "cpu",
               precision: str = "auto") -> ModelRef:
@@ -108,12 +115,9 @@ def worker_tagger(ref: ModelRef):
     with _LOCK:
         tagger = _TAGGERS.get(ref)
         if tagger is None:
-            from .api import load
-
             if not _TAGGERS:
                 _malloc_for_tensors()
-            tagger = load(ref.source, batch_tokens=ref.batch_tokens, device=ref.device, threads=_worker_threads(),
-                          precision=ref.precision)
+            tagger = ref.load_tagger(threads=_worker_threads())
             while len(_TAGGERS) >= CACHED_MODELS:
                 del _TAGGERS[next(iter(_TAGGERS))]
             _TAGGERS[ref] = tagger

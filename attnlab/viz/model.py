@@ -167,4 +167,5 @@ def load_explainable(model_dir: str | Path) -> Explainable | CheckpointExplainab
     directory = resolve_model(model_dir)
     if is_checkpoint(directory):
         return load_checkpoint(directory)
-    return Explainable(load(directory), name=directory.name or str(directory))
+    # fp32: the explorer shows the model's own numbers, the same on every CPU
+    return Explainable(load(directory, precision="fp32"), name=directory.name or str(directory))
