@@ -157,9 +157,10 @@ def test_without_spacy_the_note_says_so(tmp_path, monkeypatch, native):
     monkeypatch.setattr(precision, "native_bf16", lambda: (native, "told by the test"))
     calls = fake_runs(monkeypatch, spacy=False)
     got = tag.run(TagBenchConfig(treebank=tiny_treebank(tmp_path), repeat=1, memory_mb=0, cases=("text",)))
-    # with native bf16 the default runs in it, and fp32 is measured beside it
+    # with native bf16 the default runs in it, and fp32 is measured beside it; int8 always
     assert [k for k in got["rows"] if "fp32" in k] == (["text, 2 workers, fp32"] if native else [])
-    assert len(calls) == 3 + native and got["spacy"] is None and got["versus_spacy"] == []
+    assert [k for k in got["rows"] if "int8" in k] == ["text, 2 workers, int8"]
+    assert len(calls) == 4 + native and got["spacy"] is None and got["versus_spacy"] == []
     assert f"precision: the default (auto) is {'bf16' if native else 'fp32'} here (told by the test)" in got["notes"][0]
     assert "spaCy not installed: the spaCy comparison was not run (pip install 'spacy>=3.8,<3.9')" in got["notes"]
     with pytest.raises(ValueError, match="no case of this run matches 'nothing'"):

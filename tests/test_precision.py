@@ -37,7 +37,7 @@ def test_auto_takes_bf16_only_where_native(monkeypatch, caplog, native):
 
 
 def test_unknown_precision_is_refused_before_loading():
-    with pytest.raises(ValueError, match="precision 'fp16' is unknown; choose one of fp32, bf16, auto"):
+    with pytest.raises(ValueError, match="precision 'fp16' is unknown; choose one of fp32, bf16, int8, auto"):
         attnlab.load("/no/such/model", precision="fp16")
 
 
@@ -99,3 +99,40 @@ def test_training_in_bf16_learns_as_fp32_does(tmp_path, one_thread):
     assert abs(results["bf16"].best_score - results["fp32"].best_score) < 0.05
     with pytest.raises(ValueError, match="precision 'fp16': training runs in fp32 or bf16"):
         TrainConfig(precision="fp16")
+
+
+def test_int8_is_asked_for_on_the_cpu_only():
+    assert precision.resolve("int8") == "int8"
+    with pytest.raises(ValueError, match="precision int8 runs on the CPU only, not on cuda"):
+        precision.resolve("int8", "cuda")
+
+
+def test_int8_linear_is_the_product_within_quantization_and_follows_weight_changes():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 32)
+    x = torch.randn(3, 7, 64)
+    with torch.no_grad(), precision.autocast("int8"):
+        got = layer(x)
+    with torch.no_grad():
+        want = layer(x)
+    assert got.shape == want.shape == (3, 7, 32) and got.dtype == torch.float32
+    error = float((got - want).abs().max() / want.abs().max())
+    assert 0 < error < 0.02  # it did run in int8, and stayed close
+    with torch.no_grad():
+        layer.weight.mul_(2)  # a changed weight is quantized and packed again
+    with torch.no_grad(), precision.autocast("int8"):
+        again = layer(x)
+    with torch.no_grad():
+        assert float((again - layer(x)).abs().max() / layer(x).abs().max()) < 0.02
+
+
+def test_int8_tags_as_fp32_within_quantization():
+    fp32 = attnlab.load(str(tiny_tagger_dir(full=True)), precision="fp32")
+    int8 = attnlab.load(str(tiny_tagger_dir(full=True)), precision="int8")
+    forms = [s.forms for s in full_corpus(60, seed=7)]
+    words = sum(map(len, forms))
+    a = {w.form + str(i): w for i, s in enumerate(fp32.tag(forms)) for w in s}
+    b = {w.form + str(i): w for i, s in enumerate(int8.tag(forms)) for w in s}
+    assert sum(a[k].upos == b[k].upos for k in a) >= 0.97 * words
+    gaps = [abs(a[k].probs["upos"] - b[k].probs["upos"]) for k in a]
+    assert 1e-4 < max(gaps) < 0.15  # a model 8 wide; on the treebanks: RESULTS.md

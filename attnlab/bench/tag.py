@@ -7,7 +7,8 @@ process, so Python, torch and the model's loading are counted), on one treebank'
 as CoNLL-U (its words kept, all four layers predicted) and as raw text (``document_text``: the
 sentences' ``# text`` in paragraphs; segmenter, multiword tokens and all layers), with one
 process (1 and 2 torch threads) and with ``--workers 2``, in the default precision ("auto":
-bfloat16 where the CPU has it natively) and, with 2 workers, in fp32 beside it; the cases are
+bfloat16 where the CPU has it natively) and, with 2 workers, in fp32 (where the default is
+bf16) and int8 beside it; the cases are
 interleaved within each
 round and the medians of words/s are compared. Optional cases run when their packages are
 installed, and say so when not: the Dask path (``--scheduler local:2``) and spaCy.
@@ -141,6 +142,8 @@ def _run(config: TagBenchConfig, work: Path) -> dict:
     if resolve("auto") == "bf16":  # fp32 beside the default, where they differ
         cases[f"conllu, {w} workers, fp32"] = [*base, str(conllu), "--workers", w, "--precision", "fp32"]
         cases[f"text, {w} workers, fp32"] = [*base, str(text), "--workers", w, "--precision", "fp32"]
+    cases[f"conllu, {w} workers, int8"] = [*base, str(conllu), "--workers", w, "--precision", "int8"]
+    cases[f"text, {w} workers, int8"] = [*base, str(text), "--workers", w, "--precision", "int8"]
     notes = [f"precision: the default (auto) is {resolve('auto')} here ({native_bf16()[1]}); rows marked fp32 "
              "ask for it"]
     if _has("distributed"):
