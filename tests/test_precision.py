@@ -136,3 +136,11 @@ def test_int8_tags_as_fp32_within_quantization():
     assert sum(a[k].upos == b[k].upos for k in a) >= 0.97 * words
     gaps = [abs(a[k].probs["upos"] - b[k].probs["upos"]) for k in a]
     assert 1e-4 < max(gaps) < 0.15  # a model 8 wide; on the treebanks: RESULTS.md
+
+
+def test_int8_gives_a_sentence_the_same_numbers_whatever_its_batch():
+    tagger = attnlab.load(str(tiny_tagger_dir(full=True)), precision="int8")
+    forms = [s.forms for s in full_corpus(40, seed=3)]
+    alone = tagger.tag([forms[5]])[0]
+    batched = tagger.tag(forms)[5]
+    assert [w.probs for w in alone] == [w.probs for w in batched]
