@@ -115,7 +115,7 @@ def pipeline():
 
     directory = tiny_pipeline_dir(xpos_weight=0.5, full=True)
     with ServerThread(create_app(load_explainable(directory), limits=LIMITS)) as url:
-        yield url, attnlab.load(directory)
+        yield url, attnlab.load(directory, precision="fp32")  # as the server loads it
 
 
 def assert_words(got, expected):
@@ -241,7 +241,7 @@ def test_every_layer_the_tagger_predicts_is_in_the_answers():
     import attnlab
 
     directory = tiny_tagger_dir(xpos_weight=0.5, full=True)
-    [expected] = attnlab.load(directory).tag([["I", "saw", "a", "saw", "."]])
+    [expected] = attnlab.load(directory, precision="fp32").tag([["I", "saw", "a", "saw", "."]])
     with ServerThread(create_app(load_explainable(directory), limits=LIMITS)) as url:
         status, _, body = call(url, "POST", "/api/attention", {"text": "I saw a saw."})
         assert status == 200, body

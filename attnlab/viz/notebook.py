@@ -155,7 +155,8 @@ class Explorer:
 def show(model_or_dir, text: str, *, compare: str | None = None, view: str = "head", layer: int = 1,
          head: int = 1, height: int = 760, heads: dict | str | Path | None = None,
          why_steps: int | None = None) -> Explorer:
-    """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``),
+    """The explorer for ``text`` in a notebook. ``model_or_dir``: a ``Tagger`` (``attnlab.load``;
+    its tags and probabilities in its own precision: a name or directory is loaded in fp32),
     a loaded model (``attnlab.viz.model.load_explainable``), a shipped model's name (``"en"``), a
     tagger model directory or a Hugging Face checkpoint directory; ``compare``: a second sentence for the compare view; ``view``: head,
     model, steps, compare, whatif or why; ``layer``, ``head`` from 1 (the What-if view holds each
