@@ -106,3 +106,15 @@ def test_a_tiny_run_with_bf16():
     assert "| attnlab packed bf16 | packed |" in text
     assert "attnlab packed bf16: none (plain PyTorch)" in text
     assert "bfloat16" not in format_report(run(replace(TINY, onnx=False), log=lambda line: None))
+
+
+def test_a_tiny_run_with_int8():
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    from dataclasses import replace
+
+    report = run(replace(TINY, int8=True, onnx=False), log=lambda line: None)
+    assert "attnlab packed int8" in report["rows"]
+    acc = report["int8_accuracy"]
+    # it ran in int8 (not exact) and stayed close to float32
+    assert 1e-4 < acc["relative"] < 5e-2 and acc["min_cosine"] > 0.99
+    assert "int8: " in format_report(report)

@@ -156,6 +156,9 @@ def _add_hf(bsub) -> None:
     p.add_argument("--pieces-per-word", type=Range(float, 1.0), default=None, help="word pieces per treebank word (default 1.3)")
     p.add_argument("--no-onnx", action="store_true", help="leave ONNX Runtime out")
     p.add_argument("--bf16", action="store_true", help="also attnlab in bfloat16: its speed and accuracy against float32")
+    p.add_argument("--int8", action="store_true",
+                   help="also attnlab with int8 linear layers (weights per channel, inputs per row): its speed and "
+                        "accuracy against float32")
     p.add_argument("--profile", action="store_true", help="also print torch.profiler tables of one batch")
     p.add_argument("--json", type=output_path, default=None, metavar="FILE", help="also write the full report to this file")
     p.set_defaults(func=_run_hf)
@@ -169,7 +172,8 @@ def hf_config(args):
     for name in ("batches", "repeats", "pieces_per_word"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
-    return HFBenchConfig(threads=args.threads, onnx=not args.no_onnx, bf16=args.bf16, profile=args.profile, treebank=args.treebank, **options)
+    return HFBenchConfig(threads=args.threads, onnx=not args.no_onnx, bf16=args.bf16, int8=args.int8, profile=args.profile,
+                         treebank=args.treebank, **options)
 
 
 def _run_hf(args) -> int:

@@ -31,7 +31,7 @@ from ..flops import encoder_flops
 from ..machine import machine_info
 from ..matmul import matmul_rates
 from ..timing import interleaved, warm_up
-from .bf16 import BF16, FP32, bf16_accuracy, paths_ran
+from .bf16 import BF16, FP32, INT8, InPrecision, bf16_accuracy, paths_ran
 from .config import OF_MATMUL_TARGET, QUICK, TARGETS, HFBenchConfig
 from .engines import Batch, export_onnx, load_transformers, make_batches, ort_session, save_random_bert, temporary_directory
 from .report import format_report
@@ -63,7 +63,7 @@ def engine_cases(engines: dict, batches: list[Batch]) -> dict[str, Callable[[], 
                 session.run(None, b.onnx_feed)
         return call
 
-    kinds = {FP32: packed, BF16: packed, "transformers sdpa": padded, "transformers eager": padded, "onnxruntime": onnx}
+    kinds = {FP32: packed, BF16: packed, INT8: packed, "transformers sdpa": padded, "transformers eager": padded, "onnxruntime": onnx}
     return {name: kinds[name](engine) for name, engine in engines.items()}
 
 
@@ -97,6 +97,8 @@ def build_engines(cfg: HFBenchConfig, directory, log: Callable[[str], None]) -> 
                "transformers eager": eager}
     if cfg.bf16:
         engines[BF16] = load_encoder(directory, dtype=torch.bfloat16)
+    if cfg.int8:
+        engines[INT8] = InPrecision(engines[FP32], "int8")
     notes = {}
     if cfg.onnx:
         path, fused, seconds = export_onnx(eager, cfg, directory)
@@ -141,6 +143,7 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
         engines, notes = build_engines(cfg, Path(directory), log)
         differences = max_differences(engines, batches[0])
         accuracy = bf16_accuracy(engines, batches[0]) if cfg.bf16 else {}
+        accuracy8 = bf16_accuracy(engines, batches[0], INT8) if cfg.int8 else {}
         ran = {name: paths_ran(engines[name], batches[0]) for name in (FP32, BF16) if name in engines}
         matmul = matmul_rates(cfg.matmul_sizes)
         rows = timing_rows(engine_cases(engines, batches), cfg, batches, max(r["gflops"] for r in matmul))
@@ -155,6 +158,7 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
         "max_abs_diff_vs_attnlab": differences,
         "onnx": notes,
         "bf16_accuracy": accuracy,
+        "int8_accuracy": accuracy8,
         "attnlab_paths": ran,
         "rows": rows,
         "targets": check_targets(rows),

@@ -7,7 +7,21 @@ Shape letters: T real word pieces, D width.
 
 from __future__ import annotations
 
-FP32, BF16 = "attnlab packed", "attnlab packed bf16"
+FP32, BF16, INT8 = "attnlab packed", "attnlab packed bf16", "attnlab packed int8"
+
+
+class InPrecision:
+    """An encoder whose ``forward_packed`` runs inside ``attnlab.precision.autocast(precision)``
+    (for int8: its linear layers as int8 products, weights per channel, inputs per row)."""
+
+    def __init__(self, encoder, precision: str):
+        self.encoder, self.precision = encoder, precision
+
+    def forward_packed(self, *args, **kwargs):
+        from ...precision import autocast
+
+        with autocast(self.precision):
+            return self.encoder.forward_packed(*args, **kwargs)
 
 
 def paths_ran(encoder, batch) -> list[str]:
@@ -35,20 +49,31 @@ def hidden_difference(fp32, bf16) -> dict[str, float]:
             "min_cosine": float(cosine.min()), "mean_cosine": float(cosine.mean())}
 
 
-def bf16_accuracy(engines: dict, batch) -> dict[str, float]:
-    """``hidden_difference`` of the bfloat16 encoder against the float32 one on ``batch``."""
+def bf16_accuracy(engines: dict, batch, name: str = BF16) -> dict[str, float]:
+    """``hidden_difference`` of the encoder ``name`` (bfloat16, or int8) against the float32
+    one on ``batch``."""
     import torch
 
     with torch.inference_mode():
-        fp32, bf16 = (engines[name].forward_packed(batch.packed, batch.cu).last_hidden_state for name in (FP32, BF16))
-    return hidden_difference(fp32, bf16)
+        fp32, other = (engines[n].forward_packed(batch.packed, batch.cu).last_hidden_state for n in (FP32, name))
+    return hidden_difference(fp32, other)
 
 
 def format_bf16(report: dict) -> list[str]:
-    """The report's lines on bfloat16 (none without ``--bf16``)."""
+    """The report's lines on bfloat16 and int8 (none without ``--bf16`` / ``--int8``)."""
+    lines = []
+    acc8 = report.get("int8_accuracy")
+    if acc8:
+        rows = report["rows"]
+        lines += [
+            "", f"int8: {rows[FP32]['median_s'] / rows[INT8]['median_s']:.2f}x the speed of float32 (interleaved "
+            "medians, same checkpoint and batches; linear layers as int8 products, weights per channel, inputs per row)",
+            f"int8 vs float32, last hidden state over real pieces: max |diff| {acc8['max_abs']:.2e}, "
+            f"mean |diff| {acc8['mean_abs']:.2e}, relative {acc8['relative']:.2e}, "
+            f"cosine per piece min {acc8['min_cosine']:.5f} mean {acc8['mean_cosine']:.5f}"]
     acc = report.get("bf16_accuracy")
     if not acc:
-        return []
+        return lines
     rows = report["rows"]
     ratio = rows[FP32]["median_s"] / rows[BF16]["median_s"]
     paths = "; ".join(f"{name}: {', '.join(ran) or 'none (plain PyTorch)'}" for name, ran in report["attnlab_paths"].items())
@@ -58,4 +83,4 @@ def format_bf16(report: dict) -> list[str]:
         f"mean |diff| {acc['mean_abs']:.2e}, relative {acc['relative']:.2e}, "
         f"cosine per piece min {acc['min_cosine']:.5f} mean {acc['mean_cosine']:.5f}",
         f"fast paths that ran: {paths}",
-    ]
+    ] + lines

@@ -25,6 +25,7 @@ class HFBenchConfig:
     threads: int = 2
     onnx: bool = True
     bf16: bool = False  # also attnlab in bfloat16 (weights and activations)
+    int8: bool = False  # also attnlab with int8 linear layers (attnlab.precision)
     matmul_sizes: tuple[int, ...] = (1024, 2048)  # the square products of the reference rate
     profile: bool = False
     treebank: str | None = None
