@@ -91,7 +91,11 @@ def test_a_tiny_run_with_bf16():
     from attnlab.kernels import native
 
     report = run(replace(TINY, bf16=True, onnx=False), log=lambda line: None)
-    assert list(report["rows"]) == ["attnlab packed", "transformers sdpa", "transformers eager", "attnlab packed bf16"]
+    assert list(report["rows"]) == ["attnlab packed", "transformers sdpa", "transformers eager", "attnlab packed bf16",
+                                    "transformers sdpa bf16"]
+    # the peer at its bf16 too, with what that costs it against attnlab's fp32
+    peer = report["peer_accuracy"]["transformers sdpa bf16"]
+    assert 1e-4 < peer["relative"] < 5e-2 and "transformers sdpa bf16 vs attnlab float32" in format_report(report)
     acc = report["bf16_accuracy"]
     assert 1e-4 < acc["relative"] < 5e-2 and acc["min_cosine"] > 0.995  # see test_hf_bf16.py for the bound
     assert "attnlab packed bf16" not in report["max_abs_diff_vs_attnlab"]  # bf16 is not held to 1e-5
@@ -118,3 +122,15 @@ def test_a_tiny_run_with_int8():
     # it ran in int8 (not exact) and stayed close to float32
     assert 1e-4 < acc["relative"] < 5e-2 and acc["min_cosine"] > 0.99
     assert "int8: " in format_report(report)
+
+
+def test_onnx_runtime_in_int8_beside_attnlab_in_int8():
+    pytest.importorskip("transformers", reason="the hf extra (transformers) is not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed")
+    from dataclasses import replace
+
+    report = run(replace(TINY, int8=True), log=lambda line: None)
+    assert {"attnlab packed int8", "onnxruntime", "onnxruntime int8"} <= set(report["rows"])
+    peer = report["peer_accuracy"]["onnxruntime int8"]
+    assert 1e-4 < peer["relative"] < 0.1  # quantized: not exact, still the same function
+    assert report["max_abs_diff_vs_attnlab"]["onnxruntime"] < 1e-4

@@ -33,7 +33,10 @@ from ..matmul import matmul_rates
 from ..timing import interleaved, warm_up
 from .bf16 import BF16, FP32, INT8, InPrecision, bf16_accuracy, paths_ran
 from .config import OF_MATMUL_TARGET, QUICK, TARGETS, HFBenchConfig
-from .engines import Batch, export_onnx, load_transformers, make_batches, ort_session, save_random_bert, temporary_directory
+from .engines import (Batch, export_onnx, load_transformers, make_batches, ort_session, quantized_onnx, save_random_bert,
+                      temporary_directory)
+
+TF_BF16, ORT_INT8 = "transformers sdpa bf16", "onnxruntime int8"
 from .report import format_report
 
 __all__ = ["QUICK", "HFBenchConfig", "format_report", "run"]
@@ -63,12 +66,14 @@ def engine_cases(engines: dict, batches: list[Batch]) -> dict[str, Callable[[], 
                 session.run(None, b.onnx_feed)
         return call
 
-    kinds = {FP32: packed, BF16: packed, INT8: packed, "transformers sdpa": padded, "transformers eager": padded, "onnxruntime": onnx}
+    kinds = {FP32: packed, BF16: packed, INT8: packed, "transformers sdpa": padded, "transformers eager": padded,
+             TF_BF16: padded, "onnxruntime": onnx, ORT_INT8: onnx}
     return {name: kinds[name](engine) for name, engine in engines.items()}
 
 
-def max_differences(engines: dict, batch: Batch) -> dict[str, float]:
-    """max |engine - attnlab| over the real pieces of ``batch``, per engine."""
+def peer_outputs(engines: dict, batch: Batch):
+    """attnlab's fp32 last hidden state over the real pieces of ``batch`` (T, D), and every
+    peer's, by name."""
     import torch
 
     real = batch.mask.bool()
@@ -77,13 +82,24 @@ def max_differences(engines: dict, batch: Batch) -> dict[str, float]:
         out = {}
         for name, engine in engines.items():
             if name.startswith("transformers"):
-                theirs = engine(input_ids=batch.ids, attention_mask=batch.mask).last_hidden_state[real]
-            elif name == "onnxruntime":
-                theirs = torch.from_numpy(engine.run(None, batch.onnx_feed)[0])[real]
-            else:
-                continue
-            out[name] = float((theirs - mine).abs().max())
-    return out
+                out[name] = engine(input_ids=batch.ids, attention_mask=batch.mask).last_hidden_state[real].float()
+            elif name.startswith("onnxruntime"):
+                out[name] = torch.from_numpy(engine.run(None, batch.onnx_feed)[0])[real]
+    return mine, out
+
+
+def max_differences(engines: dict, batch: Batch) -> dict[str, float]:
+    """max |engine - attnlab| over the real pieces of ``batch``, per peer."""
+    mine, theirs = peer_outputs(engines, batch)
+    return {name: float((out - mine).abs().max()) for name, out in theirs.items()}
+
+
+def peer_accuracy(engines: dict, batch: Batch) -> dict[str, dict[str, float]]:
+    """``hidden_difference`` against attnlab's fp32 of the peers in a lower precision."""
+    from .bf16 import hidden_difference
+
+    mine, theirs = peer_outputs(engines, batch)
+    return {name: hidden_difference(mine, out) for name, out in theirs.items() if name in (TF_BF16, ORT_INT8)}
 
 
 def build_engines(cfg: HFBenchConfig, directory, log: Callable[[str], None]) -> tuple[dict, dict]:
@@ -97,6 +113,7 @@ def build_engines(cfg: HFBenchConfig, directory, log: Callable[[str], None]) -> 
                "transformers eager": eager}
     if cfg.bf16:
         engines[BF16] = load_encoder(directory, dtype=torch.bfloat16)
+        engines[TF_BF16] = load_transformers(directory, "sdpa").to(torch.bfloat16)  # the peer at its bf16
     if cfg.int8:
         engines[INT8] = InPrecision(engines[FP32], "int8")
     notes = {}
@@ -104,6 +121,8 @@ def build_engines(cfg: HFBenchConfig, directory, log: Callable[[str], None]) -> 
         path, fused, seconds = export_onnx(eager, cfg, directory)
         engines["onnxruntime"] = ort_session(path, cfg.threads)
         notes = {"fused_operators": fused, "export_s": seconds}
+        if cfg.int8:  # the peer at its int8: ONNX Runtime's dynamic quantization of the fused model
+            engines[ORT_INT8] = ort_session(quantized_onnx(path), cfg.threads)
         log(f"ONNX export and optimisation: {seconds:.0f} s, fused {fused}")
     return engines, notes
 
@@ -144,6 +163,7 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
         differences = max_differences(engines, batches[0])
         accuracy = bf16_accuracy(engines, batches[0]) if cfg.bf16 else {}
         accuracy8 = bf16_accuracy(engines, batches[0], INT8) if cfg.int8 else {}
+        accuracy_peers = peer_accuracy(engines, batches[0])
         ran = {name: paths_ran(engines[name], batches[0]) for name in (FP32, BF16) if name in engines}
         matmul = matmul_rates(cfg.matmul_sizes)
         rows = timing_rows(engine_cases(engines, batches), cfg, batches, max(r["gflops"] for r in matmul))
@@ -159,6 +179,7 @@ def run(cfg: HFBenchConfig, log: Callable[[str], None] = print) -> dict:
         "onnx": notes,
         "bf16_accuracy": accuracy,
         "int8_accuracy": accuracy8,
+        "peer_accuracy": accuracy_peers,
         "attnlab_paths": ran,
         "rows": rows,
         "targets": check_targets(rows),

@@ -71,6 +71,9 @@ def format_bf16(report: dict) -> list[str]:
             f"int8 vs float32, last hidden state over real pieces: max |diff| {acc8['max_abs']:.2e}, "
             f"mean |diff| {acc8['mean_abs']:.2e}, relative {acc8['relative']:.2e}, "
             f"cosine per piece min {acc8['min_cosine']:.5f} mean {acc8['mean_cosine']:.5f}"]
+    for name, a in report.get("peer_accuracy", {}).items():
+        lines.append(f"{name} vs attnlab float32, last hidden state over real pieces: max |diff| {a['max_abs']:.2e}, "
+                     f"relative {a['relative']:.2e}, cosine per piece min {a['min_cosine']:.5f}")
     acc = report.get("bf16_accuracy")
     if not acc:
         return lines
