@@ -179,8 +179,10 @@ def test_the_command_line_records_the_plan_and_epochs_k_seed_s_repeats_it(tmp_pa
     assert f"planned {k} epochs" in out.err and f"--epochs {k} --seed 3 repeats this run" in out.err
     runs = []
     for name in ("b", "c"):
+        # --patience 0: all k epochs, whatever k the clock of run "a" gave (its plan's patience
+        # could otherwise stop a long plan early; patience never changes a step)
         assert main(["train", "--treebank", str(data), "--out", str(tmp_path / name), "--seed", "3",
-                     "--epochs", str(k), *TINY]) == 0
+                     "--epochs", str(k), "--patience", "0", *TINY]) == 0
         runs.append(load_model_dir(tmp_path / name).state)
     assert_same_weights(*runs)
     # the planned run's whole epochs are those of the run of k epochs: the same dev scores
