@@ -94,70 +94,75 @@ def autocast(precision: str, device_type: str = "cpu"):
             yield
 
 
-def _rounded_rows():
-    """A torch function mode in which ``F.linear`` runs in bfloat16 on its input's rows (all
-    dimensions but the last, flattened) padded with zero rows to a multiple of ``ROWS``, at
-    most ``PIECE`` at a time, so that every product has one of PIECE / ROWS shapes. oneDNN,
-    which runs bfloat16 products on the CPU, builds and keeps a kernel for every new shape:
-    tagging EWT train, with a new row count per batch, grew to 1.1 GB against 0.4 GB in fp32.
-    Each row's result is the same either way (rows of a product do not mix), and as fast as
-    one product (measured)."""
-    import torch
+def _linear_mode(product):
+    """A torch function mode in which ``F.linear`` on the CPU runs as ``product(x, weight,
+    bias)``: x the input's rows (all dimensions but the last, flattened) (M, K), weight (N, K),
+    bias (N,) or None -> (M, N). Every other call runs as it would."""
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
 
-    class _RoundedRows(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if func is not F.linear or len(args) < 2 or args[0].dim() < 2:
-                return func(*args, **kwargs)
-            x, weight = args[0], args[1]
-            bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            rows, width = x.shape[:-1].numel(), x.shape[-1]
-            padded = rows + -rows % ROWS
-            xb = x.new_zeros(padded, width, dtype=torch.bfloat16)  # (P, K)
-            xb[:rows] = x.reshape(rows, width)
-            wt = weight.to(torch.bfloat16).t()  # (K, N)
-            bb = None if bias is None else bias.to(torch.bfloat16)  # (N,)
-            out = x.new_empty(padded, weight.shape[0], dtype=torch.bfloat16)  # (P, N)
-            for i in range(0, padded, PIECE):
-                if bb is None:
-                    torch.mm(xb[i:i + PIECE], wt, out=out[i:i + PIECE])
-                else:
-                    torch.addmm(bb, xb[i:i + PIECE], wt, out=out[i:i + PIECE])
-            return out[:rows].reshape(*x.shape[:-1], weight.shape[0])
-
-    return _RoundedRows()
-
-
-def _int8_linear():
-    """A torch function mode in which ``F.linear`` on the CPU runs as an int8 product: the
-    weight quantized symmetrically per output channel (scale = its largest magnitude / 127,
-    once, kept per weight and made again when it changes), each input row per row in the same
-    way, the product in exact int32 arithmetic (``torch._int_mm``), then scaled back to fp32 and
-    the bias added. Per row, so a word's result never depends on the other rows of its batch
-    (the output is the same for any block size or batch, as in fp32)."""
-    import torch
-    import torch.nn.functional as F
-    from torch.overrides import TorchFunctionMode
-
-    class _Int8Linear(TorchFunctionMode):
+    class _LinearMode(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if func is not F.linear or len(args) < 2 or args[0].dim() < 2 or args[0].device.type != "cpu":
                 return func(*args, **kwargs)
             x, weight = args[0], args[1]
             bias = args[2] if len(args) > 2 else kwargs.get("bias")
-            wq, w_scale = _int8_weight(weight)  # (K, N) int8, (N,)
-            flat = x.reshape(-1, x.shape[-1]).float()  # (M, K)
-            x_scale = flat.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127  # (M, 1)
-            xq = torch.round(flat / x_scale).to(torch.int8)
-            out = torch._int_mm(xq, wq).float().mul_(x_scale).mul_(w_scale)  # (M, N), exact up to here
-            if bias is not None:
-                out += bias.float()
+            out = product(x.reshape(-1, x.shape[-1]), weight, bias)
             return out.reshape(*x.shape[:-1], out.shape[-1])
 
-    return _Int8Linear()
+    return _LinearMode()
+
+
+def _rounded_rows():
+    """``F.linear`` in bfloat16 on rows padded with zero rows to a multiple of ``ROWS``, at most
+    ``PIECE`` at a time, so that every product has one of PIECE / ROWS shapes. oneDNN, which
+    runs bfloat16 products on the CPU, builds and keeps a kernel for every new shape: tagging
+    EWT train, with a new row count per batch, grew to 1.1 GB against 0.4 GB in fp32. Each
+    row's result is the same either way (rows of a product do not mix), and as fast as one
+    product (measured)."""
+    return _linear_mode(_bf16_product)
+
+
+def _bf16_product(x, weight, bias):
+    import torch
+
+    rows, width = x.shape
+    padded = rows + -rows % ROWS
+    xb = x.new_zeros(padded, width, dtype=torch.bfloat16)  # (P, K)
+    xb[:rows] = x
+    wt = weight.to(torch.bfloat16).t()  # (K, N)
+    bb = None if bias is None else bias.to(torch.bfloat16)  # (N,)
+    out = x.new_empty(padded, weight.shape[0], dtype=torch.bfloat16)  # (P, N)
+    for i in range(0, padded, PIECE):
+        if bb is None:
+            torch.mm(xb[i:i + PIECE], wt, out=out[i:i + PIECE])
+        else:
+            torch.addmm(bb, xb[i:i + PIECE], wt, out=out[i:i + PIECE])
+    return out[:rows]
+
+
+def _int8_linear():
+    """``F.linear`` as an int8 product: the weight quantized symmetrically per output channel
+    (scale = its largest magnitude / 127, once, kept per weight and made again when it
+    changes), each input row on its own scale in the same way, the product in exact int32
+    arithmetic (``torch._int_mm``), then scaled back to fp32 and the bias added. Per row, so a
+    word's result never depends on the other rows of its batch (the output is the same for
+    any block size or batch, as in fp32)."""
+    return _linear_mode(_int8_product)
+
+
+def _int8_product(x, weight, bias):
+    import torch
+
+    wq, w_scale = _int8_weight(weight)  # (K, N) int8, (N,)
+    x = x.float()  # (M, K)
+    x_scale = x.abs().amax(dim=1, keepdim=True).clamp_min(1e-12) / 127  # (M, 1)
+    xq = torch.round(x / x_scale).to(torch.int8)
+    out = torch._int_mm(xq, wq).float().mul_(x_scale).mul_(w_scale)  # (M, N), exact up to here
+    if bias is not None:
+        out += bias.float()
+    return out
 
 
 _INT8: dict = {}  # id(weight) -> (a weak reference to it, its version, (K, N) int8 weight, (N,) scales)
